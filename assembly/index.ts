@@ -1,0 +1,3 @@
+// The wasm module's exports: raw-pointer kernels and one allocator.
+export { alloc, free } from "./memory";
+export { gemm } from "./gemm";

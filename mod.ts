@@ -1,0 +1,13 @@
+/**
+ * attnround: post-training quantization of ONNX models with Attention Round,
+ * in TypeScript over WebAssembly SIMD. This file is the public API and nothing else.
+ * @module
+ */
+export { init } from "./src/wasm.ts";
+export type { InitOptions } from "./src/wasm.ts";
+export { Tensor } from "./src/tensor.ts";
+export type { DType, TensorData } from "./src/tensor.ts";
+export { matmul } from "./src/gemm.ts";
+export type { MatmulOptions } from "./src/gemm.ts";
+export { AttnroundError } from "./src/errors.ts";
+export type { ErrorCode } from "./src/errors.ts";

@@ -1,0 +1,130 @@
+// Loads the kernels' wasm module and gives the rest of the library a narrow
+// view of it: the raw exports, one allocator, and typed-array views that are
+// re-taken whenever memory has grown (growth detaches the old ArrayBuffer).
+//
+// No @assemblyscript/loader: every export takes and returns plain numbers and
+// pointers, so instantiation plus an `abort` import is all a loader would do.
+import { wasmBase64 } from "../build/attnround.wasm.ts";
+import { AttnroundError } from "./errors.ts";
+
+export interface KernelExports {
+  memory: WebAssembly.Memory;
+  alloc(bytes: number): number;
+  free(ptr: number): void;
+  gemm(
+    transA: number,
+    transB: number,
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    accumulate: number,
+  ): void;
+}
+
+export interface InitOptions {
+  /** A precompiled module, for runtimes that forbid compiling wasm from bytes. */
+  module?: WebAssembly.Module;
+}
+
+let kernels: KernelExports | undefined;
+let pending: Promise<void> | undefined;
+let viewBuffer: ArrayBufferLike | undefined;
+let viewF32: Float32Array = new Float32Array(0);
+let viewU8: Uint8Array = new Uint8Array(0);
+
+/** Instantiates the wasm kernels. Safe to call more than once. */
+export function init(options: InitOptions = {}): Promise<void> {
+  if (kernels) return Promise.resolve();
+  pending ??= instantiate(options).catch((cause) => {
+    pending = undefined;
+    if (cause instanceof AttnroundError) throw cause;
+    throw new AttnroundError("WASM_INIT_FAILED", `could not instantiate the wasm kernels: ${cause}`, {
+      cause,
+    });
+  });
+  return pending;
+}
+
+async function instantiate(options: InitOptions): Promise<void> {
+  const module = options.module ?? await WebAssembly.compile(decodeBase64(wasmBase64));
+  const instance = await WebAssembly.instantiate(module, { env: { abort } });
+  const exports = instance.exports as unknown as KernelExports;
+  for (const name of ["memory", "alloc", "free", "gemm"] as const) {
+    if (!(name in exports)) {
+      throw new AttnroundError(
+        "WASM_INIT_FAILED",
+        `the wasm module lacks the export "${name}": pass the module built from this version's assembly/`,
+      );
+    }
+  }
+  kernels = exports;
+}
+
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+// AssemblyScript calls this on a failed allocation or a trap it checks for.
+function abort(messagePtr: number, filePtr: number, line: number, column: number): never {
+  const message = readAscString(messagePtr);
+  const file = readAscString(filePtr);
+  throw new AttnroundError("WASM_ABORT", `wasm kernel aborted: ${message} (${file}:${line}:${column})`);
+}
+
+function readAscString(ptr: number): string {
+  if (!kernels || ptr === 0) return "?";
+  const bytes = new Uint32Array(kernels.memory.buffer, ptr - 4, 1)[0];
+  return String.fromCharCode(...new Uint16Array(kernels.memory.buffer, ptr, bytes >>> 1));
+}
+
+/** The raw exports; throws if init() has not completed. */
+export function wasm(): KernelExports {
+  if (!kernels) throw new AttnroundError("NOT_INITIALIZED", "call `await init()` before using the library");
+  return kernels;
+}
+
+function refreshViews(): void {
+  const buffer = wasm().memory.buffer;
+  if (buffer !== viewBuffer) {
+    viewBuffer = buffer;
+    viewF32 = new Float32Array(buffer);
+    viewU8 = new Uint8Array(buffer);
+  }
+}
+
+/** Float32 view of `length` floats at byte address `ptr`; valid until the next allocation. */
+export function f32(ptr: number, length: number): Float32Array {
+  refreshViews();
+  return viewF32.subarray(ptr >>> 2, (ptr >>> 2) + length);
+}
+
+/** Byte view of `length` bytes at `ptr`; valid until the next allocation. */
+export function u8(ptr: number, length: number): Uint8Array {
+  refreshViews();
+  return viewU8.subarray(ptr, ptr + length);
+}
+
+/** Allocates `bytes` bytes (16-byte aligned) in wasm memory. */
+export function alloc(bytes: number): number {
+  return wasm().alloc(bytes);
+}
+
+export function free(ptr: number): void {
+  wasm().free(ptr);
+}
+
+/** Copies `data` into a new wasm allocation and returns its address. */
+export function allocF32(data: Float32Array): number {
+  const ptr = alloc(data.length * 4);
+  f32(ptr, data.length).set(data);
+  return ptr;
+}

@@ -1,0 +1,34 @@
+// Shared test helpers: a seeded generator and float comparisons.
+
+/** Deterministic uniform floats in [-1, 1) (mulberry32). */
+export function randomFloats(count: number, seed: number): Float32Array {
+  const out = new Float32Array(count);
+  let state = seed >>> 0;
+  for (let i = 0; i < count; i++) {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** Largest |a-b| / (atol + rtol·|b|); at most 1 means every element is within tolerance. */
+export function worstRelativeError(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  rtol: number,
+  atol: number,
+) {
+  let worst = 0;
+  let at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const e = Math.abs(actual[i] - expected[i]) / (atol + rtol * Math.abs(expected[i]));
+    if (!(e <= worst)) {
+      worst = e;
+      at = i;
+    }
+  }
+  return { worst, at };
+}

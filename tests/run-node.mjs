@@ -1,0 +1,90 @@
+// Runs the Deno test files under Node: each tests/*.test.ts is bundled by
+// esbuild with `Deno` bound to @deno/shim-deno-test, imported, and its
+// collected tests run in order. Prints a closing `N passed, N failed` line.
+//   node tests/run-node.mjs [filter-substring]
+import { build } from "esbuild";
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const testsDir = new URL(".", import.meta.url).pathname;
+const filter = process.argv[2] ?? "";
+const files = readdirSync(testsDir).filter((f) => f.endsWith(".test.ts") && f.includes(filter)).sort();
+// Inside node_modules so that the bundles resolve packages from the project.
+const cacheDir = join(testsDir, "..", "node_modules", ".cache");
+mkdirSync(cacheDir, { recursive: true });
+const outDir = mkdtempSync(join(cacheDir, "attnround-tests-"));
+const shim = join(outDir, "deno-shim.mjs");
+writeFileSync(shim, 'export { Deno } from "@deno/shim-deno-test";\n');
+
+// `npm:name@version/path` specifiers (Deno) resolve to the package installed in node_modules.
+const npmSpecifiers = {
+  name: "npm-specifiers",
+  setup(b) {
+    b.onResolve({ filter: /^npm:/ }, (args) => ({
+      path: args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"),
+      external: true,
+    }));
+  },
+};
+
+let passed = 0;
+let failed = 0;
+let ignored = 0;
+try {
+  for (const file of files) {
+    const outfile = join(outDir, file.replace(/\.ts$/, ".mjs"));
+    await build({
+      entryPoints: [join(testsDir, file)],
+      bundle: true,
+      format: "esm",
+      platform: "node",
+      target: "node20",
+      packages: "external",
+      inject: [shim],
+      plugins: [npmSpecifiers],
+      outfile,
+      logLevel: "error",
+    });
+    const { testDefinitions } = await import("@deno/shim-deno-test");
+    await import(pathToFileURL(outfile).href);
+    const definitions = testDefinitions.splice(0, testDefinitions.length);
+    const only = definitions.some((d) => d.only);
+    console.log(`running ${definitions.length} tests from ./tests/${file}`);
+    for (const d of definitions) {
+      if (d.ignore || (only && !d.only)) {
+        ignored++;
+        continue;
+      }
+      const start = performance.now();
+      try {
+        await d.fn(testContext(d.name));
+        passed++;
+        console.log(`${d.name} ... ok (${Math.round(performance.now() - start)}ms)`);
+      } catch (error) {
+        failed++;
+        console.log(`${d.name} ... FAILED`);
+        console.log(error?.stack ?? error);
+      }
+    }
+  }
+} finally {
+  rmSync(outDir, { recursive: true, force: true });
+}
+
+function testContext(name) {
+  return {
+    name,
+    origin: "",
+    async step(stepName, fn) {
+      const stepFn = typeof stepName === "function" ? stepName : fn ?? stepName.fn;
+      await stepFn(testContext(`${name} > ${stepName.name ?? stepName}`));
+      return true;
+    },
+  };
+}
+
+console.log(
+  `\nnode ${process.version}: ${passed} passed, ${failed} failed${ignored ? `, ${ignored} ignored` : ""}`,
+);
+process.exitCode = failed > 0 ? 1 : 0;

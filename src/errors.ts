@@ -6,7 +6,8 @@ export type ErrorCode =
   | "WASM_INIT_FAILED"
   | "WASM_ABORT"
   | "INVALID_ARGUMENT"
-  | "SHAPE_MISMATCH";
+  | "SHAPE_MISMATCH"
+  | "INVALID_DATA";
 
 export class AttnroundError extends Error {
   readonly code: ErrorCode;

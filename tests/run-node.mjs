@@ -3,7 +3,7 @@
 // collected tests run in order. Prints a closing `N passed, N failed` line.
 //   node tests/run-node.mjs [filter-substring]
 import { build } from "esbuild";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 
@@ -28,6 +28,21 @@ const npmSpecifiers = {
   },
 };
 
+// `import.meta.url` keeps naming the source file, not the bundle, so that
+// `new URL("./fixtures/x", import.meta.url)` finds the same file in both runtimes.
+const sourceUrls = {
+  name: "source-import-meta-url",
+  setup(b) {
+    b.onLoad({ filter: /\.ts$/ }, (args) => ({
+      contents: readFileSync(args.path, "utf8").replaceAll(
+        "import.meta.url",
+        JSON.stringify(pathToFileURL(args.path).href),
+      ),
+      loader: "ts",
+    }));
+  },
+};
+
 let passed = 0;
 let failed = 0;
 let ignored = 0;
@@ -42,7 +57,7 @@ try {
       target: "node20",
       packages: "external",
       inject: [shim],
-      plugins: [npmSpecifiers],
+      plugins: [npmSpecifiers, sourceUrls],
       outfile,
       logLevel: "error",
     });

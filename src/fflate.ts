@@ -1,0 +1,7 @@
+// The one place fflate is imported, so its version is pinned once.
+// A full `npm:` specifier because a remote Deno importer has no import map;
+// tests/run-node.mjs maps it to the package in node_modules for Node.
+// deno-lint-ignore no-import-prefix
+import { inflateSync, zipSync } from "npm:fflate@0.8.3";
+
+export { inflateSync, zipSync };

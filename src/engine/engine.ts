@@ -1,0 +1,371 @@
+// Runs a graph. The first run at a given set of input shapes is the planning
+// run: it executes every node with fresh allocations, folds every node whose
+// inputs are all known at plan time (initializers, Constant, Shape, and
+// anything computed only from those), and records each remaining node's
+// allocations with their lifetimes. Those are then packed into one arena, so
+// later runs at the same shapes replay the steps with no allocation per op.
+import { AttnroundError } from "../errors.ts";
+import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import { type DType, Tensor, type TensorData } from "../tensor.ts";
+import { alloc, f32, free } from "../wasm.ts";
+import { kernelFor, type OpContext, type OpRun } from "./registry.ts";
+import { sizeOf, type Value, WasmValue } from "./value.ts";
+import "./ops/index.ts";
+
+const ALIGN = 16;
+const alignUp = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
+
+interface Step {
+  node: Node;
+  run: OpRun;
+  /** Arena offsets of this step's allocations, in the order it makes them. */
+  outputOffsets: number[];
+  outputBytes: number[];
+  scratchOffset: number;
+  scratchBytes: number;
+}
+
+interface Plan {
+  steps: Step[];
+  /** Values known at plan time: folded nodes' outputs. Owned by the plan. */
+  constants: Map<string, Value>;
+  inputOffsets: Map<string, number>;
+  arena: number;
+  arenaBytes: number;
+  /** Plan-time allocations to release with the plan. */
+  owned: number[];
+}
+
+interface Buffer {
+  ptr: number;
+  bytes: number;
+  born: number;
+  died: number;
+  refs: number;
+}
+
+export class Engine {
+  readonly order: Node[];
+  private readonly runs: OpRun[];
+  /** Initializers, float32 ones copied into wasm memory once. */
+  private readonly initializers = new Map<string, Value>();
+  private readonly plans = new Map<string, Plan>();
+  /** Index of the last node that reads each value (graph outputs: never freed). */
+  private readonly lastUse = new Map<string, number>();
+
+  constructor(readonly graph: Graph) {
+    this.order = topologicalOrder(graph);
+    const unsupported = this.order.filter((n) => !kernelFor(n));
+    if (unsupported.length > 0) {
+      const types = [...new Set(unsupported.map((n) => (n.domain ? `${n.domain}.` : "") + n.opType))];
+      throw new AttnroundError(
+        "UNSUPPORTED_MODEL",
+        `unsupported op type${types.length > 1 ? "s" : ""} ${types.join(", ")} at node${
+          unsupported.length > 1 ? "s" : ""
+        } ${unsupported.slice(0, 10).map((n) => `"${n.name}"`).join(", ")}${
+          unsupported.length > 10 ? ", …" : ""
+        }`,
+      );
+    }
+    this.runs = this.order.map((n) => kernelFor(n)!);
+    for (const [name, t] of graph.initializers) this.initializers.set(name, toEngineValue(t));
+    this.order.forEach((node, i) => node.inputs.forEach((name) => name && this.lastUse.set(name, i)));
+    for (const out of graph.outputs) this.lastUse.set(out.name, Infinity);
+  }
+
+  /** Runs the graph on named inputs and returns the graph outputs as plain Tensors. */
+  run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    const key = this.graph.inputs
+      .filter((i) => !this.graph.initializers.has(i.name))
+      .map((i) => `${i.name}:${feeds[i.name]?.dtype}[${feeds[i.name]?.shape}]`)
+      .join(";");
+    const plan = this.plans.get(key);
+    if (plan) return this.replay(plan, feeds);
+    const { outputs, plan: made } = this.planAndRun(feeds);
+    this.plans.set(key, made);
+    return outputs;
+  }
+
+  /** Releases the wasm memory held by cached plans and initializers. */
+  dispose(): void {
+    for (const plan of this.plans.values()) releasePlan(plan);
+    this.plans.clear();
+    for (const v of this.initializers.values()) if (v instanceof WasmValue) free(v.ptr);
+    this.initializers.clear();
+  }
+
+  private planAndRun(feeds: Record<string, Tensor>): { outputs: Record<string, Tensor>; plan: Plan } {
+    const env = new Map<string, Value>(this.initializers);
+    const known = new Set<string>(["", ...this.initializers.keys()]);
+    const buffers: Buffer[] = [];
+    const bufferOf = new Map<number, Buffer>();
+    const steps: Step[] = [];
+    const constants = new Map<string, Value>();
+    const owned: number[] = [];
+    const inputBuffers = new Map<string, Buffer>();
+
+    const newBuffer = (bytes: number, born: number): Buffer => {
+      const b: Buffer = {
+        ptr: alloc(Math.max(bytes, ALIGN)),
+        bytes: alignUp(bytes),
+        born,
+        died: Infinity,
+        refs: 0,
+      };
+      buffers.push(b);
+      bufferOf.set(b.ptr, b);
+      return b;
+    };
+    const bind = (name: string, v: Value) => {
+      env.set(name, v);
+      const b = v instanceof WasmValue ? bufferOf.get(v.ptr) : undefined;
+      if (b) b.refs++;
+    };
+    const release = (name: string, step: number) => {
+      const v = env.get(name);
+      if (!(v instanceof WasmValue)) return;
+      const b = bufferOf.get(v.ptr);
+      if (b && --b.refs === 0) {
+        b.died = step;
+        free(b.ptr);
+        bufferOf.delete(b.ptr);
+      }
+    };
+
+    for (const input of this.graph.inputs) {
+      if (this.initializers.has(input.name)) continue;
+      const feed = checkFeed(input.name, feeds);
+      if (feed.dtype === "float32") {
+        const b = newBuffer(feed.size * 4, -1);
+        inputBuffers.set(input.name, b);
+        f32(b.ptr, feed.size).set(feed.data as Float32Array);
+        bind(input.name, new WasmValue(b.ptr, feed.shape));
+      } else {
+        env.set(input.name, feed);
+      }
+    }
+
+    try {
+      this.order.forEach((node, i) => {
+        const foldable = node.opType === "Shape" || node.opType === "Size" ||
+          node.inputs.every((name) => known.has(name));
+        const made: Buffer[] = [];
+        let scratch: Buffer | undefined;
+        const ctx = contextFor(node, this.graph.opset, (bytes) => {
+          const b = newBuffer(bytes, i);
+          made.push(b);
+          return b.ptr;
+        }, (bytes) => {
+          if (!scratch || scratch.bytes < bytes) {
+            if (scratch) free(scratch.ptr);
+            scratch = {
+              ptr: alloc(Math.max(bytes, ALIGN)),
+              bytes: alignUp(bytes),
+              born: i,
+              died: i,
+              refs: 0,
+            };
+          }
+          return scratch.ptr;
+        });
+        const outs = runStep(this.runs[i], ctx, node.inputs.map((name) => name ? env.get(name) : undefined));
+        if (scratch) free(scratch.ptr);
+        node.outputs.forEach((name, k) => name && outs[k] && bind(name, outs[k]));
+        if (foldable) {
+          // Folded: its buffers belong to the plan, outside the arena.
+          for (const b of made) {
+            bufferOf.delete(b.ptr);
+            buffers.splice(buffers.indexOf(b), 1);
+            owned.push(b.ptr);
+          }
+          node.outputs.forEach((name) => {
+            if (!name) return;
+            known.add(name);
+            constants.set(name, env.get(name)!);
+          });
+        } else {
+          steps.push({
+            node,
+            run: this.runs[i],
+            outputOffsets: [],
+            outputBytes: made.map((b) => b.bytes),
+            scratchOffset: 0,
+            scratchBytes: scratch?.bytes ?? 0,
+          });
+          for (const b of made) b.born = steps.length - 1;
+          if (scratch) buffers.push({ ...scratch, born: steps.length - 1, died: steps.length - 1 });
+        }
+        // A value nobody reads is dead at once; inputs die at their last reader.
+        for (const name of node.outputs) if (name && !this.lastUse.has(name)) release(name, steps.length - 1);
+        for (const name of new Set(node.inputs)) {
+          if (name && this.lastUse.get(name) === i && !known.has(name)) release(name, steps.length - 1);
+        }
+      });
+      const outputs = this.collectOutputs(env);
+      const plan = layoutArena(steps, buffers, inputBuffers, constants, owned);
+      return { outputs, plan };
+    } finally {
+      for (const b of bufferOf.values()) if (!owned.includes(b.ptr)) free(b.ptr);
+    }
+  }
+
+  private replay(plan: Plan, feeds: Record<string, Tensor>): Record<string, Tensor> {
+    const env = new Map<string, Value>(this.initializers);
+    for (const [name, v] of plan.constants) env.set(name, v);
+    for (const input of this.graph.inputs) {
+      if (this.initializers.has(input.name)) continue;
+      const feed = checkFeed(input.name, feeds);
+      const offset = plan.inputOffsets.get(input.name);
+      if (offset === undefined) {
+        env.set(input.name, feed);
+      } else {
+        f32(plan.arena + offset, feed.size).set(feed.data as Float32Array);
+        env.set(input.name, new WasmValue(plan.arena + offset, feed.shape));
+      }
+    }
+    for (const step of plan.steps) {
+      let k = 0;
+      const ctx = contextFor(step.node, this.graph.opset, (bytes) => {
+        if (k >= step.outputOffsets.length || alignUp(bytes) > step.outputBytes[k]) {
+          throw new AttnroundError(
+            "UNSUPPORTED_MODEL",
+            `node "${step.node.name}" (${step.node.opType}) changed its output size between runs at the same input shapes: data-dependent shapes are not supported`,
+          );
+        }
+        return plan.arena + step.outputOffsets[k++];
+      }, () => plan.arena + step.scratchOffset);
+      const outs = runStep(step.run, ctx, step.node.inputs.map((name) => name ? env.get(name) : undefined));
+      step.node.outputs.forEach((name, i) => name && outs[i] && env.set(name, outs[i]));
+    }
+    return this.collectOutputs(env);
+  }
+
+  private collectOutputs(env: Map<string, Value>): Record<string, Tensor> {
+    const result: Record<string, Tensor> = {};
+    for (const out of this.graph.outputs) {
+      const v = env.get(out.name);
+      if (!v) throw new AttnroundError("INVALID_MODEL", `graph output "${out.name}" is never computed`);
+      result[out.name] = new Tensor(v.data.slice() as TensorData, v.shape, v.dtype);
+    }
+    return result;
+  }
+}
+
+// Runs one op; a float32 result it made on the host (Constant, say) moves into
+// wasm memory through the step's own allocator, so replays allocate alike.
+function runStep(run: OpRun, ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  return run(ctx, inputs).map((v) => {
+    if (v.dtype !== "float32" || v instanceof WasmValue) return v;
+    const moved = ctx.outputF32(v.shape);
+    moved.data.set(v.data as Float32Array);
+    return moved;
+  });
+}
+
+function contextFor(
+  node: Node,
+  opset: number,
+  allocate: (bytes: number) => number,
+  scratch: (bytes: number) => number,
+): OpContext {
+  const outputF32 = (shape: readonly number[]) => new WasmValue(allocate(sizeOf(shape) * 4), shape);
+  return {
+    node,
+    opset,
+    outputF32,
+    output: (shape, dtype) => dtype === "float32" ? outputF32(shape) : newHostTensor(shape, dtype),
+    scratch,
+  };
+}
+
+const hostArray: Record<DType, new (n: number) => TensorData> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+  bool: Uint8Array,
+};
+
+export function newHostTensor(shape: readonly number[], dtype: DType): Tensor {
+  return new Tensor(new hostArray[dtype](sizeOf(shape)), shape, dtype);
+}
+
+/** float32 tensors move into wasm memory; others stay as they are. */
+function toEngineValue(t: Tensor): Value {
+  if (t.dtype !== "float32") return t;
+  const v = new WasmValue(alloc(Math.max(t.size * 4, ALIGN)), t.shape);
+  v.data.set(t.data as Float32Array);
+  return v;
+}
+
+function checkFeed(name: string, feeds: Record<string, Tensor>): Tensor {
+  const feed = feeds[name];
+  if (!(feed instanceof Tensor)) {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `missing input "${name}": pass { ${name}: new Tensor(data, shape) } (given: ${
+        Object.keys(feeds).join(", ") || "nothing"
+      })`,
+    );
+  }
+  return feed;
+}
+
+// Packs the recorded buffers into one arena: two buffers may share bytes
+// when their lifetimes [born, died] do not overlap. Greedy, largest first.
+function layoutArena(
+  steps: Step[],
+  buffers: Buffer[],
+  inputBuffers: Map<string, Buffer>,
+  constants: Map<string, Value>,
+  owned: number[],
+): Plan {
+  const placed: { offset: number; b: Buffer }[] = [];
+  const offsetOf = new Map<Buffer, number>();
+  for (const b of [...buffers].sort((x, y) => y.bytes - x.bytes || x.born - y.born)) {
+    const clashes = placed.filter((p) => p.b.born <= b.died && b.born <= p.b.died).sort((x, y) =>
+      x.offset - y.offset
+    );
+    let offset = 0;
+    for (const p of clashes) {
+      if (offset + b.bytes <= p.offset) break;
+      offset = Math.max(offset, p.offset + p.b.bytes);
+    }
+    placed.push({ offset, b });
+    offsetOf.set(b, offset);
+  }
+  const arenaBytes = placed.reduce((m, p) => Math.max(m, p.offset + p.b.bytes), 0);
+  // Buffers were recorded per step in allocation order; hand the offsets back.
+  const byStep = new Map<number, Buffer[]>();
+  for (const b of buffers) {
+    if (b.born < 0) continue;
+    if (!byStep.has(b.born)) byStep.set(b.born, []);
+    byStep.get(b.born)!.push(b);
+  }
+  steps.forEach((step, s) => {
+    const mine = byStep.get(s) ?? [];
+    const scratch = step.scratchBytes > 0 ? mine.pop() : undefined;
+    step.outputOffsets = mine.map((b) => offsetOf.get(b)!);
+    if (scratch) step.scratchOffset = offsetOf.get(scratch)!;
+  });
+  const inputOffsets = new Map([...inputBuffers].map(([name, b]) => [name, offsetOf.get(b)!]));
+  return {
+    steps,
+    constants,
+    inputOffsets,
+    arena: arenaBytes > 0 ? alloc(arenaBytes) : 0,
+    arenaBytes,
+    owned,
+  };
+}
+
+function releasePlan(plan: Plan): void {
+  if (plan.arena) free(plan.arena);
+  for (const ptr of plan.owned) free(ptr);
+}

@@ -1,0 +1,4 @@
+// Registers every op kernel.
+import "./elementwise.ts";
+import "./shape.ts";
+import "./nn.ts";

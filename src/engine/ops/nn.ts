@@ -1,0 +1,646 @@
+// Neural-network ops: convolutions, matrix products, normalisation, pooling,
+// softmax, reductions, resizing, and (de)quantization.
+import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
+import type { DType } from "../../tensor.ts";
+import { gemmAt } from "../../gemm.ts";
+import { registerOps } from "../registry.ts";
+import type { OpContext } from "../registry.ts";
+import { type Value, WasmValue } from "../value.ts";
+import {
+  broadcastIndex,
+  broadcastShapes,
+  normalizeAxis,
+  opError,
+  required,
+  stridesOf,
+  toNumbers,
+} from "./util.ts";
+
+function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
+  const v = required(node, inputs, index);
+  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32 (got ${v.dtype})`);
+  return v;
+}
+
+export interface SpatialGeometry {
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  /** Begin pads per spatial axis, then end pads. */
+  pads: number[];
+  out: number[];
+}
+
+/** Kernel, strides, dilations, pads and output size of a conv/pool node, auto_pad and ceil_mode included. */
+export function spatialGeometry(
+  node: Node,
+  inShape: readonly number[],
+  kernel: number[],
+  ceil = false,
+): SpatialGeometry {
+  const n = kernel.length;
+  const strides = attrInts(node, "strides") ?? new Array(n).fill(1);
+  const dilations = attrInts(node, "dilations") ?? new Array(n).fill(1);
+  let pads = attrInts(node, "pads") ?? new Array(2 * n).fill(0);
+  const autoPad = attrString(node, "auto_pad", "NOTSET");
+  const spatial = inShape.slice(2);
+  if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
+    pads = new Array(2 * n).fill(0);
+    for (let i = 0; i < n; i++) {
+      const out = Math.ceil(spatial[i] / strides[i]);
+      const total = Math.max(0, (out - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - spatial[i]);
+      const small = Math.floor(total / 2);
+      pads[i] = autoPad === "SAME_UPPER" ? small : total - small;
+      pads[i + n] = total - pads[i];
+    }
+  } else if (autoPad === "VALID") {
+    pads = new Array(2 * n).fill(0);
+  }
+  const out = spatial.map((d, i) => {
+    const span = d + pads[i] + pads[i + n] - dilations[i] * (kernel[i] - 1) - 1;
+    let o = (ceil ? Math.ceil(span / strides[i]) : Math.floor(span / strides[i])) + 1;
+    // With ceil_mode the last window must start inside the input or its begin padding.
+    if (ceil && (o - 1) * strides[i] >= d + pads[i]) o--;
+    return o;
+  });
+  if (out.some((o) => o <= 0)) throw opError(node, `input [${inShape}] is too small for kernel [${kernel}]`);
+  return { kernel, strides, dilations, pads, out };
+}
+
+/** Lays 2-D spatial axes out so 1-D ops run as 2-D with height 1. */
+function as2d(g: SpatialGeometry): SpatialGeometry {
+  if (g.kernel.length === 2) return g;
+  return {
+    kernel: [1, g.kernel[0]],
+    strides: [1, g.strides[0]],
+    dilations: [1, g.dilations[0]],
+    pads: [0, g.pads[0], 0, g.pads[1]],
+    out: [1, g.out[0]],
+  };
+}
+
+function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
+  const bias = inputs[2] as WasmValue | undefined;
+  const rank = x.shape.length;
+  if (rank !== 3 && rank !== 4) {
+    throw opError(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
+  }
+  const group = attrInt(node, "group", 1);
+  const [n, c] = x.shape;
+  const m = w.shape[0];
+  const kernel = attrInts(node, "kernel_shape") ?? w.shape.slice(2);
+  if (c !== w.shape[1] * group || m % group !== 0) {
+    throw opError(node, `weight [${w.shape}] does not fit input [${x.shape}] with group ${group}`);
+  }
+  const geo = spatialGeometry(node, x.shape, kernel);
+  const g = as2d(geo);
+  const [h, wd] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
+  const [outH, outW] = g.out;
+  const y = ctx.outputF32([n, m, ...geo.out]);
+  const cg = c / group, mg = m / group, kk = cg * g.kernel[0] * g.kernel[1], p = outH * outW;
+  const col = ctx.scratch(kk * p * 4);
+  const colData = new WasmValue(col, [kk * p]).data;
+  const xd = x.data;
+  for (let img = 0; img < n; img++) {
+    for (let gi = 0; gi < group; gi++) {
+      // im2col: col[(ci·kh + ki)·kw + kj, oy·outW + ox]
+      let r = 0;
+      for (let ci = 0; ci < cg; ci++) {
+        const plane = ((img * c) + gi * cg + ci) * h * wd;
+        for (let ki = 0; ki < g.kernel[0]; ki++) {
+          for (let kj = 0; kj < g.kernel[1]; kj++, r++) {
+            const row = r * p;
+            for (let oy = 0; oy < outH; oy++) {
+              const iy = oy * g.strides[0] - g.pads[0] + ki * g.dilations[0];
+              for (let ox = 0; ox < outW; ox++) {
+                const ix = ox * g.strides[1] - g.pads[1] + kj * g.dilations[1];
+                colData[row + oy * outW + ox] = iy >= 0 && iy < h && ix >= 0 && ix < wd
+                  ? xd[plane + iy * wd + ix]
+                  : 0;
+              }
+            }
+          }
+        }
+      }
+      gemmAt(
+        { transA: false, transB: false, m: mg, n: p, k: kk, lda: kk, ldb: p, ldc: p, accumulate: false },
+        w.ptr + gi * mg * kk * 4,
+        col,
+        y.ptr + ((img * m) + gi * mg) * p * 4,
+      );
+    }
+  }
+  if (bias) addChannelBias(y, bias.data, n, m, p);
+  return [y];
+}
+
+function addChannelBias(y: WasmValue, bias: Float32Array, n: number, m: number, p: number): void {
+  const yd = y.data;
+  for (let img = 0; img < n; img++) {
+    for (let ch = 0; ch < m; ch++) {
+      const b = bias[ch], base = (img * m + ch) * p;
+      for (let i = 0; i < p; i++) yd[base + i] += b;
+    }
+  }
+}
+
+function convTranspose(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
+  const bias = inputs[2] as WasmValue | undefined;
+  const rank = x.shape.length;
+  if (rank !== 3 && rank !== 4) throw opError(node, `only 1-D and 2-D transposed convolutions are supported`);
+  const nsp = rank - 2;
+  const group = attrInt(node, "group", 1);
+  const [n, c] = x.shape;
+  const mg = w.shape[1], m = mg * group, cg = c / group;
+  const kernel = attrInts(node, "kernel_shape") ?? w.shape.slice(2);
+  const strides = attrInts(node, "strides") ?? new Array(nsp).fill(1);
+  const dilations = attrInts(node, "dilations") ?? new Array(nsp).fill(1);
+  const outputPadding = attrInts(node, "output_padding") ?? new Array(nsp).fill(0);
+  const spatial = x.shape.slice(2);
+  let pads = attrInts(node, "pads") ?? new Array(2 * nsp).fill(0);
+  const outputShape = attrInts(node, "output_shape");
+  const autoPad = attrString(node, "auto_pad", "NOTSET");
+  const full = spatial.map((d, i) =>
+    strides[i] * (d - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1
+  );
+  let out: number[];
+  if (outputShape || autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
+    out = outputShape ? outputShape.slice(-nsp) : spatial.map((d, i) => d * strides[i]);
+    pads = new Array(2 * nsp).fill(0);
+    for (let i = 0; i < nsp; i++) {
+      const total = Math.max(0, full[i] - out[i]);
+      const half = Math.floor(total / 2);
+      pads[i] = autoPad === "SAME_UPPER" ? half : total - half;
+      pads[i + nsp] = total - pads[i];
+    }
+  } else {
+    out = full.map((f, i) => f - pads[i] - pads[i + nsp]);
+  }
+  const k2 = nsp === 2 ? kernel : [1, kernel[0]];
+  const s2 = nsp === 2 ? strides : [1, strides[0]];
+  const d2 = nsp === 2 ? dilations : [1, dilations[0]];
+  const p2 = nsp === 2 ? pads : [0, pads[0], 0, pads[1]];
+  const [h, wd] = nsp === 2 ? spatial : [1, spatial[0]];
+  const [outH, outW] = nsp === 2 ? out : [1, out[0]];
+  const y = ctx.outputF32([n, m, ...out]);
+  const kk = mg * k2[0] * k2[1], p = h * wd;
+  const col = ctx.scratch(kk * p * 4);
+  const yd0 = y.data;
+  yd0.fill(0);
+  for (let img = 0; img < n; img++) {
+    for (let gi = 0; gi < group; gi++) {
+      // col[kk, p] = W_gᵀ [kk, cg] · x_g [cg, p]
+      gemmAt(
+        { transA: true, transB: false, m: kk, n: p, k: cg, lda: kk, ldb: p, ldc: p, accumulate: false },
+        w.ptr + gi * cg * kk * 4,
+        x.ptr + (img * c + gi * cg) * p * 4,
+        col,
+      );
+      const colData = new WasmValue(col, [kk * p]).data, yd = y.data;
+      let r = 0;
+      for (let co = 0; co < mg; co++) {
+        const plane = (img * m + gi * mg + co) * outH * outW;
+        for (let ki = 0; ki < k2[0]; ki++) {
+          for (let kj = 0; kj < k2[1]; kj++, r++) {
+            for (let iy = 0; iy < h; iy++) {
+              const oy = iy * s2[0] - p2[0] + ki * d2[0];
+              if (oy < 0 || oy >= outH) continue;
+              for (let ix = 0; ix < wd; ix++) {
+                const ox = ix * s2[1] - p2[1] + kj * d2[1];
+                if (ox >= 0 && ox < outW) yd[plane + oy * outW + ox] += colData[r * p + iy * wd + ix];
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  if (bias) addChannelBias(y, bias.data, n, m, outH * outW);
+  return [y];
+}
+
+function matmul(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const a = wasmInput(node, inputs, 0), b = wasmInput(node, inputs, 1);
+  const aShape = a.shape.length === 1 ? [1, a.shape[0]] : [...a.shape];
+  const bShape = b.shape.length === 1 ? [b.shape[0], 1] : [...b.shape];
+  const [m, k] = aShape.slice(-2), [kb, n] = bShape.slice(-2);
+  if (k !== kb) throw opError(node, `inner dimensions differ: [${a.shape}] × [${b.shape}]`);
+  const batch = broadcastShapes(node, [aShape.slice(0, -2), bShape.slice(0, -2)]);
+  const outShape = [...batch, m, n];
+  if (a.shape.length === 1) outShape.splice(outShape.length - 2, 1);
+  if (b.shape.length === 1) outShape.splice(outShape.length - 1, 1);
+  const y = ctx.outputF32(outShape);
+  const ia = broadcastIndex(aShape.slice(0, -2), batch), ib = broadcastIndex(bShape.slice(0, -2), batch);
+  for (let i = 0; i < ia.length; i++) {
+    gemmAt(
+      { transA: false, transB: false, m, n, k, lda: k, ldb: n, ldc: n, accumulate: false },
+      a.ptr + ia[i] * m * k * 4,
+      b.ptr + ib[i] * k * n * 4,
+      y.ptr + i * m * n * 4,
+    );
+  }
+  return [y];
+}
+
+function gemm(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const a = wasmInput(node, inputs, 0), b = wasmInput(node, inputs, 1), c = inputs[2];
+  const transA = attrInt(node, "transA", 0) === 1, transB = attrInt(node, "transB", 0) === 1;
+  const alpha = attrFloat(node, "alpha", 1), beta = attrFloat(node, "beta", 1);
+  const [m, k] = transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [kb, n] = transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (k !== kb) throw opError(node, `inner dimensions differ: [${a.shape}] and [${b.shape}]`);
+  const y = ctx.outputF32([m, n]);
+  gemmAt(
+    { transA, transB, m, n, k, lda: a.shape[1], ldb: b.shape[1], ldc: n, accumulate: false },
+    a.ptr,
+    b.ptr,
+    y.ptr,
+  );
+  const yd = y.data;
+  if (alpha !== 1) { for (let i = 0; i < yd.length; i++) yd[i] *= alpha; }
+  if (c && beta !== 0) {
+    const index = broadcastIndex(c.shape, [m, n]);
+    const cd = c.data as Float32Array;
+    for (let i = 0; i < yd.length; i++) yd[i] += beta * cd[index[i]];
+  }
+  return [y];
+}
+
+function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  if (attrInt(node, "training_mode", 0) === 1) throw opError(node, "training mode is not supported");
+  const x = wasmInput(node, inputs, 0);
+  const [scale, bias, mean, variance] = [1, 2, 3, 4].map((i) => wasmInput(node, inputs, i).data);
+  const eps = attrFloat(node, "epsilon", 1e-5);
+  const y = ctx.outputF32(x.shape);
+  const xd = x.data, yd = y.data;
+  const c = x.shape[1] ?? 1, inner = x.shape.slice(2).reduce((a, b) => a * b, 1), n = x.shape[0];
+  for (let img = 0; img < n; img++) {
+    for (let ch = 0; ch < c; ch++) {
+      const s = scale[ch] / Math.sqrt(variance[ch] + eps);
+      const t = bias[ch] - mean[ch] * s;
+      const base = (img * c + ch) * inner;
+      for (let i = 0; i < inner; i++) yd[base + i] = xd[base + i] * s + t;
+    }
+  }
+  return [y];
+}
+
+function pool(kind: "max" | "average") {
+  return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
+    const node = ctx.node;
+    const x = wasmInput(node, inputs, 0);
+    const rank = x.shape.length;
+    if (rank !== 3 && rank !== 4) {
+      throw opError(node, `only 1-D and 2-D pooling is supported (input [${x.shape}])`);
+    }
+    const kernel = attrInts(node, "kernel_shape");
+    if (!kernel) throw opError(node, "kernel_shape is required");
+    const geo = spatialGeometry(node, x.shape, kernel, attrInt(node, "ceil_mode", 0) === 1);
+    const g = as2d(geo);
+    const includePad = attrInt(node, "count_include_pad", 0) === 1;
+    const [n, c] = x.shape;
+    const [h, w] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
+    const [outH, outW] = g.out;
+    const y = ctx.outputF32([n, c, ...geo.out]);
+    const wantIndices = kind === "max" && node.outputs.length > 1 && node.outputs[1] !== "";
+    const indices = wantIndices ? ctx.output([n, c, ...geo.out], "int64") : undefined;
+    const xd = x.data, yd = y.data, id = indices?.data as BigInt64Array | undefined;
+    const storageColumnMajor = attrInt(node, "storage_order", 0) === 1;
+    for (let plane = 0; plane < n * c; plane++) {
+      const xBase = plane * h * w, yBase = plane * outH * outW;
+      for (let oy = 0; oy < outH; oy++) {
+        for (let ox = 0; ox < outW; ox++) {
+          let acc = kind === "max" ? -Infinity : 0, count = 0, best = -1;
+          for (let ki = 0; ki < g.kernel[0]; ki++) {
+            const iy = oy * g.strides[0] - g.pads[0] + ki * g.dilations[0];
+            for (let kj = 0; kj < g.kernel[1]; kj++) {
+              const ix = ox * g.strides[1] - g.pads[1] + kj * g.dilations[1];
+              const inside = iy >= 0 && iy < h && ix >= 0 && ix < w;
+              if (kind === "max") {
+                if (inside && (xd[xBase + iy * w + ix] > acc || best < 0)) {
+                  acc = xd[xBase + iy * w + ix];
+                  best = storageColumnMajor ? ix * h + iy : iy * w + ix;
+                }
+              } else if (inside) {
+                acc += xd[xBase + iy * w + ix];
+                count++;
+              } else if (includePad && iy < h + g.pads[2] && ix < w + g.pads[3]) {
+                count++;
+              }
+            }
+          }
+          yd[yBase + oy * outW + ox] = kind === "max" ? acc : acc / count;
+          if (id) id[yBase + oy * outW + ox] = BigInt(plane * h * w + best);
+        }
+      }
+    }
+    return indices ? [y, indices] : [y];
+  };
+}
+
+function globalPool(kind: "max" | "average") {
+  return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
+    const x = wasmInput(ctx.node, inputs, 0);
+    const [n, c] = x.shape;
+    const inner = x.shape.slice(2).reduce((a, b) => a * b, 1);
+    const y = ctx.outputF32([n, c, ...x.shape.slice(2).map(() => 1)]);
+    const xd = x.data, yd = y.data;
+    for (let plane = 0; plane < n * c; plane++) {
+      let acc = kind === "max" ? -Infinity : 0;
+      for (let i = 0; i < inner; i++) {
+        const v = xd[plane * inner + i];
+        acc = kind === "max" ? Math.max(acc, v) : acc + v;
+      }
+      yd[plane] = kind === "max" ? acc : acc / inner;
+    }
+    return [y];
+  };
+}
+
+function softmax(log: boolean) {
+  return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
+    const x = wasmInput(ctx.node, inputs, 0);
+    const rank = x.shape.length;
+    const axis = normalizeAxis(ctx.node, attrInt(ctx.node, "axis", ctx.opset >= 13 ? -1 : 1), rank);
+    // Before opset 13 the input is coerced to 2-D at `axis`; from 13 the op runs along one axis.
+    const outer = x.shape.slice(0, axis).reduce((a, b) => a * b, 1);
+    const len = ctx.opset >= 13 ? x.shape[axis] : x.shape.slice(axis).reduce((a, b) => a * b, 1);
+    const inner = ctx.opset >= 13 ? x.shape.slice(axis + 1).reduce((a, b) => a * b, 1) : 1;
+    const y = ctx.outputF32(x.shape);
+    const xd = x.data, yd = y.data;
+    for (let o = 0; o < outer; o++) {
+      for (let i = 0; i < inner; i++) {
+        const base = o * len * inner + i;
+        let max = -Infinity;
+        for (let j = 0; j < len; j++) max = Math.max(max, xd[base + j * inner]);
+        let sum = 0;
+        for (let j = 0; j < len; j++) sum += Math.exp(xd[base + j * inner] - max);
+        for (let j = 0; j < len; j++) {
+          const v = xd[base + j * inner] - max;
+          yd[base + j * inner] = log ? v - Math.log(sum) : Math.exp(v) / sum;
+        }
+      }
+    }
+    return [y];
+  };
+}
+
+type Reducer = {
+  init: number;
+  step: (acc: number, v: number) => number;
+  finish: (acc: number, n: number) => number;
+};
+
+const reducers: Record<string, Reducer & { axesInputSince: number }> = {
+  ReduceMean: { init: 0, step: (a, v) => a + v, finish: (a, n) => a / n, axesInputSince: 18 },
+  ReduceSum: { init: 0, step: (a, v) => a + v, finish: (a) => a, axesInputSince: 13 },
+  ReduceMax: { init: -Infinity, step: Math.max, finish: (a) => a, axesInputSince: 18 },
+  ReduceMin: { init: Infinity, step: Math.min, finish: (a) => a, axesInputSince: 18 },
+  ReduceProd: { init: 1, step: (a, v) => a * v, finish: (a) => a, axesInputSince: 18 },
+  ReduceSumSquare: { init: 0, step: (a, v) => a + v * v, finish: (a) => a, axesInputSince: 18 },
+  ReduceL2: { init: 0, step: (a, v) => a + v * v, finish: (a) => Math.sqrt(a), axesInputSince: 18 },
+  ReduceL1: { init: 0, step: (a, v) => a + Math.abs(v), finish: (a) => a, axesInputSince: 18 },
+};
+
+function reduce(r: Reducer & { axesInputSince: number }) {
+  return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
+    const node = ctx.node;
+    const x = required(node, inputs, 0);
+    const rank = x.shape.length;
+    const keep = attrInt(node, "keepdims", 1) === 1;
+    let axes = ctx.opset >= r.axesInputSince
+      ? (inputs[1] ? toNumbers(inputs[1]) : undefined)
+      : attrInts(node, "axes");
+    if (!axes || axes.length === 0) {
+      if (attrInt(node, "noop_with_empty_axes", 0) === 1) return [x];
+      axes = x.shape.map((_, i) => i);
+    }
+    const reduced = new Set(axes.map((a) => normalizeAxis(node, a, rank)));
+    const kept = x.shape.map((d, i) => (reduced.has(i) ? 1 : d));
+    const y = ctx.output(keep ? kept : x.shape.filter((_, i) => !reduced.has(i)), x.dtype);
+    const yd = y.data as Float32Array, xd = x.data as Float32Array;
+    const acc = new Float64Array(yd.length).fill(r.init);
+    const index = broadcastIndex(kept, x.shape);
+    // broadcastIndex maps each input element to its reduced position.
+    for (let i = 0; i < xd.length; i++) acc[index[i]] = r.step(acc[index[i]], xd[i]);
+    const count = xd.length / Math.max(yd.length, 1);
+    for (let i = 0; i < yd.length; i++) yd[i] = r.finish(acc[i], count);
+    return [y];
+  };
+}
+
+function layerNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = wasmInput(node, inputs, 0);
+  const rank = x.shape.length;
+  const axis = normalizeAxis(node, attrInt(node, "axis", -1), rank);
+  const eps = attrFloat(node, "epsilon", 1e-5);
+  const outer = x.shape.slice(0, axis).reduce((a, b) => a * b, 1);
+  const inner = x.shape.slice(axis).reduce((a, b) => a * b, 1);
+  const statShape = x.shape.map((d, i) => (i < axis ? d : 1));
+  const y = ctx.outputF32(x.shape);
+  const wantMean = node.outputs.length > 1 && node.outputs[1] !== "";
+  const wantInv = node.outputs.length > 2 && node.outputs[2] !== "";
+  const meanOut = wantMean ? ctx.outputF32(statShape) : undefined;
+  const invOut = wantInv ? ctx.outputF32(statShape) : undefined;
+  const scale = wasmInput(node, inputs, 1);
+  const bias = inputs[2] as WasmValue | undefined;
+  const sIndex = broadcastIndex(scale.shape, x.shape.slice(axis));
+  const bIndex = bias ? broadcastIndex(bias.shape, x.shape.slice(axis)) : undefined;
+  const xd = x.data, yd = y.data, sd = scale.data, bd = bias?.data;
+  for (let o = 0; o < outer; o++) {
+    let mean = 0;
+    for (let i = 0; i < inner; i++) mean += xd[o * inner + i];
+    mean /= inner;
+    let variance = 0;
+    for (let i = 0; i < inner; i++) variance += (xd[o * inner + i] - mean) ** 2;
+    const inv = 1 / Math.sqrt(variance / inner + eps);
+    for (let i = 0; i < inner; i++) {
+      yd[o * inner + i] = (xd[o * inner + i] - mean) * inv * sd[sIndex[i]] + (bd ? bd[bIndex![i]] : 0);
+    }
+    if (meanOut) meanOut.data[o] = mean;
+    if (invOut) invOut.data[o] = inv;
+  }
+  return [y, ...(meanOut ? [meanOut] : []), ...(invOut ? [invOut] : [])];
+}
+
+/** Resize/Upsample, nearest or (multi)linear, one axis at a time (both are separable). */
+function resize(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = wasmInput(node, inputs, 0);
+  const rank = x.shape.length;
+  let scales: number[] | undefined, sizes: number[] | undefined;
+  if (node.opType === "Upsample") {
+    scales = ctx.opset >= 9 ? toNumbers(required(node, inputs, 1)) : attrInts(node, "scales");
+  } else if (ctx.opset < 11) {
+    scales = toNumbers(required(node, inputs, 1));
+  } else {
+    if (inputs[2] && inputs[2].data.length > 0) scales = toNumbers(inputs[2]);
+    if (inputs[3] && inputs[3].data.length > 0) sizes = toNumbers(inputs[3]);
+  }
+  const axesAttr = attrInts(node, "axes");
+  const axes = axesAttr ? axesAttr.map((a) => normalizeAxis(node, a, rank)) : x.shape.map((_, i) => i);
+  const fullScales = x.shape.map(() => 1);
+  const outShape = [...x.shape];
+  const policy = attrString(node, "keep_aspect_ratio_policy", "stretch");
+  if (sizes) {
+    let ratio: number | undefined;
+    if (policy !== "stretch") {
+      const ratios = axes.map((a, i) => sizes![i] / x.shape[a]);
+      ratio = policy === "not_larger" ? Math.min(...ratios) : Math.max(...ratios);
+    }
+    axes.forEach((a, i) => {
+      outShape[a] = ratio === undefined ? sizes![i] : Math.round(x.shape[a] * ratio);
+      fullScales[a] = ratio ?? sizes![i] / x.shape[a];
+    });
+  } else if (scales) {
+    axes.forEach((a, i) => {
+      fullScales[a] = scales![i];
+      outShape[a] = Math.floor(x.shape[a] * scales![i]);
+    });
+  } else {
+    throw opError(node, "needs scales or sizes");
+  }
+  const mode = attrString(node, "mode", "nearest");
+  if (mode !== "nearest" && mode !== "linear" && mode !== "bilinear") {
+    throw opError(node, `mode "${mode}" is not supported (nearest and linear are)`);
+  }
+  const transform = node.opType === "Upsample" || ctx.opset < 11
+    ? "asymmetric"
+    : attrString(node, "coordinate_transformation_mode", "half_pixel");
+  if (transform === "tf_crop_and_resize") {
+    throw opError(node, `coordinate mode "tf_crop_and_resize" is not supported`);
+  }
+  const nearestMode = attrString(node, "nearest_mode", "round_prefer_floor");
+  const linear = mode !== "nearest";
+
+  let current: { shape: number[]; data: Float32Array } = { shape: [...x.shape], data: x.data.slice() };
+  for (let a = 0; a < rank; a++) {
+    if (outShape[a] === current.shape[a] && fullScales[a] === 1) continue;
+    const inLen = current.shape[a], outLen = outShape[a], scale = fullScales[a];
+    const nextShape = [...current.shape];
+    nextShape[a] = outLen;
+    const next = new Float32Array(nextShape.reduce((p, d) => p * d, 1));
+    const outer = current.shape.slice(0, a).reduce((p, d) => p * d, 1);
+    const inner = current.shape.slice(a + 1).reduce((p, d) => p * d, 1);
+    for (let o = 0; o < outLen; o++) {
+      let coord: number;
+      if (transform === "half_pixel") coord = (o + 0.5) / scale - 0.5;
+      else if (transform === "pytorch_half_pixel") coord = outLen > 1 ? (o + 0.5) / scale - 0.5 : 0;
+      else if (transform === "align_corners") coord = outLen > 1 ? (o * (inLen - 1)) / (outLen - 1) : 0;
+      else if (transform === "asymmetric") coord = o / scale;
+      else if (transform === "half_pixel_symmetric") {
+        const adj = outLen / scale, center = inLen / 2, offset = center * (1 - adj / inLen);
+        coord = offset + (o + 0.5) / scale - 0.5;
+      } else throw opError(node, `coordinate mode "${transform}" is not supported`);
+      let i0: number, i1: number, w1: number;
+      if (linear) {
+        const c = Math.min(Math.max(coord, 0), inLen - 1);
+        i0 = Math.floor(c);
+        i1 = Math.min(i0 + 1, inLen - 1);
+        w1 = c - i0;
+      } else {
+        let r: number;
+        if (nearestMode === "floor") r = Math.floor(coord);
+        else if (nearestMode === "ceil") r = Math.ceil(coord);
+        else if (nearestMode === "round_prefer_ceil") r = Math.round(coord);
+        else r = coord % 1 === 0.5 || coord % 1 === -0.5 ? Math.floor(coord) : Math.round(coord);
+        i0 = i1 = Math.min(Math.max(r, 0), inLen - 1);
+        w1 = 0;
+      }
+      for (let p = 0; p < outer; p++) {
+        const src = current.data, dst = p * outLen * inner + o * inner;
+        const s0 = p * inLen * inner + i0 * inner, s1 = p * inLen * inner + i1 * inner;
+        for (let q = 0; q < inner; q++) next[dst + q] = src[s0 + q] * (1 - w1) + src[s1 + q] * w1;
+      }
+    }
+    current = { shape: nextShape, data: next };
+  }
+  const y = ctx.outputF32(outShape);
+  y.data.set(current.data);
+  return [y];
+}
+
+const quantRange: Partial<Record<DType, [number, number]>> = {
+  uint8: [0, 255],
+  int8: [-128, 127],
+  uint16: [0, 65535],
+  int16: [-32768, 32767],
+  int32: [-2147483648, 2147483647],
+};
+
+/** Per-tensor or per-axis parameter lookup: the index into scale/zero-point for element i. */
+function paramIndex(node: Node, x: Value, param: Value): (i: number) => number {
+  if (param.data.length === 1) return () => 0;
+  const axis = normalizeAxis(node, attrInt(node, "axis", 1), x.shape.length);
+  const inner = stridesOf(x.shape)[axis], dim = x.shape[axis];
+  if (param.data.length !== dim) {
+    throw opError(node, `per-axis parameters have ${param.data.length} values for axis of size ${dim}`);
+  }
+  return (i) => Math.floor(i / inner) % dim;
+}
+
+function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = required(node, inputs, 0), scale = required(node, inputs, 1), zp = inputs[2];
+  const outType: DType = zp?.dtype ?? "uint8";
+  const range = quantRange[outType];
+  if (!range) throw opError(node, `quantizing to ${outType} is not supported`);
+  const y = ctx.output(x.shape, outType);
+  const at = paramIndex(node, x, scale);
+  const xd = x.data as Float32Array,
+    sd = scale.data as Float32Array,
+    zd = zp?.data,
+    yd = y.data as Int32Array;
+  for (let i = 0; i < xd.length; i++) {
+    const j = at(i);
+    const q = roundHalfEven(xd[i] / sd[j]) + (zd ? Number(zd[j]) : 0);
+    yd[i] = Math.min(Math.max(q, range[0]), range[1]);
+  }
+  return [y];
+}
+
+export function roundHalfEven(v: number): number {
+  const r = Math.round(v);
+  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  const node = ctx.node;
+  const x = required(node, inputs, 0), scale = required(node, inputs, 1), zp = inputs[2];
+  const y = ctx.outputF32(x.shape);
+  const at = paramIndex(node, x, scale);
+  const xd = x.data, sd = scale.data as Float32Array, zd = zp?.data, yd = y.data;
+  for (let i = 0; i < xd.length; i++) {
+    const j = at(i);
+    yd[i] = (Number(xd[i]) - (zd ? Number(zd[j]) : 0)) * sd[j];
+  }
+  return [y];
+}
+
+registerOps({
+  Conv: conv,
+  ConvTranspose: convTranspose,
+  MatMul: matmul,
+  Gemm: gemm,
+  BatchNormalization: batchNormalization,
+  MaxPool: pool("max"),
+  AveragePool: pool("average"),
+  GlobalAveragePool: globalPool("average"),
+  GlobalMaxPool: globalPool("max"),
+  Softmax: softmax(false),
+  LogSoftmax: softmax(true),
+  LayerNormalization: layerNormalization,
+  Resize: resize,
+  Upsample: resize,
+  QuantizeLinear: quantizeLinear,
+  DequantizeLinear: dequantizeLinear,
+  ...Object.fromEntries(Object.entries(reducers).map(([name, r]) => [name, reduce(r)])),
+});

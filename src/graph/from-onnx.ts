@@ -1,0 +1,110 @@
+// Turns a decoded ModelProto into the graph IR: initializers become Tensors,
+// attributes plain values, value infos dtypes and (possibly symbolic) shapes.
+import { AttnroundError } from "../errors.ts";
+import { tensorFromProto } from "../onnx/tensor-proto.ts";
+import { type AttributeProto, AttributeType, type ModelProto, type ValueInfoProto } from "../onnx/types.ts";
+import type { DType } from "../tensor.ts";
+import type { AttributeValue, Graph, Node, ValueInfo } from "./ir.ts";
+
+const onnxTypes: Record<number, DType> = {
+  1: "float32",
+  2: "uint8",
+  3: "int8",
+  4: "uint16",
+  5: "int16",
+  6: "int32",
+  7: "int64",
+  9: "bool",
+  11: "float64",
+  12: "uint32",
+  13: "uint64",
+};
+
+/** The Tensor dtype of an ONNX TensorProto.DataType code, if the engine has one. */
+export function dtypeFromOnnx(code: number): DType | undefined {
+  return onnxTypes[code];
+}
+
+const text = new TextDecoder();
+
+// Very old exporters leave `type` unset; the populated field tells it.
+function attributeType(a: AttributeProto): number {
+  if (a.type !== AttributeType.UNDEFINED) return a.type;
+  if (a.ints.length) return AttributeType.INTS;
+  if (a.floats.length) return AttributeType.FLOATS;
+  if (a.strings.length) return AttributeType.STRINGS;
+  if (a.tensors.length) return AttributeType.TENSORS;
+  if (a.i !== undefined) return AttributeType.INT;
+  if (a.f !== undefined) return AttributeType.FLOAT;
+  if (a.s !== undefined) return AttributeType.STRING;
+  if (a.t !== undefined) return AttributeType.TENSOR;
+  return AttributeType.UNDEFINED;
+}
+
+function attributeValue(a: AttributeProto): AttributeValue | undefined {
+  switch (attributeType(a)) {
+    case AttributeType.FLOAT:
+      return a.f ?? 0;
+    case AttributeType.INT:
+      return Number(a.i ?? 0n);
+    case AttributeType.STRING:
+      return text.decode(a.s ?? new Uint8Array());
+    case AttributeType.TENSOR:
+      return a.t ? tensorFromProto(a.t) : undefined;
+    case AttributeType.FLOATS:
+      return [...a.floats];
+    case AttributeType.INTS:
+      return a.ints.map(Number);
+    case AttributeType.STRINGS:
+      return a.strings.map((s) => text.decode(s));
+    case AttributeType.TENSORS:
+      return a.tensors.map(tensorFromProto);
+    default:
+      // Subgraphs, sparse tensors and type protos belong to ops the engine does not run.
+      return undefined;
+  }
+}
+
+function valueInfo(v: ValueInfoProto): ValueInfo {
+  const tensor = v.type?.tensorType;
+  return {
+    name: v.name,
+    dtype: tensor ? dtypeFromOnnx(tensor.elemType) : undefined,
+    shape: tensor?.shape?.dim.map((d) => d.dimValue ?? (d.dimParam || undefined)),
+  };
+}
+
+export function graphFromModel(model: ModelProto): Graph {
+  const opsetEntry = model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx");
+  const opset = opsetEntry?.version ?? (model.irVersion < 3n ? 1 : 0);
+  if (!opset) {
+    throw new AttnroundError(
+      "INVALID_MODEL",
+      "the model imports no version of the default ONNX operator set",
+    );
+  }
+  const g = model.graph;
+  const initializers = new Map(g.initializer.map((t) => [t.name, tensorFromProto(t)]));
+  const nodes: Node[] = g.node.map((n, i) => {
+    const attributes = new Map<string, AttributeValue>();
+    for (const a of n.attribute) {
+      const v = attributeValue(a);
+      if (v !== undefined) attributes.set(a.name, v);
+    }
+    return {
+      name: n.name || `${n.opType}_${i}`,
+      opType: n.opType,
+      domain: n.domain,
+      inputs: [...n.input],
+      outputs: [...n.output],
+      attributes,
+    };
+  });
+  return {
+    nodes,
+    initializers,
+    inputs: g.input.filter((v) => !initializers.has(v.name)).map(valueInfo),
+    outputs: g.output.map(valueInfo),
+    opset,
+  };
+}

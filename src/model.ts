@@ -1,0 +1,88 @@
+// loadModel: ONNX bytes → decoded model → graph IR with BatchNorm folded →
+// an engine that runs it. Unsupported ops fail here, not mid-run.
+import { Engine } from "./engine/engine.ts";
+import { AttnroundError } from "./errors.ts";
+import { graphFromModel } from "./graph/from-onnx.ts";
+import { type Graph, topologicalOrder, type ValueInfo } from "./graph/ir.ts";
+import { foldBatchNorm, removeDeadNodes } from "./graph/passes.ts";
+import { decodeModel } from "./onnx/codec.ts";
+import type { ModelProto } from "./onnx/types.ts";
+import { Tensor } from "./tensor.ts";
+import { wasm } from "./wasm.ts";
+
+export class Model {
+  /** The decoded ONNX model, kept for export. */
+  readonly proto: ModelProto;
+  readonly graph: Graph;
+  private readonly engine: Engine;
+
+  constructor(proto: ModelProto) {
+    wasm(); // fail early, with advice, if init() has not run
+    this.proto = proto;
+    this.graph = graphFromModel(proto);
+    this.graph.nodes = topologicalOrder(this.graph);
+    foldBatchNorm(this.graph);
+    removeDeadNodes(this.graph);
+    this.engine = new Engine(this.graph);
+  }
+
+  get inputs(): readonly ValueInfo[] {
+    return this.graph.inputs;
+  }
+
+  get outputs(): readonly ValueInfo[] {
+    return this.graph.outputs;
+  }
+
+  /** Runs the float model. Inputs by name; returns every graph output by name. */
+  run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    for (const input of this.graph.inputs) checkFeed(input, feeds[input.name]);
+    for (const name of Object.keys(feeds)) {
+      if (!this.graph.inputs.some((i) => i.name === name)) {
+        throw new AttnroundError(
+          "INVALID_ARGUMENT",
+          `the model has no input "${name}" (its inputs: ${this.graph.inputs.map((i) => i.name).join(", ")})`,
+        );
+      }
+    }
+    return this.engine.run(feeds);
+  }
+
+  /** Frees the wasm memory this model holds. */
+  dispose(): void {
+    this.engine.dispose();
+  }
+}
+
+function checkFeed(input: ValueInfo, feed: Tensor | undefined): void {
+  if (!(feed instanceof Tensor)) {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `missing input "${input.name}"${input.shape ? ` of shape [${input.shape.map((d) => d ?? "?")}]` : ""}`,
+    );
+  }
+  if (input.dtype && feed.dtype !== input.dtype) {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `input "${input.name}" must be ${input.dtype}, got ${feed.dtype}`,
+    );
+  }
+  const shape = input.shape;
+  if (!shape) return;
+  const fits = shape.length === feed.shape.length &&
+    shape.every((d, i) => typeof d !== "number" || d === feed.shape[i]);
+  if (!fits) {
+    throw new AttnroundError(
+      "SHAPE_MISMATCH",
+      `input "${input.name}" must have shape [${shape.map((d) => d ?? "?")}], got [${feed.shape}]`,
+    );
+  }
+}
+
+/** Decodes ONNX bytes and prepares the model to run. Requires `await init()` first. */
+export function loadModel(bytes: Uint8Array): Model {
+  if (!(bytes instanceof Uint8Array)) {
+    throw new AttnroundError("INVALID_ARGUMENT", "loadModel takes the ONNX file's bytes as a Uint8Array");
+  }
+  return new Model(decodeModel(bytes));
+}

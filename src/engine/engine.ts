@@ -8,7 +8,7 @@ import { AttnroundError } from "../errors.ts";
 import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
 import { type DType, Tensor, type TensorData } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
-import { kernelFor, type OpContext, type OpRun } from "./registry.ts";
+import { kernelFor, type OpContext, type OpRun, unsupportedVariant } from "./registry.ts";
 import { sizeOf, type Value, WasmValue } from "./value.ts";
 import "./ops/index.ts";
 
@@ -66,6 +66,10 @@ export class Engine {
           unsupported.length > 10 ? ", …" : ""
         }`,
       );
+    }
+    for (const node of this.order) {
+      const why = unsupportedVariant(node, graph.opset);
+      if (why) throw new AttnroundError("UNSUPPORTED_MODEL", `node "${node.name}" (${node.opType}): ${why}`);
     }
     this.runs = this.order.map((n) => kernelFor(n)!);
     for (const [name, t] of graph.initializers) this.initializers.set(name, toEngineValue(t));

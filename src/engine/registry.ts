@@ -18,15 +18,25 @@ export interface OpContext {
 
 export type OpRun = (ctx: OpContext, inputs: (Value | undefined)[]) => Value[];
 
-const kernels = new Map<string, OpRun>();
+/** Says why a node, judged by its attributes alone, cannot run; checked at load. */
+export type OpCheck = (node: Node, opset: number) => string | undefined;
 
-export function registerOps(ops: Record<string, OpRun>): void {
+const kernels = new Map<string, OpRun>();
+const checks = new Map<string, OpCheck>();
+
+export function registerOps(ops: Record<string, OpRun>, loadChecks: Record<string, OpCheck> = {}): void {
   for (const [type, run] of Object.entries(ops)) kernels.set(type, run);
+  for (const [type, check] of Object.entries(loadChecks)) checks.set(type, check);
 }
 
 export function kernelFor(node: Node): OpRun | undefined {
   if (node.domain !== "" && node.domain !== "ai.onnx") return undefined;
   return kernels.get(node.opType);
+}
+
+/** Why this supported op type still cannot run this node, if it cannot. */
+export function unsupportedVariant(node: Node, opset: number): string | undefined {
+  return checks.get(node.opType)?.(node, opset);
 }
 
 export function supportedOps(): string[] {

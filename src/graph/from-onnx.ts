@@ -2,7 +2,14 @@
 // attributes plain values, value infos dtypes and (possibly symbolic) shapes.
 import { AttnroundError } from "../errors.ts";
 import { tensorFromProto } from "../onnx/tensor-proto.ts";
-import { type AttributeProto, AttributeType, type ModelProto, type ValueInfoProto } from "../onnx/types.ts";
+import {
+  type AttributeProto,
+  AttributeType,
+  DataType,
+  dataTypeName,
+  type ModelProto,
+  type ValueInfoProto,
+} from "../onnx/types.ts";
 import type { DType } from "../tensor.ts";
 import type { AttributeValue, Graph, Node, ValueInfo } from "./ir.ts";
 
@@ -67,6 +74,22 @@ function attributeValue(a: AttributeProto): AttributeValue | undefined {
 
 function valueInfo(v: ValueInfoProto): ValueInfo {
   const tensor = v.type?.tensorType;
+  if (v.type && !tensor) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `graph input/output "${v.name}" is not a tensor (sequences, maps and optionals are not supported)`,
+    );
+  }
+  // float16 values are read into float32 (see tensorFromProto) and computed in float32.
+  const computable = (code: number) => code === 0 || code === DataType.FLOAT16 || dtypeFromOnnx(code);
+  if (tensor && !computable(tensor.elemType)) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `graph input/output "${v.name}" has element type ${
+        dataTypeName(tensor.elemType)
+      }, which the engine does not compute in`,
+    );
+  }
   return {
     name: v.name,
     dtype: tensor ? dtypeFromOnnx(tensor.elemType) : undefined,
@@ -77,10 +100,11 @@ function valueInfo(v: ValueInfoProto): ValueInfo {
 export function graphFromModel(model: ModelProto): Graph {
   const opsetEntry = model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx");
   const opset = opsetEntry?.version ?? (model.irVersion < 3n ? 1 : 0);
-  if (!opset) {
+  const usesDefault = model.graph.node.some((n) => n.domain === "" || n.domain === "ai.onnx");
+  if (!opset && usesDefault) {
     throw new AttnroundError(
       "INVALID_MODEL",
-      "the model imports no version of the default ONNX operator set",
+      "the model uses ONNX ops but imports no version of the default operator set",
     );
   }
   const g = model.graph;

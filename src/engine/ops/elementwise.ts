@@ -13,20 +13,11 @@ type BigFn = (a: bigint, b: bigint) => bigint;
 
 const truncDiv = (a: number, b: number) => Math.trunc(a / b);
 
-function binary(num: NumFn, big: BigFn, intNum: NumFn = num) {
+function binary(num: NumFn, big?: BigFn, intNum: NumFn = num) {
   return (ctx: OpContext, inputs: (Value | undefined)[]) => {
     const a = required(ctx.node, inputs, 0);
     const b = required(ctx.node, inputs, 1);
-    return [
-      broadcastBinary(
-        ctx,
-        a,
-        b,
-        a.dtype,
-        a.dtype === "int64" || a.dtype === "uint64" ? big : undefined,
-        isInt(a.dtype) ? intNum : num,
-      ),
-    ];
+    return [broadcastBinary(ctx, a, b, a.dtype, big, isInt(a.dtype) ? intNum : num)];
   };
 }
 
@@ -34,6 +25,9 @@ function isInt(dtype: DType): boolean {
   return dtype !== "float32" && dtype !== "float64";
 }
 
+const isBig = (dtype: DType) => dtype === "int64" || dtype === "uint64";
+
+/** out = fn(a, b) with broadcasting; int64 operands use `big` when given, exact. */
 function broadcastBinary(
   ctx: OpContext,
   a: Value,
@@ -46,15 +40,20 @@ function broadcastBinary(
   const out = ctx.output(shape, outType);
   const ad = a.data, bd = b.data, od = out.data;
   const size = od.length;
-  const sameA = a.data.length === size, sameB = b.data.length === size;
-  const ia = sameA ? undefined : broadcastIndex(a.shape, shape);
-  const ib = sameB ? undefined : broadcastIndex(b.shape, shape);
-  if (big) {
+  const ia = ad.length === size ? undefined : broadcastIndex(a.shape, shape);
+  const ib = bd.length === size ? undefined : broadcastIndex(b.shape, shape);
+  if (big && isBig(a.dtype) && isBig(b.dtype) && isBig(outType)) {
     const x = ad as BigInt64Array, y = bd as BigInt64Array, o = od as BigInt64Array;
-    for (let i = 0; i < size; i++) o[i] = big(x[ia ? ia[i] : i], BigInt(y[ib ? ib[i] : i]));
+    for (let i = 0; i < size; i++) o[i] = big(x[ia ? ia[i] : i], y[ib ? ib[i] : i]);
+  } else if (isBig(outType)) {
+    const o = od as BigInt64Array;
+    for (let i = 0; i < size; i++) {
+      const v = num(Number(ad[ia ? ia[i] : i]), Number(bd[ib ? ib[i] : i]));
+      o[i] = BigInt(Number.isFinite(v) ? Math.trunc(v) : 0);
+    }
   } else {
-    const x = ad as Float32Array, y = bd as Float32Array, o = od as Float32Array;
-    for (let i = 0; i < size; i++) o[i] = num(x[ia ? ia[i] : i], Number(y[ib ? ib[i] : i]));
+    const o = od as Float32Array;
+    for (let i = 0; i < size; i++) o[i] = num(Number(ad[ia ? ia[i] : i]), Number(bd[ib ? ib[i] : i]));
   }
   return out;
 }
@@ -66,7 +65,7 @@ function compare(fn: (a: number, b: number) => boolean) {
   };
 }
 
-function variadic(num: NumFn) {
+function variadic(num: NumFn, big?: BigFn) {
   return (ctx: OpContext, inputs: (Value | undefined)[]) => {
     const present = inputs.filter((v): v is Value => v !== undefined);
     if (present.length === 0) throw opError(ctx.node, "needs at least one input");
@@ -121,11 +120,15 @@ registerOps({
       const r = x % y;
       return r !== 0 && (r < 0) !== (y < 0) ? r + y : r;
     };
-    return [broadcastBinary(ctx, a, b, a.dtype, undefined, fn)];
+    const bigFn = fmod ? (x: bigint, y: bigint) => x % y : (x: bigint, y: bigint) => {
+      const r = x % y;
+      return r !== 0n && (r < 0n) !== (y < 0n) ? r + y : r;
+    };
+    return [broadcastBinary(ctx, a, b, a.dtype, bigFn, fn)];
   },
-  Max: variadic(Math.max),
-  Min: variadic(Math.min),
-  Sum: variadic((a, b) => a + b),
+  Max: variadic(Math.max, (a, b) => (a > b ? a : b)),
+  Min: variadic(Math.min, (a, b) => (a < b ? a : b)),
+  Sum: variadic((a, b) => a + b, (a, b) => a + b),
   Mean: (ctx, inputs) => {
     const present = inputs.filter((v): v is Value => v !== undefined);
     const [sum] = variadic((a, b) => a + b)(ctx, present);
@@ -203,6 +206,11 @@ registerOps({
     const out = ctx.output(x.shape, to);
     castInto(x.data, out.data, to);
     return [out];
+  },
+}, {
+  Cast: (node) => {
+    const to = attrInt(node, "to", 1);
+    return dtypeFromOnnx(to) ? undefined : `casting to ONNX data type ${to} is not supported`;
   },
 });
 

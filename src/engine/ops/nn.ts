@@ -11,6 +11,7 @@ import {
   broadcastShapes,
   normalizeAxis,
   opError,
+  opUnsupported,
   required,
   stridesOf,
   toNumbers,
@@ -85,7 +86,7 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const bias = inputs[2] as WasmValue | undefined;
   const rank = x.shape.length;
   if (rank !== 3 && rank !== 4) {
-    throw opError(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
+    throw opUnsupported(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
   }
   const group = attrInt(node, "group", 1);
   const [n, c] = x.shape;
@@ -151,7 +152,9 @@ function convTranspose(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
   const bias = inputs[2] as WasmValue | undefined;
   const rank = x.shape.length;
-  if (rank !== 3 && rank !== 4) throw opError(node, `only 1-D and 2-D transposed convolutions are supported`);
+  if (rank !== 3 && rank !== 4) {
+    throw opUnsupported(node, `only 1-D and 2-D transposed convolutions are supported`);
+  }
   const nsp = rank - 2;
   const group = attrInt(node, "group", 1);
   const [n, c] = x.shape;
@@ -274,7 +277,6 @@ function gemm(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
 
 function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const node = ctx.node;
-  if (attrInt(node, "training_mode", 0) === 1) throw opError(node, "training mode is not supported");
   const x = wasmInput(node, inputs, 0);
   const [scale, bias, mean, variance] = [1, 2, 3, 4].map((i) => wasmInput(node, inputs, i).data);
   const eps = attrFloat(node, "epsilon", 1e-5);
@@ -295,10 +297,10 @@ function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
 function pool(kind: "max" | "average") {
   return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
     const node = ctx.node;
-    const x = wasmInput(node, inputs, 0);
+    const x = required(node, inputs, 0);
     const rank = x.shape.length;
     if (rank !== 3 && rank !== 4) {
-      throw opError(node, `only 1-D and 2-D pooling is supported (input [${x.shape}])`);
+      throw opUnsupported(node, `only 1-D and 2-D pooling is supported (input [${x.shape}])`);
     }
     const kernel = attrInts(node, "kernel_shape");
     if (!kernel) throw opError(node, "kernel_shape is required");
@@ -308,10 +310,12 @@ function pool(kind: "max" | "average") {
     const [n, c] = x.shape;
     const [h, w] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
     const [outH, outW] = g.out;
-    const y = ctx.outputF32([n, c, ...geo.out]);
+    const y = ctx.output([n, c, ...geo.out], x.dtype);
     const wantIndices = kind === "max" && node.outputs.length > 1 && node.outputs[1] !== "";
     const indices = wantIndices ? ctx.output([n, c, ...geo.out], "int64") : undefined;
-    const xd = x.data, yd = y.data, id = indices?.data as BigInt64Array | undefined;
+    const xd = x.data as Float32Array,
+      yd = y.data as Float32Array,
+      id = indices?.data as BigInt64Array | undefined;
     const storageColumnMajor = attrInt(node, "storage_order", 0) === 1;
     for (let plane = 0; plane < n * c; plane++) {
       const xBase = plane * h * w, yBase = plane * outH * outW;
@@ -509,16 +513,13 @@ function resize(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
     throw opError(node, "needs scales or sizes");
   }
   const mode = attrString(node, "mode", "nearest");
-  if (mode !== "nearest" && mode !== "linear" && mode !== "bilinear") {
-    throw opError(node, `mode "${mode}" is not supported (nearest and linear are)`);
-  }
   const transform = node.opType === "Upsample" || ctx.opset < 11
     ? "asymmetric"
     : attrString(node, "coordinate_transformation_mode", "half_pixel");
-  if (transform === "tf_crop_and_resize") {
-    throw opError(node, `coordinate mode "tf_crop_and_resize" is not supported`);
-  }
-  const nearestMode = attrString(node, "nearest_mode", "round_prefer_floor");
+  // Upsample and opset-10 Resize pick the nearest pixel by flooring.
+  const nearestMode = node.opType === "Upsample" || ctx.opset < 11
+    ? "floor"
+    : attrString(node, "nearest_mode", "round_prefer_floor");
   const linear = mode !== "nearest";
 
   let current: { shape: number[]; data: Float32Array } = { shape: [...x.shape], data: x.data.slice() };
@@ -534,12 +535,14 @@ function resize(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
       let coord: number;
       if (transform === "half_pixel") coord = (o + 0.5) / scale - 0.5;
       else if (transform === "pytorch_half_pixel") coord = outLen > 1 ? (o + 0.5) / scale - 0.5 : 0;
-      else if (transform === "align_corners") coord = outLen > 1 ? (o * (inLen - 1)) / (outLen - 1) : 0;
-      else if (transform === "asymmetric") coord = o / scale;
+      // ONNX measures the resized length before flooring: inLen·scale.
+      else if (transform === "align_corners") {
+        coord = outLen > 1 ? (o * (inLen - 1)) / (inLen * scale - 1) : 0;
+      } else if (transform === "asymmetric") coord = o / scale;
       else if (transform === "half_pixel_symmetric") {
         const adj = outLen / scale, center = inLen / 2, offset = center * (1 - adj / inLen);
         coord = offset + (o + 0.5) / scale - 0.5;
-      } else throw opError(node, `coordinate mode "${transform}" is not supported`);
+      } else throw opUnsupported(node, `coordinate mode "${transform}" is not supported`);
       let i0: number, i1: number, w1: number;
       if (linear) {
         const c = Math.min(Math.max(coord, 0), inLen - 1);
@@ -625,6 +628,17 @@ function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[
   return [y];
 }
 
+const resizeCheck = (node: Node): string | undefined => {
+  const mode = attrString(node, "mode", "nearest");
+  if (mode !== "nearest" && mode !== "linear" && mode !== "bilinear") {
+    return `mode "${mode}" is not supported (nearest and linear are)`;
+  }
+  const transform = attrString(node, "coordinate_transformation_mode", "half_pixel");
+  const known = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric"];
+  if (!known.includes(transform)) return `coordinate mode "${transform}" is not supported`;
+  return undefined;
+};
+
 registerOps({
   Conv: conv,
   ConvTranspose: convTranspose,
@@ -643,4 +657,11 @@ registerOps({
   QuantizeLinear: quantizeLinear,
   DequantizeLinear: dequantizeLinear,
   ...Object.fromEntries(Object.entries(reducers).map(([name, r]) => [name, reduce(r)])),
+}, {
+  BatchNormalization: (node) =>
+    attrInt(node, "training_mode", 0) === 1 || node.outputs.slice(1).some((o) => o !== "")
+      ? "training mode is not supported"
+      : undefined,
+  Resize: resizeCheck,
+  Upsample: resizeCheck,
 });

@@ -5,7 +5,7 @@ import { Tensor } from "../../tensor.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import { normalizeAxis, opError, required, stridesOf, toNumbers } from "./util.ts";
+import { normalizeAxis, opError, opUnsupported, required, stridesOf, toNumbers } from "./util.ts";
 
 function int64(values: number[]): Tensor {
   return new Tensor(BigInt64Array.from(values, (v) => BigInt(v)), [values.length]);
@@ -84,6 +84,10 @@ registerOps({
   Identity: (ctx, inputs) => [required(ctx.node, inputs, 0)],
   Dropout: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0);
+    const training = ctx.opset >= 12
+      ? inputs[2]?.data[0]
+      : attrInt(ctx.node, "is_test", 1) === 0 && ctx.opset < 7;
+    if (training) throw opUnsupported(ctx.node, "training mode is not supported");
     const mask = ctx.output(x.shape, "bool");
     (mask.data as Uint8Array).fill(1);
     return [x, mask];

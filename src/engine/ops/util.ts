@@ -7,6 +7,11 @@ export function opError(node: Node, message: string): AttnroundError {
   return new AttnroundError("INVALID_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
 }
 
+/** A valid model that uses something the engine does not implement. */
+export function opUnsupported(node: Node, message: string): AttnroundError {
+  return new AttnroundError("UNSUPPORTED_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
+}
+
 export function required(node: Node, inputs: (Value | undefined)[], index: number): Value {
   const v = inputs[index];
   if (!v) throw opError(node, `input ${index} is required`);

@@ -76,7 +76,7 @@ function variadic(num: NumFn, big?: BigFn) {
       return [out];
     }
     for (let i = 1; i < present.length; i++) {
-      acc = broadcastBinary(ctx, acc, present[i], acc.dtype, undefined, num);
+      acc = broadcastBinary(ctx, acc, present[i], acc.dtype, big, num);
     }
     return [acc];
   };

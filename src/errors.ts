@@ -7,7 +7,9 @@ export type ErrorCode =
   | "WASM_ABORT"
   | "INVALID_ARGUMENT"
   | "SHAPE_MISMATCH"
-  | "INVALID_DATA";
+  | "INVALID_DATA"
+  | "INVALID_MODEL"
+  | "UNSUPPORTED_MODEL";
 
 export class AttnroundError extends Error {
   readonly code: ErrorCode;

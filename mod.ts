@@ -7,6 +7,8 @@ export { init } from "./src/wasm.ts";
 export type { InitOptions } from "./src/wasm.ts";
 export { Tensor } from "./src/tensor.ts";
 export type { DType, TensorData } from "./src/tensor.ts";
+export { loadModel, Model } from "./src/model.ts";
+export type { ValueInfo } from "./src/graph/ir.ts";
 export { matmul } from "./src/gemm.ts";
 export type { MatmulOptions } from "./src/gemm.ts";
 export { AttnroundError } from "./src/errors.ts";

@@ -101,12 +101,15 @@ for (const suite of suites) {
         }
       }
     } catch (e) {
+      problem = e instanceof Error ? e.message : String(e);
       if (e instanceof AttnroundError && e.code === "UNSUPPORTED_MODEL") {
+        model.dispose();
         skipped++;
-        skippedBy.set(`(${e.message.slice(0, 50)})`, (skippedBy.get(`(${e.message.slice(0, 50)})`) ?? 0) + 1);
+        const why = `(${e.message.slice(0, 50)})`;
+        skippedBy.set(why, (skippedBy.get(why) ?? 0) + 1);
+        if (verbose) console.log(`skip ${suite}/${name}: at run time: ${e.message}`);
         continue;
       }
-      problem = e instanceof Error ? e.message : String(e);
     }
     model.dispose();
     if (problem) {

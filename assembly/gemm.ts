@@ -10,16 +10,11 @@ const KC = 256;
 const MC = 128;
 const NC = 1024;
 
-let packA: usize = 0;
-let packB: usize = 0;
-let edgeTile: usize = 0;
-
-function ensureScratch(): void {
-  if (packA != 0) return;
-  packA = heap.alloc(<usize> (MC * KC) << 2);
-  packB = heap.alloc(<usize> (KC * NC) << 2);
-  edgeTile = heap.alloc(<usize> (MR * NR) << 2);
-}
+// Scratch for the packed panels, allocated once when the module starts (the
+// start function runs at instantiation) so that no kernel call allocates.
+const packA: usize = heap.alloc(<usize> (MC * KC) << 2);
+const packB: usize = heap.alloc(<usize> (KC * NC) << 2);
+const edgeTile: usize = heap.alloc(<usize> (MR * NR) << 2);
 
 // Packs rows [i0, i0+mc) × cols [p0, p0+kc) of op(A) into MR-row panels,
 // each stored k-major: panel[k*MR + r].
@@ -143,7 +138,6 @@ export function gemm(
   ldc: i32,
   accumulate: i32,
 ): void {
-  ensureScratch();
   if (k == 0) {
     if (!accumulate) {
       for (let i = 0; i < m; i++) memory.fill(c + ((<usize> i * ldc) << 2), 0, <usize> n << 2);

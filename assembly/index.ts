@@ -1,3 +1,4 @@
 // The wasm module's exports: raw-pointer kernels and one allocator.
 export { alloc, free } from "./memory";
 export { gemm } from "./gemm";
+export { conv2dDepthwise, conv2dPacked, conv2dPackWeights } from "./conv2d";

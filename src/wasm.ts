@@ -25,6 +25,9 @@ export interface KernelExports {
     ldc: number,
     accumulate: number,
   ): void;
+  conv2dPackWeights(m: number, group: number, kTotal: number, w: number, dst: number): void;
+  conv2dPacked(...args: number[]): void;
+  conv2dDepthwise(...args: number[]): void;
 }
 
 export interface InitOptions {
@@ -55,7 +58,17 @@ async function instantiate(options: InitOptions): Promise<void> {
   const module = options.module ?? await WebAssembly.compile(decodeBase64(wasmBase64));
   const instance = await WebAssembly.instantiate(module, { env: { abort } });
   const exports = instance.exports as unknown as KernelExports;
-  for (const name of ["memory", "alloc", "free", "gemm"] as const) {
+  for (
+    const name of [
+      "memory",
+      "alloc",
+      "free",
+      "gemm",
+      "conv2dPackWeights",
+      "conv2dPacked",
+      "conv2dDepthwise",
+    ] as const
+  ) {
     if (!(name in exports)) {
       throw new AttnroundError(
         "WASM_INIT_FAILED",

@@ -1,0 +1,115 @@
+// Kernel throughput: the wasm SIMD kernels beside their TypeScript references,
+// on the convolutions of a ResNet-18-like and a MobileNetV2-like network at
+// batch 32. Prints a Markdown table of GFLOP/s (a multiply-add counts 2).
+//   deno task bench:kernels [--quick]
+import { init } from "../mod.ts";
+import {
+  conv2d,
+  conv2dOutputSize,
+  conv2dPackedWeightsBytes,
+  conv2dPackWeights,
+  type Conv2dParams,
+  conv2dPath,
+  conv2dReference,
+  conv2dWorkspaceBytes,
+} from "../src/kernels/conv2d.ts";
+import { alloc, f32, free } from "../src/wasm.ts";
+
+await init();
+const quick = Deno.args.includes("--quick");
+const seconds = quick ? 0.3 : 1;
+
+function conv(
+  n: number,
+  c: number,
+  m: number,
+  size: number,
+  k: number,
+  stride: number,
+  group = 1,
+): Conv2dParams {
+  const pad = (k - 1) >> 1;
+  const out = conv2dOutputSize(size, k, stride, pad, pad, 1);
+  return {
+    n,
+    c,
+    h: size,
+    w: size,
+    m,
+    kh: k,
+    kw: k,
+    strideH: stride,
+    strideW: stride,
+    padTop: pad,
+    padLeft: pad,
+    padBottom: pad,
+    padRight: pad,
+    dilationH: 1,
+    dilationW: 1,
+    group,
+    outH: out,
+    outW: out,
+    activation: "relu",
+  };
+}
+
+const convs: [string, Conv2dParams][] = [
+  ["resnet18: 3×3 16→16, 28×28", conv(32, 16, 16, 28, 3, 1)],
+  ["resnet18: 3×3 32→32, 14×14", conv(32, 32, 32, 14, 3, 1)],
+  ["resnet18: 3×3 64→64, 7×7", conv(32, 64, 64, 7, 3, 1)],
+  ["resnet18: 3×3 128→128, 4×4", conv(32, 128, 128, 4, 3, 1)],
+  ["resnet18: 3×3 16→32 stride 2, 28×28", conv(32, 16, 32, 28, 3, 2)],
+  ["resnet18: 1×1 32→64 stride 2, 14×14", conv(32, 32, 64, 14, 1, 2)],
+  ["mobilenetv2: dw 3×3 96 ch, 56×56 stride 2", conv(32, 96, 96, 56, 3, 2, 96)],
+  ["mobilenetv2: dw 3×3 144 ch, 28×28", conv(32, 144, 144, 28, 3, 1, 144)],
+  ["mobilenetv2: dw 3×3 384 ch, 14×14", conv(32, 384, 384, 14, 3, 1, 384)],
+  ["mobilenetv2: 1×1 24→144, 28×28", conv(32, 24, 144, 28, 1, 1)],
+  ["mobilenetv2: 1×1 144→24, 28×28", conv(32, 144, 24, 28, 1, 1)],
+  ["mobilenetv2: 1×1 64→384, 14×14", conv(32, 64, 384, 14, 1, 1)],
+  ["mobilenetv2: 1×1 960→160, 7×7", conv(32, 960, 160, 7, 1, 1)],
+];
+
+// Seconds per run: the fastest of repeated runs, since the machine may be shared.
+function timeIt(run: () => void, minSeconds: number): number {
+  run();
+  let best = Infinity;
+  const start = performance.now();
+  do {
+    const t0 = performance.now();
+    run();
+    best = Math.min(best, performance.now() - t0);
+  } while (performance.now() - start < minSeconds * 1000);
+  return best / 1000;
+}
+
+function fill(ptr: number, length: number, seed: number): Float32Array {
+  const view = f32(ptr, length);
+  for (let i = 0; i < length; i++) view[i] = Math.sin(i * 0.37 + seed) * 0.5;
+  return view.slice();
+}
+
+console.log(
+  "| convolution (batch 32, fused relu) | path | wasm SIMD GFLOP/s | TS reference GFLOP/s | ratio |",
+);
+console.log("|---|---|---:|---:|---:|");
+for (const [name, p] of convs) {
+  const xLen = p.n * p.c * p.h * p.w, wLen = p.m * (p.c / p.group) * p.kh * p.kw;
+  const yLen = p.n * p.m * p.outH * p.outW;
+  const flops = 2 * yLen * (p.c / p.group) * p.kh * p.kw;
+  const x = alloc(xLen * 4), w = alloc(wLen * 4), b = alloc(p.m * 4), y = alloc(yLen * 4);
+  const packed = alloc(conv2dPackedWeightsBytes(p));
+  const work = alloc(conv2dWorkspaceBytes(p, { prepacked: true }));
+  const xs = fill(x, xLen, 1), ws = fill(w, wLen, 2), bs = fill(b, p.m, 3);
+  conv2dPackWeights(p, w, packed);
+  const wasmRate = flops / timeIt(() => conv2d(p, x, 0, b, y, work, packed), seconds) / 1e9;
+  // The reference is slow: time it on one image and scale.
+  const one = { ...p, n: 1 };
+  const ys = new Float32Array(yLen / p.n);
+  const refRate = flops / p.n / timeIt(() => conv2dReference(one, xs, ws, bs, ys), seconds / 2) / 1e9;
+  free(work), free(packed), free(y), free(b), free(w), free(x);
+  console.log(
+    `| ${name} | ${conv2dPath(p)} | ${wasmRate.toFixed(2)} | ${refRate.toFixed(2)} | ${
+      (wasmRate / refRate).toFixed(0)
+    }× |`,
+  );
+}

@@ -9,6 +9,7 @@ export { Tensor } from "./src/tensor.ts";
 export type { DType, TensorData } from "./src/tensor.ts";
 export { loadModel, Model } from "./src/model.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";
+export { readNpy, readNpz, writeNpy, writeNpz } from "./src/data/npy.ts";
 export { matmul } from "./src/gemm.ts";
 export type { MatmulOptions } from "./src/gemm.ts";
 export { AttnroundError } from "./src/errors.ts";

@@ -1,27 +1,11 @@
 import assert from "node:assert/strict";
 import { readNpz } from "../src/data/npy.ts";
 import { Tensor } from "../src/tensor.ts";
-import { readFixture } from "./fixtures.ts";
+import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 import { ortNodeRun } from "./ort.ts";
 
-/** uint8 images [N, 28, 28] → float32 [N, 1, 28, 28] in [0, 1], the models' input contract. */
-function imagesToInput(x: Tensor): Tensor {
-  const pixels = x.data as Uint8Array;
-  const data = new Float32Array(pixels.length);
-  for (let i = 0; i < pixels.length; i++) data[i] = pixels[i] / 255;
-  return new Tensor(data, [x.shape[0], 1, x.shape[1], x.shape[2]]);
-}
-
 function countCorrect(logits: Tensor, labels: Uint8Array): number {
-  const classes = logits.shape[1];
-  const values = logits.data as Float32Array;
-  let correct = 0;
-  for (let n = 0; n < labels.length; n++) {
-    let best = 0;
-    for (let c = 1; c < classes; c++) if (values[n * classes + c] > values[n * classes + best]) best = c;
-    if (best === labels[n]) correct++;
-  }
-  return correct;
+  return argmaxRows(logits).filter((c, n) => c === labels[n]).length;
 }
 
 Deno.test("onnxruntime-node runs tiny_cnn_fmnist to the README's 85.40% top-1 on the test set", async () => {

@@ -28,6 +28,9 @@ export interface KernelExports {
   conv2dPackWeights(m: number, group: number, kTotal: number, w: number, dst: number): void;
   conv2dPacked(...args: number[]): void;
   conv2dDepthwise(...args: number[]): void;
+  maxPool2d(...args: number[]): void;
+  averagePool2d(...args: number[]): void;
+  globalAveragePool(planes: number, size: number, x: number, y: number): void;
 }
 
 export interface InitOptions {
@@ -67,6 +70,9 @@ async function instantiate(options: InitOptions): Promise<void> {
       "conv2dPackWeights",
       "conv2dPacked",
       "conv2dDepthwise",
+      "maxPool2d",
+      "averagePool2d",
+      "globalAveragePool",
     ] as const
   ) {
     if (!(name in exports)) {

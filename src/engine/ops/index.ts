@@ -2,3 +2,4 @@
 import "./elementwise.ts";
 import "./shape.ts";
 import "./nn.ts";
+import "./resize.ts";

@@ -1,5 +1,5 @@
 // Neural-network ops: convolutions, matrix products, normalisation, pooling,
-// softmax, reductions, resizing, and (de)quantization.
+// softmax, reductions, and (de)quantization.
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
@@ -475,102 +475,6 @@ function layerNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
   return [y, ...(meanOut ? [meanOut] : []), ...(invOut ? [invOut] : [])];
 }
 
-/** Resize/Upsample, nearest or (multi)linear, one axis at a time (both are separable). */
-function resize(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
-  const node = ctx.node;
-  const x = wasmInput(node, inputs, 0);
-  const rank = x.shape.length;
-  let scales: number[] | undefined, sizes: number[] | undefined;
-  if (node.opType === "Upsample") {
-    scales = ctx.opset >= 9 ? toNumbers(required(node, inputs, 1)) : attrInts(node, "scales");
-  } else if (ctx.opset < 11) {
-    scales = toNumbers(required(node, inputs, 1));
-  } else {
-    if (inputs[2] && inputs[2].data.length > 0) scales = toNumbers(inputs[2]);
-    if (inputs[3] && inputs[3].data.length > 0) sizes = toNumbers(inputs[3]);
-  }
-  const axesAttr = attrInts(node, "axes");
-  const axes = axesAttr ? axesAttr.map((a) => normalizeAxis(node, a, rank)) : x.shape.map((_, i) => i);
-  const fullScales = x.shape.map(() => 1);
-  const outShape = [...x.shape];
-  const policy = attrString(node, "keep_aspect_ratio_policy", "stretch");
-  if (sizes) {
-    let ratio: number | undefined;
-    if (policy !== "stretch") {
-      const ratios = axes.map((a, i) => sizes![i] / x.shape[a]);
-      ratio = policy === "not_larger" ? Math.min(...ratios) : Math.max(...ratios);
-    }
-    axes.forEach((a, i) => {
-      outShape[a] = ratio === undefined ? sizes![i] : Math.round(x.shape[a] * ratio);
-      fullScales[a] = ratio ?? sizes![i] / x.shape[a];
-    });
-  } else if (scales) {
-    axes.forEach((a, i) => {
-      fullScales[a] = scales![i];
-      outShape[a] = Math.floor(x.shape[a] * scales![i]);
-    });
-  } else {
-    throw opError(node, "needs scales or sizes");
-  }
-  const mode = attrString(node, "mode", "nearest");
-  const transform = node.opType === "Upsample" || ctx.opset < 11
-    ? "asymmetric"
-    : attrString(node, "coordinate_transformation_mode", "half_pixel");
-  // Upsample and opset-10 Resize pick the nearest pixel by flooring.
-  const nearestMode = node.opType === "Upsample" || ctx.opset < 11
-    ? "floor"
-    : attrString(node, "nearest_mode", "round_prefer_floor");
-  const linear = mode !== "nearest";
-
-  let current: { shape: number[]; data: Float32Array } = { shape: [...x.shape], data: x.data.slice() };
-  for (let a = 0; a < rank; a++) {
-    if (outShape[a] === current.shape[a] && fullScales[a] === 1) continue;
-    const inLen = current.shape[a], outLen = outShape[a], scale = fullScales[a];
-    const nextShape = [...current.shape];
-    nextShape[a] = outLen;
-    const next = new Float32Array(nextShape.reduce((p, d) => p * d, 1));
-    const outer = current.shape.slice(0, a).reduce((p, d) => p * d, 1);
-    const inner = current.shape.slice(a + 1).reduce((p, d) => p * d, 1);
-    for (let o = 0; o < outLen; o++) {
-      let coord: number;
-      if (transform === "half_pixel") coord = (o + 0.5) / scale - 0.5;
-      else if (transform === "pytorch_half_pixel") coord = outLen > 1 ? (o + 0.5) / scale - 0.5 : 0;
-      // ONNX measures the resized length before flooring: inLen·scale.
-      else if (transform === "align_corners") {
-        coord = outLen > 1 ? (o * (inLen - 1)) / (inLen * scale - 1) : 0;
-      } else if (transform === "asymmetric") coord = o / scale;
-      else if (transform === "half_pixel_symmetric") {
-        const adj = outLen / scale, center = inLen / 2, offset = center * (1 - adj / inLen);
-        coord = offset + (o + 0.5) / scale - 0.5;
-      } else throw opUnsupported(node, `coordinate mode "${transform}" is not supported`);
-      let i0: number, i1: number, w1: number;
-      if (linear) {
-        const c = Math.min(Math.max(coord, 0), inLen - 1);
-        i0 = Math.floor(c);
-        i1 = Math.min(i0 + 1, inLen - 1);
-        w1 = c - i0;
-      } else {
-        let r: number;
-        if (nearestMode === "floor") r = Math.floor(coord);
-        else if (nearestMode === "ceil") r = Math.ceil(coord);
-        else if (nearestMode === "round_prefer_ceil") r = Math.round(coord);
-        else r = coord % 1 === 0.5 || coord % 1 === -0.5 ? Math.floor(coord) : Math.round(coord);
-        i0 = i1 = Math.min(Math.max(r, 0), inLen - 1);
-        w1 = 0;
-      }
-      for (let p = 0; p < outer; p++) {
-        const src = current.data, dst = p * outLen * inner + o * inner;
-        const s0 = p * inLen * inner + i0 * inner, s1 = p * inLen * inner + i1 * inner;
-        for (let q = 0; q < inner; q++) next[dst + q] = src[s0 + q] * (1 - w1) + src[s1 + q] * w1;
-      }
-    }
-    current = { shape: nextShape, data: next };
-  }
-  const y = ctx.outputF32(outShape);
-  y.data.set(current.data);
-  return [y];
-}
-
 const quantRange: Partial<Record<DType, [number, number]>> = {
   uint8: [0, 255],
   int8: [-128, 127],
@@ -628,17 +532,6 @@ function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[
   return [y];
 }
 
-const resizeCheck = (node: Node): string | undefined => {
-  const mode = attrString(node, "mode", "nearest");
-  if (mode !== "nearest" && mode !== "linear" && mode !== "bilinear") {
-    return `mode "${mode}" is not supported (nearest and linear are)`;
-  }
-  const transform = attrString(node, "coordinate_transformation_mode", "half_pixel");
-  const known = ["half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "half_pixel_symmetric"];
-  if (!known.includes(transform)) return `coordinate mode "${transform}" is not supported`;
-  return undefined;
-};
-
 registerOps({
   Conv: conv,
   ConvTranspose: convTranspose,
@@ -652,8 +545,6 @@ registerOps({
   Softmax: softmax(false),
   LogSoftmax: softmax(true),
   LayerNormalization: layerNormalization,
-  Resize: resize,
-  Upsample: resize,
   QuantizeLinear: quantizeLinear,
   DequantizeLinear: dequantizeLinear,
   ...Object.fromEntries(Object.entries(reducers).map(([name, r]) => [name, reduce(r)])),
@@ -662,6 +553,4 @@ registerOps({
     attrInt(node, "training_mode", 0) === 1 || node.outputs.slice(1).some((o) => o !== "")
       ? "training mode is not supported"
       : undefined,
-  Resize: resizeCheck,
-  Upsample: resizeCheck,
 });

@@ -1,7 +1,7 @@
 // Helpers shared by the TypeScript op implementations.
 import { AttnroundError } from "../../errors.ts";
 import type { Node } from "../../graph/ir.ts";
-import type { Value } from "../value.ts";
+import { type Value, WasmValue } from "../value.ts";
 
 export function opError(node: Node, message: string): AttnroundError {
   return new AttnroundError("INVALID_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
@@ -15,6 +15,13 @@ export function opUnsupported(node: Node, message: string): AttnroundError {
 export function required(node: Node, inputs: (Value | undefined)[], index: number): Value {
   const v = inputs[index];
   if (!v) throw opError(node, `input ${index} is required`);
+  return v;
+}
+
+/** A required float32 input, which lives in wasm memory. */
+export function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
+  const v = required(node, inputs, index);
+  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32 (got ${v.dtype})`);
   return v;
 }
 

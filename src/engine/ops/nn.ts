@@ -3,6 +3,7 @@
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
+import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
@@ -100,42 +101,38 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const [h, wd] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
   const [outH, outW] = g.out;
   const y = ctx.outputF32([n, m, ...geo.out]);
-  const cg = c / group, mg = m / group, kk = cg * g.kernel[0] * g.kernel[1], p = outH * outW;
-  const col = ctx.scratch(kk * p * 4);
-  const colData = new WasmValue(col, [kk * p]).data;
-  const xd = x.data;
-  for (let img = 0; img < n; img++) {
-    for (let gi = 0; gi < group; gi++) {
-      // im2col: col[(ci·kh + ki)·kw + kj, oy·outW + ox]
-      let r = 0;
-      for (let ci = 0; ci < cg; ci++) {
-        const plane = ((img * c) + gi * cg + ci) * h * wd;
-        for (let ki = 0; ki < g.kernel[0]; ki++) {
-          for (let kj = 0; kj < g.kernel[1]; kj++, r++) {
-            const row = r * p;
-            for (let oy = 0; oy < outH; oy++) {
-              const iy = oy * g.strides[0] - g.pads[0] + ki * g.dilations[0];
-              for (let ox = 0; ox < outW; ox++) {
-                const ix = ox * g.strides[1] - g.pads[1] + kj * g.dilations[1];
-                colData[row + oy * outW + ox] = iy >= 0 && iy < h && ix >= 0 && ix < wd
-                  ? xd[plane + iy * wd + ix]
-                  : 0;
-              }
-            }
-          }
-        }
-      }
-      gemmAt(
-        { transA: false, transB: false, m: mg, n: p, k: kk, lda: kk, ldb: p, ldc: p, accumulate: false },
-        w.ptr + gi * mg * kk * 4,
-        col,
-        y.ptr + ((img * m) + gi * mg) * p * 4,
-      );
-    }
-  }
-  if (bias) addChannelBias(y, bias.data, n, m, p);
+  const activation = attrString(node, FUSED_ACTIVATION, "none") as Activation;
+  const p: Conv2dParams = {
+    n,
+    c,
+    h,
+    w: wd,
+    m,
+    kh: g.kernel[0],
+    kw: g.kernel[1],
+    strideH: g.strides[0],
+    strideW: g.strides[1],
+    padTop: g.pads[0],
+    padLeft: g.pads[1],
+    padBottom: g.pads[2],
+    padRight: g.pads[3],
+    dilationH: g.dilations[0],
+    dilationW: g.dilations[1],
+    group,
+    outH,
+    outW,
+    activation,
+    clipMin: attrFloat(node, FUSED_MIN, -Infinity),
+    clipMax: attrFloat(node, FUSED_MAX, Infinity),
+  };
+  conv2d(p, x.ptr, w.ptr, bias?.ptr ?? 0, y.ptr, ctx.scratch(conv2dWorkspaceBytes(p)));
   return [y];
 }
+
+/** Attributes the engine sets on a Conv when it fuses the Relu or Clip after it. */
+export const FUSED_ACTIVATION = "attnround.activation";
+export const FUSED_MIN = "attnround.activation_min";
+export const FUSED_MAX = "attnround.activation_max";
 
 function addChannelBias(y: WasmValue, bias: Float32Array, n: number, m: number, p: number): void {
   const yd = y.data;
@@ -275,14 +272,59 @@ function gemm(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   return [y];
 }
 
+/** Training mode: BatchNormalization's training_mode from opset 14, more than one output before it. */
+function batchNormTraining(node: Node, opset: number): boolean {
+  return opset >= 14 ? attrInt(node, "training_mode", 0) === 1 : node.outputs.slice(1).some((o) => o !== "");
+}
+
+/**
+ * BatchNormalization. Training mode normalises with the batch's own per-channel
+ * mean and (biased) variance, and also returns the running mean and variance
+ * updated with `momentum` (and, before opset 14, the batch mean and variance).
+ */
 function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const node = ctx.node;
   const x = wasmInput(node, inputs, 0);
-  const [scale, bias, mean, variance] = [1, 2, 3, 4].map((i) => wasmInput(node, inputs, i).data);
+  const params = [1, 2, 3, 4].map((i) => wasmInput(node, inputs, i));
   const eps = attrFloat(node, "epsilon", 1e-5);
-  const y = ctx.outputF32(x.shape);
-  const xd = x.data, yd = y.data;
+  const training = batchNormTraining(node, ctx.opset);
   const c = x.shape[1] ?? 1, inner = x.shape.slice(2).reduce((a, b) => a * b, 1), n = x.shape[0];
+  const y = ctx.outputF32(x.shape);
+  const stats = training ? node.outputs.slice(1).map(() => ctx.outputF32([c])) : [];
+  const [scale, bias, runningMean, runningVar] = params.map((p) => p.data);
+  const xd = x.data, yd = y.data;
+  let mean: ArrayLike<number> = runningMean, variance: ArrayLike<number> = runningVar;
+  if (training) {
+    const batchMean = new Float64Array(c), batchVar = new Float64Array(c), count = n * inner;
+    for (let ch = 0; ch < c; ch++) {
+      let sum = 0;
+      for (let img = 0; img < n; img++) {
+        const base = (img * c + ch) * inner;
+        for (let i = 0; i < inner; i++) sum += xd[base + i];
+      }
+      const m = sum / count;
+      let squares = 0;
+      for (let img = 0; img < n; img++) {
+        const base = (img * c + ch) * inner;
+        for (let i = 0; i < inner; i++) squares += (xd[base + i] - m) ** 2;
+      }
+      batchMean[ch] = m;
+      batchVar[ch] = squares / count;
+    }
+    const momentum = attrFloat(node, "momentum", 0.9);
+    const values = [
+      (ch: number) => runningMean[ch] * momentum + batchMean[ch] * (1 - momentum),
+      (ch: number) => runningVar[ch] * momentum + batchVar[ch] * (1 - momentum),
+      (ch: number) => batchMean[ch],
+      (ch: number) => batchVar[ch],
+    ];
+    stats.forEach((out, k) => {
+      const od = out.data;
+      for (let ch = 0; ch < c; ch++) od[ch] = values[k](ch);
+    });
+    mean = batchMean;
+    variance = batchVar;
+  }
   for (let img = 0; img < n; img++) {
     for (let ch = 0; ch < c; ch++) {
       const s = scale[ch] / Math.sqrt(variance[ch] + eps);
@@ -291,7 +333,7 @@ function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
       for (let i = 0; i < inner; i++) yd[base + i] = xd[base + i] * s + t;
     }
   }
-  return [y];
+  return [y, ...stats];
 }
 
 function pool(kind: "max" | "average") {
@@ -549,8 +591,11 @@ registerOps({
   DequantizeLinear: dequantizeLinear,
   ...Object.fromEntries(Object.entries(reducers).map(([name, r]) => [name, reduce(r)])),
 }, {
-  BatchNormalization: (node) =>
-    attrInt(node, "training_mode", 0) === 1 || node.outputs.slice(1).some((o) => o !== "")
-      ? "training mode is not supported"
-      : undefined,
+  BatchNormalization: (node, opset) => {
+    if (node.outputs.length > (opset >= 14 ? 3 : 5)) return `has ${node.outputs.length} outputs`;
+    const extra = node.outputs.slice(1).some((o) => o !== "");
+    return extra && !batchNormTraining(node, opset)
+      ? "the running mean and variance outputs need training_mode=1"
+      : undefined;
+  },
 });

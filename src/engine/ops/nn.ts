@@ -17,6 +17,7 @@ import {
   stridesOf,
   toNumbers,
 } from "./util.ts";
+import { convNd, convTransposeNd, poolNd } from "./spatial-nd.ts";
 
 function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
   const v = required(node, inputs, index);
@@ -82,6 +83,7 @@ function as2d(g: SpatialGeometry): SpatialGeometry {
 }
 
 function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  if ((inputs[0]?.shape.length ?? 0) > 4) return convNd(ctx, inputs);
   const node = ctx.node;
   const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
   const bias = inputs[2] as WasmValue | undefined;
@@ -145,6 +147,7 @@ function addChannelBias(y: WasmValue, bias: Float32Array, n: number, m: number, 
 }
 
 function convTranspose(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  if ((inputs[0]?.shape.length ?? 0) > 4) return convTransposeNd(ctx, inputs);
   const node = ctx.node;
   const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
   const bias = inputs[2] as WasmValue | undefined;
@@ -338,6 +341,7 @@ function batchNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
 
 function pool(kind: "max" | "average") {
   return (ctx: OpContext, inputs: (Value | undefined)[]): Value[] => {
+    if ((inputs[0]?.shape.length ?? 0) > 4) return poolNd(kind, ctx, inputs);
     const node = ctx.node;
     const x = required(node, inputs, 0);
     const rank = x.shape.length;

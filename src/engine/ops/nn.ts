@@ -3,6 +3,7 @@
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
+import { globalAveragePool } from "../../kernels/pool.ts";
 import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
@@ -401,6 +402,10 @@ function globalPool(kind: "max" | "average") {
     const [n, c] = x.shape;
     const inner = x.shape.slice(2).reduce((a, b) => a * b, 1);
     const y = ctx.outputF32([n, c, ...x.shape.slice(2).map(() => 1)]);
+    if (kind === "average" && inner > 0) {
+      globalAveragePool({ n, c, size: inner }, x.ptr, y.ptr);
+      return [y];
+    }
     const xd = x.data, yd = y.data;
     for (let plane = 0; plane < n * c; plane++) {
       let acc = kind === "max" ? -Infinity : 0;

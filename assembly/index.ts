@@ -3,3 +3,5 @@ export { alloc, free } from "./memory";
 export { gemm } from "./gemm";
 export { conv2dDepthwise, conv2dPacked, conv2dPackWeights } from "./conv2d";
 export { averagePool2d, globalAveragePool, maxPool2d } from "./pool";
+export { binary } from "./binary";
+export { unary } from "./unary";

@@ -31,6 +31,8 @@ export interface KernelExports {
   maxPool2d(...args: number[]): void;
   averagePool2d(...args: number[]): void;
   globalAveragePool(planes: number, size: number, x: number, y: number): void;
+  binary(op: number, a: number, b: number, y: number, ...dimsAndStrides: number[]): void;
+  unary(op: number, x: number, y: number, length: number, alpha: number, beta: number): void;
 }
 
 export interface InitOptions {
@@ -73,6 +75,8 @@ async function instantiate(options: InitOptions): Promise<void> {
       "maxPool2d",
       "averagePool2d",
       "globalAveragePool",
+      "binary",
+      "unary",
     ] as const
   ) {
     if (!(name in exports)) {

@@ -559,7 +559,8 @@ function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] 
     yd = y.data as Int32Array;
   for (let i = 0; i < xd.length; i++) {
     const j = at(i);
-    const q = roundHalfEven(xd[i] / sd[j]) + (zd ? Number(zd[j]) : 0);
+    // x / scale rounds to float32 first, as in the ONNX reference and onnxruntime.
+    const q = roundHalfEven(Math.fround(xd[i] / sd[j])) + (zd ? Number(zd[j]) : 0);
     yd[i] = Math.min(Math.max(q, range[0]), range[1]);
   }
   return [y];

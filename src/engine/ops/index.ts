@@ -3,3 +3,4 @@ import "./elementwise.ts";
 import "./shape.ts";
 import "./nn.ts";
 import "./resize.ts";
+import "./more.ts";

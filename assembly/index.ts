@@ -5,3 +5,4 @@ export { conv2dDepthwise, conv2dPacked, conv2dPackWeights } from "./conv2d";
 export { averagePool2d, globalAveragePool, maxPool2d } from "./pool";
 export { binary } from "./binary";
 export { unary } from "./unary";
+export { convTranspose2d } from "./conv-transpose2d";

@@ -33,6 +33,7 @@ export interface KernelExports {
   globalAveragePool(planes: number, size: number, x: number, y: number): void;
   binary(op: number, a: number, b: number, y: number, ...dimsAndStrides: number[]): void;
   unary(op: number, x: number, y: number, length: number, alpha: number, beta: number): void;
+  convTranspose2d(...args: number[]): void;
 }
 
 export interface InitOptions {
@@ -77,6 +78,7 @@ async function instantiate(options: InitOptions): Promise<void> {
       "globalAveragePool",
       "binary",
       "unary",
+      "convTranspose2d",
     ] as const
   ) {
     if (!(name in exports)) {

@@ -584,6 +584,20 @@ function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[
   return [y];
 }
 
+/**
+ * What the (de)quantizers do not implement, said at load: blocked quantization
+ * (opset 21 block_size), and QuantizeLinear's output_dtype other than uint8
+ * when no zero point gives the type.
+ */
+function quantizeCheck(node: Node): string | undefined {
+  if (attrInt(node, "block_size", 0) > 0) return "blocked quantization (block_size) is not supported";
+  const outputType = attrInt(node, "output_dtype", 0);
+  if (node.opType === "QuantizeLinear" && outputType !== 0 && outputType !== 2 && !node.inputs[2]) {
+    return `output_dtype ${outputType} without a zero point is not supported`;
+  }
+  return undefined;
+}
+
 registerOps({
   Conv: conv,
   ConvTranspose: convTranspose,
@@ -608,4 +622,6 @@ registerOps({
       ? "the running mean and variance outputs need training_mode=1"
       : undefined;
   },
+  QuantizeLinear: quantizeCheck,
+  DequantizeLinear: quantizeCheck,
 });

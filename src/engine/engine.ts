@@ -238,7 +238,16 @@ export class Engine {
           );
         }
         return plan.arena + step.outputOffsets[k++];
-      }, () => plan.arena + step.scratchOffset);
+      }, (bytes) => {
+        // Scratch shares the arena too: more than the planning run asked for would overwrite live values.
+        if (alignUp(bytes) > step.scratchBytes) {
+          throw new AttnroundError(
+            "UNSUPPORTED_MODEL",
+            `node "${step.node.name}" (${step.node.opType}) needs more scratch memory than when it was planned at the same input shapes: data-dependent shapes are not supported`,
+          );
+        }
+        return plan.arena + step.scratchOffset;
+      });
       const outs = runStep(step.run, ctx, step.node.inputs.map((name) => name ? env.get(name) : undefined));
       step.node.outputs.forEach((name, i) => name && outs[i] && env.set(name, outs[i]));
     }

@@ -89,6 +89,21 @@ Deno.test("Resize cubic (half_pixel, a = -0.75) matches the hand-computed weight
   assertClose([excluded.data[2]], [dot([1, 2, 4], kept) / sum]);
 });
 
+Deno.test("Resize linear with antialias widens the triangle filter when downsampling", async () => {
+  await init();
+  const graph = graphOf(
+    [{ op: "Resize", inputs: ["x", "", "scales"], outputs: ["y"], attrs: { mode: "linear", antialias: 1 } }],
+    ["x"],
+    ["y"],
+    { scales: f32([0.5]) },
+    18,
+  );
+  // Scale ½ stretches the filter to 4 taps around 2o + 0.5 with weights (1, 3, 3, 1)/8;
+  // the edge repeats, so output 0 reads 0, 0, 1, 2 and output 3 reads 5, 6, 7, 7.
+  const y = runOnce(graph, { x: f32([0, 1, 2, 3, 4, 5, 6, 7]) }).y;
+  assertClose(y.data as Float32Array, [0.625, 2.5, 4.5, 6.375]);
+});
+
 Deno.test("Resize tf_crop_and_resize samples the roi box and extrapolates outside the input", async () => {
   await init();
   const graph = graphOf(

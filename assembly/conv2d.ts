@@ -60,6 +60,42 @@ function tile(
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
   let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   const end = offs + (<usize> kTotal << 2);
+  // Two k per iteration, the first one unconditionally.
+  const end2 = offs + (<usize> (kTotal & ~1) << 2);
+  while (offs < end2) {
+    let o = <usize> load<i32>(offs);
+    let x0 = v128.load(b0 + o);
+    let x1 = v128.load(b1 + o);
+    let a = v128.load32_splat(pa);
+    c00 = f32x4.add(c00, f32x4.mul(a, x0));
+    c01 = f32x4.add(c01, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a, x0));
+    c11 = f32x4.add(c11, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a, x0));
+    c21 = f32x4.add(c21, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a, x0));
+    c31 = f32x4.add(c31, f32x4.mul(a, x1));
+    o = <usize> load<i32>(offs, 4);
+    x0 = v128.load(b0 + o);
+    x1 = v128.load(b1 + o);
+    a = v128.load32_splat(pa, 16);
+    c00 = f32x4.add(c00, f32x4.mul(a, x0));
+    c01 = f32x4.add(c01, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 20);
+    c10 = f32x4.add(c10, f32x4.mul(a, x0));
+    c11 = f32x4.add(c11, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 24);
+    c20 = f32x4.add(c20, f32x4.mul(a, x0));
+    c21 = f32x4.add(c21, f32x4.mul(a, x1));
+    a = v128.load32_splat(pa, 28);
+    c30 = f32x4.add(c30, f32x4.mul(a, x0));
+    c31 = f32x4.add(c31, f32x4.mul(a, x1));
+    pa += MR << 3;
+    offs += 8;
+  }
   while (offs < end) {
     const o = <usize> load<i32>(offs);
     const x0 = v128.load(b0 + o);
@@ -136,8 +172,9 @@ function tile(
 
 // Implicit-GEMM convolution over prepacked weights (conv2dPackWeights).
 // Workspace: kTotal i32 offsets rounded up to 16 bytes, then either the
-// prepared planes of one image (c·sw·hp·wq floats + 16 of slack) or, for the
-// pointwise path, cg·4 floats + cg offsets for the last image's ragged quad.
+// prepared planes of one image (c·sw·hp·wq floats + 16 of slack), or for
+// strided/padded 1×1 convs the gathered image (c·outH·outW floats + 16), or
+// for the pointwise path cg·4 floats + cg offsets for the last image's ragged quad.
 export function conv2dPacked(
   n: i32,
   c: i32,
@@ -178,15 +215,18 @@ export function conv2dPacked(
   const outPlane = <usize> outH * outW;
   const ys = outPlane << 2;
   const imageIn = <usize> c * h * w << 2;
+  // Other 1×1 convs gather the pixels they read into a dense image first, so
+  // that they too run as a plain GEMM over the flattened output.
+  const gather = kh == 1 && kw == 1 && !pointwise;
 
-  // Quads run along output rows; the pointwise path sees one row of h·w.
+  // Quads run along output rows; the 1×1 paths see one row of outH·outW.
   let rowsOut = outH, rowLen = outW, chanStride: usize, rowStride: usize;
-  if (pointwise) {
+  if (pointwise || gather) {
     rowsOut = 1;
-    rowLen = h * w;
-    chanStride = <usize> h * w;
+    rowLen = outH * outW;
+    chanStride = <usize> rowLen;
     rowStride = 0;
-    for (let k = 0; k < kTotal; k++) store<i32>(offs + (<usize> k << 2), k * h * w * 4);
+    for (let k = 0; k < kTotal; k++) store<i32>(offs + (<usize> k << 2), k * rowLen * 4);
   } else {
     chanStride = <usize> sw * hp * wq;
     rowStride = <usize> sh * wq;
@@ -213,6 +253,8 @@ export function conv2dPacked(
     let src = data;
     if (pointwise) {
       src = x + <usize> img * imageIn;
+    } else if (gather) {
+      gatherPixels(x + <usize> img * imageIn, c, h, w, sh, sw, padTop, padLeft, outH, outW, data);
     } else {
       preparePlanes(x + <usize> img * imageIn, c, h, w, padTop, padLeft, sw, hp, wq, 0, data);
     }
@@ -284,6 +326,34 @@ export function conv2dPacked(
             hiV,
           );
         }
+      }
+    }
+  }
+}
+
+// dst[ci, oh, ow] = src[ci, oh·sh - padTop, ow·sw - padLeft], 0 outside the input.
+function gatherPixels(
+  src: usize,
+  c: i32,
+  h: i32,
+  w: i32,
+  sh: i32,
+  sw: i32,
+  padTop: i32,
+  padLeft: i32,
+  outH: i32,
+  outW: i32,
+  dst: usize,
+): void {
+  for (let ci = 0; ci < c; ci++) {
+    const plane = src + ((<usize> ci * h * w) << 2);
+    for (let oh = 0; oh < outH; oh++) {
+      const ih = oh * sh - padTop;
+      for (let ow = 0; ow < outW; ow++) {
+        const iw = ow * sw - padLeft;
+        const inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+        store<f32>(dst, inside ? load<f32>(plane + ((<usize> ih * w + iw) << 2)) : 0);
+        dst += 4;
       }
     }
   }

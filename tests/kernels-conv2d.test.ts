@@ -78,7 +78,8 @@ Deno.test("conv2d chooses the pointwise, depthwise and implicit-GEMM paths", () 
   );
   assert.equal(conv2dPath(params(base({ c: 6, m: 6, group: 6 }))), "depthwise");
   assert.equal(conv2dPath(params(base({ c: 6, m: 6, group: 3 }))), "implicit-gemm");
-  assert.equal(conv2dPath(params(base({ kh: 1, kw: 1, strideH: 2, strideW: 2 }))), "implicit-gemm");
+  assert.equal(conv2dPath(params(base({ kh: 1, kw: 1, strideH: 2, strideW: 2 }))), "pointwise-gather");
+  assert.equal(conv2dPath(params(base({ kh: 1, kw: 2, padLeft: 0, padRight: 0 }))), "implicit-gemm");
 });
 
 Deno.test("conv2d 3×3 matches the reference for channels 1, 3, 5, 17 and strides 1-3", async () => {
@@ -150,12 +151,27 @@ Deno.test("conv2d 1×1 pointwise on ragged spatial sizes reads and writes nothin
       );
     }
   }
-  // Strided and padded 1×1 convs take the implicit-GEMM path.
+  // Strided and padded 1×1 convs gather their pixels first.
   check(
     params(base({ kh: 1, kw: 1, strideH: 2, strideW: 2, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 })),
     390,
   );
   check(params(base({ kh: 1, kw: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1 })), 391);
+  for (
+    const [stride, c, m, group, h, w] of [[2, 17, 9, 1, 13, 11], [3, 6, 4, 2, 7, 8], [2, 32, 64, 1, 14, 14]]
+  ) {
+    const s = {
+      kh: 1,
+      kw: 1,
+      strideH: stride,
+      strideW: stride,
+      padTop: 0,
+      padLeft: 0,
+      padBottom: 0,
+      padRight: 0,
+    };
+    check(params(base({ ...s, c, m, group, h, w, n: 3 })), 392 + stride + c, { prepacked: true });
+  }
 });
 
 Deno.test("conv2d grouped: groups 2 and c, with and without channel multipliers", async () => {

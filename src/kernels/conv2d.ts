@@ -2,8 +2,9 @@
 // the output write. The wasm kernels are in assembly/conv2d.ts:
 // - depthwise (group == c == m): a direct SIMD kernel per channel plane;
 // - everything else: an implicit GEMM over weights packed into 4-row panels,
-//   reading the input in place (1×1 stride-1 unpadded) or from padded,
-//   phase-split planes of one image (see assembly/planes.ts).
+//   reading the input in place (1×1 stride-1 unpadded), from a gathered dense
+//   image (other 1×1), or from padded, phase-split planes of one image (see
+//   assembly/planes.ts).
 // conv2dReference is the plain loop the tests hold the kernels to.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
@@ -46,7 +47,7 @@ export interface Conv2dParams {
   clipMax?: number;
 }
 
-export type Conv2dPath = "pointwise" | "depthwise" | "implicit-gemm";
+export type Conv2dPath = "pointwise" | "pointwise-gather" | "depthwise" | "implicit-gemm";
 
 const MR = 4;
 
@@ -55,7 +56,8 @@ export function conv2dPath(p: Conv2dParams): Conv2dPath {
   if (p.group === p.c && p.group === p.m) return "depthwise";
   const pointwise = p.kh === 1 && p.kw === 1 && p.strideH === 1 && p.strideW === 1 && p.padTop === 0 &&
     p.padLeft === 0 && p.outH === p.h && p.outW === p.w;
-  return pointwise ? "pointwise" : "implicit-gemm";
+  if (pointwise) return "pointwise";
+  return p.kh === 1 && p.kw === 1 ? "pointwise-gather" : "implicit-gemm";
 }
 
 /** The output size along one axis (ONNX Conv, explicit pads). */
@@ -116,6 +118,7 @@ function kernelWorkspaceBytes(p: Conv2dParams): number {
   const cg = p.c / p.group;
   const offsets = align16(cg * p.kh * p.kw * 4);
   if (path === "pointwise") return offsets + align16(cg * 16) + align16(cg * 4);
+  if (path === "pointwise-gather") return offsets + align16((p.c * p.outH * p.outW + 16) * 4);
   return offsets + planeBytes(p, p.c);
 }
 

@@ -399,7 +399,9 @@ export function conv2dDepthwise(
       const b = f32x4.splat(bias ? load<f32>(bias + (<usize> ch << 2)) : 0);
       const wp = wt + (<usize> ch * kh * kw << 2);
       const yp = y + plane * planeOut;
-      if (kh == 3 && kw == 3) {
+      if (kh == 3 && kw == 3 && sw == 1 && dw == 1) {
+        depthwise3x3s1(workspace, wp, yp, outH, outW, rowBytes, <usize> dh * wq << 2, b, loV, hiV);
+      } else if (kh == 3 && kw == 3) {
         depthwise3x3(
           workspace,
           wp,
@@ -501,6 +503,128 @@ function depthwise3x3(
       a = f32x4.add(a, f32x4.mul(w21, v128.load(r2 + o1 + q)));
       a = f32x4.add(a, f32x4.mul(w22, v128.load(r2 + o2 + q)));
       storeLanes(yr + q, clamp(a, lo, hi), min(4, outW - ow));
+    }
+  }
+}
+
+// 3×3 taps, unit column stride and dilation: the three taps of a row are at
+// byte offsets 0, 4, 8 from the row pointer, so every load has a constant
+// offset and the pointers just advance. Eight outputs per step.
+function depthwise3x3s1(
+  src: usize,
+  wp: usize,
+  yp: usize,
+  outH: i32,
+  outW: i32,
+  rowBytes: usize,
+  dyBytes: usize,
+  b: v128,
+  lo: v128,
+  hi: v128,
+): void {
+  const w00 = v128.load32_splat(wp), w01 = v128.load32_splat(wp, 4), w02 = v128.load32_splat(wp, 8);
+  const w10 = v128.load32_splat(wp, 12), w11 = v128.load32_splat(wp, 16), w12 = v128.load32_splat(wp, 20);
+  const w20 = v128.load32_splat(wp, 24), w21 = v128.load32_splat(wp, 28), w22 = v128.load32_splat(wp, 32);
+  let oh = 0;
+  if (rowBytes == dyBytes) {
+    // Stride and dilation 1 down the columns too: two output rows share two of
+    // their four input rows, so compute them together.
+    for (; oh + 2 <= outH; oh += 2) {
+      let r0 = src + <usize> oh * rowBytes;
+      let r1 = r0 + dyBytes;
+      let r2 = r1 + dyBytes;
+      let r3 = r2 + dyBytes;
+      let yr = yp + (<usize> oh * outW << 2);
+      const yb = <usize> outW << 2;
+      for (let ow = 0; ow < outW; ow += 4) {
+        let v = v128.load(r0);
+        let a = f32x4.add(b, f32x4.mul(w00, v));
+        v = v128.load(r0, 4);
+        a = f32x4.add(a, f32x4.mul(w01, v));
+        v = v128.load(r0, 8);
+        a = f32x4.add(a, f32x4.mul(w02, v));
+        v = v128.load(r1);
+        a = f32x4.add(a, f32x4.mul(w10, v));
+        let c = f32x4.add(b, f32x4.mul(w00, v));
+        v = v128.load(r1, 4);
+        a = f32x4.add(a, f32x4.mul(w11, v));
+        c = f32x4.add(c, f32x4.mul(w01, v));
+        v = v128.load(r1, 8);
+        a = f32x4.add(a, f32x4.mul(w12, v));
+        c = f32x4.add(c, f32x4.mul(w02, v));
+        v = v128.load(r2);
+        a = f32x4.add(a, f32x4.mul(w20, v));
+        c = f32x4.add(c, f32x4.mul(w10, v));
+        v = v128.load(r2, 4);
+        a = f32x4.add(a, f32x4.mul(w21, v));
+        c = f32x4.add(c, f32x4.mul(w11, v));
+        v = v128.load(r2, 8);
+        a = f32x4.add(a, f32x4.mul(w22, v));
+        c = f32x4.add(c, f32x4.mul(w12, v));
+        v = v128.load(r3);
+        c = f32x4.add(c, f32x4.mul(w20, v));
+        v = v128.load(r3, 4);
+        c = f32x4.add(c, f32x4.mul(w21, v));
+        v = v128.load(r3, 8);
+        c = f32x4.add(c, f32x4.mul(w22, v));
+        const count = min(4, outW - ow);
+        storeLanes(yr, clamp(a, lo, hi), count);
+        storeLanes(yr + yb, clamp(c, lo, hi), count);
+        r0 += 16;
+        r1 += 16;
+        r2 += 16;
+        r3 += 16;
+        yr += 16;
+      }
+    }
+  }
+  for (; oh < outH; oh++) {
+    let r0 = src + <usize> oh * rowBytes;
+    let r1 = r0 + dyBytes;
+    let r2 = r1 + dyBytes;
+    let yr = yp + (<usize> oh * outW << 2);
+    let ow = 0;
+    for (; ow + 8 <= outW; ow += 8) {
+      let a = f32x4.add(b, f32x4.mul(w00, v128.load(r0)));
+      let c = f32x4.add(b, f32x4.mul(w00, v128.load(r0, 16)));
+      a = f32x4.add(a, f32x4.mul(w01, v128.load(r0, 4)));
+      c = f32x4.add(c, f32x4.mul(w01, v128.load(r0, 20)));
+      a = f32x4.add(a, f32x4.mul(w02, v128.load(r0, 8)));
+      c = f32x4.add(c, f32x4.mul(w02, v128.load(r0, 24)));
+      a = f32x4.add(a, f32x4.mul(w10, v128.load(r1)));
+      c = f32x4.add(c, f32x4.mul(w10, v128.load(r1, 16)));
+      a = f32x4.add(a, f32x4.mul(w11, v128.load(r1, 4)));
+      c = f32x4.add(c, f32x4.mul(w11, v128.load(r1, 20)));
+      a = f32x4.add(a, f32x4.mul(w12, v128.load(r1, 8)));
+      c = f32x4.add(c, f32x4.mul(w12, v128.load(r1, 24)));
+      a = f32x4.add(a, f32x4.mul(w20, v128.load(r2)));
+      c = f32x4.add(c, f32x4.mul(w20, v128.load(r2, 16)));
+      a = f32x4.add(a, f32x4.mul(w21, v128.load(r2, 4)));
+      c = f32x4.add(c, f32x4.mul(w21, v128.load(r2, 20)));
+      a = f32x4.add(a, f32x4.mul(w22, v128.load(r2, 8)));
+      c = f32x4.add(c, f32x4.mul(w22, v128.load(r2, 24)));
+      v128.store(yr, clamp(a, lo, hi));
+      v128.store(yr, clamp(c, lo, hi), 16);
+      r0 += 32;
+      r1 += 32;
+      r2 += 32;
+      yr += 32;
+    }
+    for (; ow < outW; ow += 4) {
+      let a = f32x4.add(b, f32x4.mul(w00, v128.load(r0)));
+      a = f32x4.add(a, f32x4.mul(w01, v128.load(r0, 4)));
+      a = f32x4.add(a, f32x4.mul(w02, v128.load(r0, 8)));
+      a = f32x4.add(a, f32x4.mul(w10, v128.load(r1)));
+      a = f32x4.add(a, f32x4.mul(w11, v128.load(r1, 4)));
+      a = f32x4.add(a, f32x4.mul(w12, v128.load(r1, 8)));
+      a = f32x4.add(a, f32x4.mul(w20, v128.load(r2)));
+      a = f32x4.add(a, f32x4.mul(w21, v128.load(r2, 4)));
+      a = f32x4.add(a, f32x4.mul(w22, v128.load(r2, 8)));
+      storeLanes(yr, clamp(a, lo, hi), min(4, outW - ow));
+      r0 += 16;
+      r1 += 16;
+      r2 += 16;
+      yr += 16;
     }
   }
 }

@@ -29,6 +29,11 @@ export function preparePlanes(
   const rowBytes = <usize> wq << 2;
   for (let c = 0; c < channels; c++) {
     const plane = src + ((<usize> c * h * w) << 2);
+    if (sw == 2) {
+      prepareStride2(plane, h, w, padTop, padLeft, hp, wq, fillV, dst);
+      dst += rowBytes * hp * 2;
+      continue;
+    }
     for (let p = 0; p < sw; p++) {
       // Indices [j0, j1) of this phase read input columns j·sw + p - padLeft in [0, w).
       let j0 = padLeft > p ? (padLeft - p + sw - 1) / sw : 0;
@@ -77,6 +82,52 @@ function copyFloats(dst: usize, src: usize, count: i32): void {
     store<f32>(dst, load<f32>(src));
     src += 4;
     dst += 4;
+  }
+}
+
+// Both phase planes of one channel for column stride 2, in one pass over each
+// input row: eight input floats split into their even and odd lanes, which
+// land in the two phase rows at the same or adjacent indices.
+function prepareStride2(
+  plane: usize,
+  h: i32,
+  w: i32,
+  padTop: i32,
+  padLeft: i32,
+  hp: i32,
+  wq: i32,
+  fillV: v128,
+  dst: usize,
+): void {
+  const rowBytes = <usize> wq << 2;
+  const phaseBytes = rowBytes * hp;
+  // Input column iw sits at padded column iw + padLeft: phase (iw + padLeft) & 1,
+  // index (iw + padLeft) >> 1. Columns whose index reaches wq are never read.
+  const wUsed = min(w, 2 * wq - padLeft);
+  for (let r = 0; r < hp; r++) {
+    const d0 = dst + <usize> r * rowBytes;
+    const d1 = d0 + phaseBytes;
+    fillRow(d0, wq, fillV);
+    fillRow(d1, wq, fillV);
+    const ih = r - padTop;
+    if (ih < 0 || ih >= h) continue;
+    const s = plane + ((<usize> ih * w) << 2);
+    // Even lanes (iw even) go to the phase of padLeft, odd lanes to the other.
+    const de = (padLeft & 1) == 0 ? d0 : d1, dodd = (padLeft & 1) == 0 ? d1 : d0;
+    const je = <usize> (padLeft >> 1), jo = <usize> ((padLeft + 1) >> 1);
+    let iw = 0;
+    for (; iw + 8 <= wUsed; iw += 8) {
+      const a = v128.load(s + (<usize> iw << 2));
+      const b = v128.load(s + (<usize> iw << 2), 16);
+      const k = <usize> (iw >> 1);
+      v128.store(de + ((je + k) << 2), v128.shuffle<f32>(a, b, 0, 2, 4, 6));
+      v128.store(dodd + ((jo + k) << 2), v128.shuffle<f32>(a, b, 1, 3, 5, 7));
+    }
+    for (; iw < wUsed; iw++) {
+      const k = <usize> (iw >> 1);
+      if (iw & 1) store<f32>(dodd + ((jo + k) << 2), load<f32>(s + (<usize> iw << 2)));
+      else store<f32>(de + ((je + k) << 2), load<f32>(s + (<usize> iw << 2)));
+    }
   }
 }
 

@@ -1,3 +1,4 @@
+// deno-fmt-ignore-file: deno fmt drops the @inline decorators AssemblyScript needs.
 // Elementwise binary ops with numpy broadcasting, float32. The TypeScript side
 // (src/kernels/binary.ts) drops unit dimensions and merges contiguous ones, so
 // the loop nest here is at most six deep with per-operand strides (0 where an
@@ -14,7 +15,7 @@ const MAX = 5;
 const MIN = 6;
 
 // max/min as Math.max/min: NaN wins, and +0 > -0 (wasm semantics are the same).
-
+@inline
 function opScalar(op: i32, a: f32, b: f32): f32 {
   if (op == ADD) return a + b;
   if (op == SUB) return a - b;
@@ -33,6 +34,7 @@ function powC(a: f32, b: f32): f32 {
   return <f32> Math.pow(<f64> a, <f64> b);
 }
 
+@inline
 function opVector(op: i32, a: v128, b: v128): v128 {
   if (op == ADD) return f32x4.add(a, b);
   if (op == SUB) return f32x4.sub(a, b);
@@ -51,7 +53,7 @@ function powVector(a: v128, b: v128): v128 {
 }
 
 // Inner loops; `op` is a constant at each call site once inlined.
-
+@inline
 function both(op: i32, a: usize, b: usize, y: usize, len: i32): void {
   let i = 0;
   for (; i + 4 <= len; i += 4) {
@@ -64,6 +66,7 @@ function both(op: i32, a: usize, b: usize, y: usize, len: i32): void {
   }
 }
 
+@inline
 function constB(op: i32, a: usize, bv: f32, y: usize, len: i32): void {
   const b = f32x4.splat(bv);
   let i = 0;
@@ -77,6 +80,7 @@ function constB(op: i32, a: usize, bv: f32, y: usize, len: i32): void {
   }
 }
 
+@inline
 function constA(op: i32, av: f32, b: usize, y: usize, len: i32): void {
   const a = f32x4.splat(av);
   let i = 0;
@@ -90,6 +94,7 @@ function constA(op: i32, av: f32, b: usize, y: usize, len: i32): void {
   }
 }
 
+@inline
 function strided(op: i32, a: usize, as: usize, b: usize, bs: usize, y: usize, len: i32): void {
   for (let i = 0; i < len; i++) {
     store<f32>(y + (<usize> i << 2), opScalar(op, load<f32>(a), load<f32>(b)));
@@ -125,6 +130,7 @@ function powByConstant(a: usize, e: f32, y: usize, len: i32): i32 {
   return 0;
 }
 
+@inline
 function inner(op: i32, a: usize, as: i32, b: usize, bs: i32, y: usize, len: i32): void {
   if (as == 1 && bs == 1) both(op, a, b, y, len);
   else if (as == 1 && bs == 0) {
@@ -133,6 +139,7 @@ function inner(op: i32, a: usize, as: i32, b: usize, bs: i32, y: usize, len: i32
   else strided(op, a, <usize> as << 2, b, <usize> bs << 2, y, len);
 }
 
+@inline
 function nest(
   op: i32,
   a: usize,
@@ -173,6 +180,190 @@ function nest(
   }
 }
 
+// One function per op, each with its own loops: inlined into a single switch,
+// binaryen folds the copies back into one loop nest that dispatches per vector.
+function nestAdd(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(ADD, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestSub(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(SUB, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestMul(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(MUL, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestDiv(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(DIV, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestPow(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(POW, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestMax(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(MAX, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
+function nestMin(
+  a: usize,
+  b: usize,
+  y: usize,
+  n0: i32,
+  n1: i32,
+  n2: i32,
+  n3: i32,
+  n4: i32,
+  n5: i32,
+  as0: i32,
+  as1: i32,
+  as2: i32,
+  as3: i32,
+  as4: i32,
+  as5: i32,
+  bs0: i32,
+  bs1: i32,
+  bs2: i32,
+  bs3: i32,
+  bs4: i32,
+  bs5: i32,
+): void {
+  nest(MIN, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+}
+
 // y[i] = a[i·as] op b[i·bs] over the 6-D output n0×…×n5 (row-major, contiguous);
 // strides are in elements. y may be a or b when that operand has the output's shape.
 export function binary(
@@ -201,24 +392,24 @@ export function binary(
 ): void {
   switch (op) {
     case ADD:
-      nest(ADD, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestAdd(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     case SUB:
-      nest(SUB, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestSub(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     case MUL:
-      nest(MUL, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestMul(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     case DIV:
-      nest(DIV, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestDiv(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     case POW:
-      nest(POW, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestPow(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     case MAX:
-      nest(MAX, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestMax(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
       break;
     default:
-      nest(MIN, a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
+      nestMin(a, b, y, n0, n1, n2, n3, n4, n5, as0, as1, as2, as3, as4, as5, bs0, bs1, bs2, bs3, bs4, bs5);
   }
 }

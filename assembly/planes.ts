@@ -1,3 +1,4 @@
+// deno-fmt-ignore-file: deno fmt drops the @inline decorators AssemblyScript needs.
 // Prepared planes: the input of a sliding-window op (conv, depthwise conv,
 // pooling) copied into a padded buffer and split by column phase, so that for
 // any stride and dilation the inputs that four horizontally adjacent outputs
@@ -149,6 +150,7 @@ function copyEvery2(dst: usize, src: usize, count: i32): void {
   }
 }
 
+@inline
 function fillRow(row: usize, count: i32, v: v128): void {
   let i = 0;
   for (; i + 4 <= count; i += 4) v128.store(row + (<usize> i << 2), v);
@@ -156,7 +158,7 @@ function fillRow(row: usize, count: i32, v: v128): void {
 }
 
 // Stores the first `count` (1..4) lanes of v at p.
-
+@inline
 export function storeLanes(p: usize, v: v128, count: i32): void {
   if (count >= 4) {
     v128.store(p, v);
@@ -170,7 +172,7 @@ export function storeLanes(p: usize, v: v128, count: i32): void {
 // max(v, lo) then min(·, hi), as single pmax/pmin instructions: NaN in v stays
 // NaN, and relu(-0) is -0 (the exact-semantics f32x4.max costs several
 // instructions on x86).
-
+@inline
 export function clamp(v: v128, lo: v128, hi: v128): v128 {
   return f32x4.pmin(f32x4.pmax(v, lo), hi);
 }

@@ -1,3 +1,4 @@
+// deno-fmt-ignore-file: deno fmt drops the @inline decorators AssemblyScript needs.
 // Pooling, float32 NCHW: max and average over sliding windows, and global
 // average. The window ops prepare one padded, phase-split plane at a time
 // (assembly/planes.ts) and compute four adjacent outputs per v128; the taps'
@@ -52,16 +53,23 @@ export function maxPool2d(
       const yr = yp + ((<usize> oh * outW) << 2);
       for (let ow = 0; ow < outW; ow += 4) {
         const q = row + (<usize> ow << 2);
-        let acc = none;
-        for (let o = offs; o < end; o += 4) acc = f32x4.max(acc, v128.load(q + <usize> load<i32>(o)));
-        storeLanes(yr + (<usize> ow << 2), acc, min(4, outW - ow));
+        // pmax is one instruction where the NaN-propagating max is eight on
+        // x86; NaN inputs are collected in a mask instead. (A tie of -0 and +0
+        // may give either.)
+        let acc = none, nan = f32x4.splat(0);
+        for (let o = offs; o < end; o += 4) {
+          const v = v128.load(q + <usize> load<i32>(o));
+          acc = f32x4.pmax(acc, v);
+          nan = v128.or(nan, f32x4.ne(v, v));
+        }
+        storeLanes(yr + (<usize> ow << 2), v128.bitselect(f32x4.splat(NaN), acc, nan), min(4, outW - ow));
       }
     }
   }
 }
 
 // Taps of a window along one axis that fall in [lo, hi): window start s, k taps, dilation d.
-
+@inline
 function countIn(s: i32, k: i32, d: i32, lo: i32, hi: i32): i32 {
   let n = 0;
   for (let i = 0; i < k; i++) {

@@ -9,8 +9,10 @@
 // clamp (relu / clip / none as [lo, hi]) are applied as the tile is stored.
 //
 // 1×1 stride-1 unpadded convs skip the preparation: the input image is already
-// X (K × H·W), read in place. Depthwise convs (group == c == m) have their own
-// direct kernel below, one channel plane at a time.
+// X (K × H·W), read in place; other 1×1 convs gather the pixels they read into
+// such a dense image. Both then run over the flattened output, so no lanes are
+// lost to ragged rows. Depthwise convs (group == c == m) have their own direct
+// kernel below, one channel plane at a time.
 import { clamp, preparePlanes, storeLanes } from "./planes";
 
 const MR = 4;

@@ -5,7 +5,9 @@ import { attrFloat, attrInt } from "../../graph/ir.ts";
 import type { DType, TensorData } from "../../tensor.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
-import type { Value } from "../value.ts";
+import { binary as binaryKernel, type BinaryOp } from "../../kernels/binary.ts";
+import { erfReference, unary as unaryKernel, type UnaryParams } from "../../kernels/unary.ts";
+import { type Value, WasmValue } from "../value.ts";
 import { broadcastIndex, broadcastShapes, opError, required } from "./util.ts";
 
 type NumFn = (a: number, b: number) => number;
@@ -13,10 +15,17 @@ type BigFn = (a: bigint, b: bigint) => bigint;
 
 const truncDiv = (a: number, b: number) => Math.trunc(a / b);
 
-function binary(num: NumFn, big?: BigFn, intNum: NumFn = num) {
+/** A broadcasting arithmetic op: the wasm kernel on float32, plain loops on other dtypes. */
+function binary(op: BinaryOp, num: NumFn, big?: BigFn, intNum: NumFn = num) {
   return (ctx: OpContext, inputs: (Value | undefined)[]) => {
     const a = required(ctx.node, inputs, 0);
     const b = required(ctx.node, inputs, 1);
+    if (a instanceof WasmValue && b instanceof WasmValue) {
+      const outShape = broadcastShapes(ctx.node, [a.shape, b.shape]);
+      const y = ctx.outputF32(outShape);
+      binaryKernel({ op, aShape: a.shape, bShape: b.shape, outShape }, a.ptr, b.ptr, y.ptr);
+      return [y];
+    }
     return [broadcastBinary(ctx, a, b, a.dtype, big, isInt(a.dtype) ? intNum : num)];
   };
 }
@@ -82,9 +91,15 @@ function variadic(num: NumFn, big?: BigFn) {
   };
 }
 
-function unary(fn: (x: number) => number) {
+/** An elementwise function: the wasm kernel on float32 when it has one, a plain loop otherwise. */
+function unary(fn: (x: number) => number, kernel?: Omit<UnaryParams, "length">) {
   return (ctx: OpContext, inputs: (Value | undefined)[]) => {
     const x = required(ctx.node, inputs, 0);
+    if (kernel && x instanceof WasmValue) {
+      const y = ctx.outputF32(x.shape);
+      unaryKernel({ ...kernel, length: x.size }, x.ptr, y.ptr);
+      return [y];
+    }
     const out = ctx.output(x.shape, x.dtype);
     const xd = x.data as Float32Array, od = out.data as Float32Array;
     for (let i = 0; i < xd.length; i++) od[i] = fn(xd[i]);
@@ -92,23 +107,11 @@ function unary(fn: (x: number) => number) {
   };
 }
 
-// erf through the Chebyshev fit of erfc in Numerical Recipes (relative error < 1.2e-7).
-export function erf(x: number): number {
-  const t = 1 / (1 + 0.5 * Math.abs(x));
-  const y = 1 - t * Math.exp(
-        -x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 +
-                          t *
-                            (0.27886807 +
-                              t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
-      );
-  return x >= 0 ? y : -y;
-}
-
 registerOps({
-  Add: binary((a, b) => a + b, (a, b) => a + b),
-  Sub: binary((a, b) => a - b, (a, b) => a - b),
-  Mul: binary((a, b) => a * b, (a, b) => a * b),
-  Div: binary((a, b) => a / b, (a, b) => a / b, truncDiv),
+  Add: binary("add", (a, b) => a + b, (a, b) => a + b),
+  Sub: binary("sub", (a, b) => a - b, (a, b) => a - b),
+  Mul: binary("mul", (a, b) => a * b, (a, b) => a * b),
+  Div: binary("div", (a, b) => a / b, (a, b) => a / b, truncDiv),
   Pow: (ctx, inputs) => {
     const a = required(ctx.node, inputs, 0), b = required(ctx.node, inputs, 1);
     return [broadcastBinary(ctx, a, b, a.dtype, undefined, Math.pow)];
@@ -158,25 +161,28 @@ registerOps({
     for (let i = 0; i < od.length; i++) od[i] = cd[ic[i]] ? xd[ix[i]] : yd[iy[i]];
     return [out];
   },
-  Relu: unary((x) => (x > 0 ? x : x === x ? 0 : x)),
+  Relu: unary((x) => (x > 0 ? x : x === x ? 0 : x), { op: "relu" }),
   LeakyRelu: (ctx, inputs) => {
     const alpha = attrFloat(ctx.node, "alpha", 0.01);
-    return unary((x) => (x >= 0 ? x : alpha * x))(ctx, inputs);
+    return unary((x) => (x >= 0 ? x : alpha * x), { op: "leakyRelu", alpha })(ctx, inputs);
   },
-  Sigmoid: unary((x) => 1 / (1 + Math.exp(-x))),
+  Sigmoid: unary((x) => 1 / (1 + Math.exp(-x)), { op: "sigmoid" }),
   HardSigmoid: (ctx, inputs) => {
     const alpha = attrFloat(ctx.node, "alpha", 0.2), beta = attrFloat(ctx.node, "beta", 0.5);
-    return unary((x) => Math.max(0, Math.min(1, alpha * x + beta)))(ctx, inputs);
+    return unary((x) => Math.max(0, Math.min(1, alpha * x + beta)), { op: "hardSigmoid", alpha, beta })(
+      ctx,
+      inputs,
+    );
   },
-  HardSwish: unary((x) => x * Math.max(0, Math.min(1, x / 6 + 0.5))),
-  Sqrt: unary(Math.sqrt),
-  Exp: unary(Math.exp),
+  HardSwish: unary((x) => x * Math.max(0, Math.min(1, x / 6 + 0.5)), { op: "hardSwish" }),
+  Sqrt: unary(Math.sqrt, { op: "sqrt" }),
+  Exp: unary(Math.exp, { op: "exp" }),
   Log: unary(Math.log),
-  Tanh: unary(Math.tanh),
-  Erf: unary(erf),
-  Neg: unary((x) => -x),
-  Abs: unary(Math.abs),
-  Reciprocal: unary((x) => 1 / x),
+  Tanh: unary(Math.tanh, { op: "tanh" }),
+  Erf: unary(erfReference, { op: "erf" }),
+  Neg: unary((x) => -x, { op: "neg" }),
+  Abs: unary(Math.abs, { op: "abs" }),
+  Reciprocal: unary((x) => 1 / x, { op: "reciprocal" }),
   Floor: unary(Math.floor),
   Ceil: unary(Math.ceil),
   Clip: (ctx, inputs) => {
@@ -198,7 +204,7 @@ registerOps({
       }
       return [out];
     }
-    return unary((v) => (v < lo ? lo : v > hi ? hi : v))(ctx, inputs);
+    return unary((v) => (v < lo ? lo : v > hi ? hi : v), { op: "clip", min: lo, max: hi })(ctx, inputs);
   },
   Cast: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0);

@@ -269,7 +269,7 @@ export class Engine {
 // wasm memory through the step's own allocator, so replays allocate alike.
 function runStep(run: OpRun, ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   return run(ctx, inputs).map((v) => {
-    if (v.dtype !== "float32" || v instanceof WasmValue) return v;
+    if (!v || v.dtype !== "float32" || v instanceof WasmValue) return v;
     const moved = ctx.outputF32(v.shape);
     moved.data.set(v.data as Float32Array);
     return moved;

@@ -21,24 +21,87 @@ export type OpRun = (ctx: OpContext, inputs: (Value | undefined)[]) => Value[];
 /** Says why a node, judged by its attributes alone, cannot run; checked at load. */
 export type OpCheck = (node: Node, opset: number) => string | undefined;
 
+/** Whose gradient an op computes: the ONNX op's inputs and outputs, and the gradients of its outputs. */
+export interface GradContext extends OpContext {
+  /** Whether the gradient of forward input `index` is wanted (unwanted ones are returned as undefined). */
+  wants(index: number): boolean;
+}
+
+/**
+ * The backward of an op: given the forward inputs and outputs and the loss
+ * gradients of the outputs (undefined where nothing downstream needs them),
+ * returns the gradients of the inputs, float32, one per input.
+ */
+export type OpGrad = (
+  ctx: GradContext,
+  inputs: (Value | undefined)[],
+  outputs: (Value | undefined)[],
+  gradOutputs: (WasmValue | undefined)[],
+) => (WasmValue | undefined)[];
+
+/** Domain of the nodes autodiff adds: op type = the forward op's type, attributes = the forward node's. */
+export const GRAD_DOMAIN = "attnround.grad";
+/** Attribute on a gradient node: how many of its inputs are forward inputs, then forward outputs. */
+export const GRAD_INPUT_COUNT = "attnround.forward_inputs";
+export const GRAD_OUTPUT_COUNT = "attnround.forward_outputs";
+
 const kernels = new Map<string, OpRun>();
 const checks = new Map<string, OpCheck>();
+const grads = new Map<string, OpGrad>();
 
-export function registerOps(ops: Record<string, OpRun>, loadChecks: Record<string, OpCheck> = {}): void {
-  for (const [type, run] of Object.entries(ops)) kernels.set(type, run);
-  for (const [type, check] of Object.entries(loadChecks)) checks.set(type, check);
+const key = (domain: string, type: string) => `${domain === "ai.onnx" ? "" : domain}:${type}`;
+
+/** Registers op kernels (and load-time checks) of a domain: "" is ONNX's default operator set. */
+export function registerOps(
+  ops: Record<string, OpRun>,
+  loadChecks: Record<string, OpCheck> = {},
+  domain = "",
+): void {
+  for (const [type, run] of Object.entries(ops)) kernels.set(key(domain, type), run);
+  for (const [type, check] of Object.entries(loadChecks)) checks.set(key(domain, type), check);
+}
+
+/** Registers the backward of ops of a domain, keyed by the forward op type. */
+export function registerGradients(ops: Record<string, OpGrad>, domain = ""): void {
+  for (const [type, grad] of Object.entries(ops)) grads.set(key(domain, type), grad);
+}
+
+/** The backward of a forward node, if the op has one. */
+export function gradientFor(node: Node): OpGrad | undefined {
+  return grads.get(key(node.domain, node.opType));
 }
 
 export function kernelFor(node: Node): OpRun | undefined {
-  if (node.domain !== "" && node.domain !== "ai.onnx") return undefined;
-  return kernels.get(node.opType);
+  if (node.domain === GRAD_DOMAIN) return gradKernel(node);
+  return kernels.get(key(node.domain, node.opType));
+}
+
+// A gradient node runs its op's OpGrad: inputs are [forward inputs…, forward
+// outputs…, output gradients…], outputs the input gradients ("" = not wanted).
+function gradKernel(node: Node): OpRun | undefined {
+  const forwardDomain = node.attributes.get("attnround.forward_domain");
+  const grad = grads.get(key(typeof forwardDomain === "string" ? forwardDomain : "", node.opType));
+  if (!grad) return undefined;
+  return (ctx, values) => {
+    const n = node.attributes.get(GRAD_INPUT_COUNT) as number;
+    const m = node.attributes.get(GRAD_OUTPUT_COUNT) as number;
+    const gradCtx: GradContext = { ...ctx, wants: (i) => (node.outputs[i] ?? "") !== "" };
+    const result = grad(
+      gradCtx,
+      values.slice(0, n),
+      values.slice(n, n + m),
+      values.slice(n + m) as (WasmValue | undefined)[],
+    );
+    // The engine binds outputs by position; unwanted gradients have "" as their name and are dropped.
+    return node.outputs.map((_, i) => result[i] as Value);
+  };
 }
 
 /** Why this supported op type still cannot run this node, if it cannot. */
 export function unsupportedVariant(node: Node, opset: number): string | undefined {
-  return checks.get(node.opType)?.(node, opset);
+  return checks.get(key(node.domain, node.opType))?.(node, opset);
 }
 
 export function supportedOps(): string[] {
-  return [...kernels.keys()].sort();
+  return [...kernels.keys()].filter((k) => k.startsWith(":")).map((k) => k.slice(1)).sort();
 }

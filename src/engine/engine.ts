@@ -79,16 +79,30 @@ export class Engine {
   }
 
   /** Runs the graph on named inputs and returns the graph outputs as plain Tensors. */
-  run(feeds: Record<string, Tensor>): Record<string, Tensor> {
-    const key = this.graph.inputs
+  run(feeds: Record<string, Value>): Record<string, Tensor> {
+    const plan = this.plans.get(this.planKey(feeds));
+    if (plan) return copyOut(this.replay(plan, feeds));
+    const { outputs, plan: made } = this.planAndRun(feeds);
+    this.plans.set(this.planKey(feeds), made);
+    return copyOut(outputs);
+  }
+
+  /**
+   * Runs the graph and returns the outputs where they lie: float32 ones stay in
+   * wasm memory, valid until the next run. Inputs may be wasm values too (copied
+   * inside wasm memory). A new input shape costs one extra (planning) run.
+   */
+  runInPlace(feeds: Record<string, Value>): Record<string, Value> {
+    const key = this.planKey(feeds);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    return this.replay(this.plans.get(key)!, feeds);
+  }
+
+  private planKey(feeds: Record<string, Value>): string {
+    return this.graph.inputs
       .filter((i) => !this.graph.initializers.has(i.name))
       .map((i) => `${i.name}:${feeds[i.name]?.dtype}[${feeds[i.name]?.shape}]`)
       .join(";");
-    const plan = this.plans.get(key);
-    if (plan) return this.replay(plan, feeds);
-    const { outputs, plan: made } = this.planAndRun(feeds);
-    this.plans.set(key, made);
-    return outputs;
   }
 
   /** Releases the wasm memory held by cached plans and initializers. */
@@ -99,7 +113,7 @@ export class Engine {
     this.initializers.clear();
   }
 
-  private planAndRun(feeds: Record<string, Tensor>): { outputs: Record<string, Tensor>; plan: Plan } {
+  private planAndRun(feeds: Record<string, Value>): { outputs: Record<string, Value>; plan: Plan } {
     const env = new Map<string, Value>(this.initializers);
     const known = new Set<string>(["", ...this.initializers.keys()]);
     const buffers: Buffer[] = [];
@@ -141,9 +155,9 @@ export class Engine {
       if (this.initializers.has(input.name)) continue;
       const feed = checkFeed(input.name, feeds);
       if (feed.dtype === "float32") {
-        const b = newBuffer(feed.size * 4, -1);
+        const b = newBuffer(sizeOf(feed.shape) * 4, -1);
         inputBuffers.set(input.name, b);
-        f32(b.ptr, feed.size).set(feed.data as Float32Array);
+        f32(b.ptr, sizeOf(feed.shape)).set(feed.data as Float32Array);
         bind(input.name, new WasmValue(b.ptr, feed.shape));
       } else {
         env.set(input.name, feed);
@@ -206,7 +220,7 @@ export class Engine {
           if (name && this.lastUse.get(name) === i && !known.has(name)) release(name, steps.length - 1);
         }
       });
-      const outputs = this.collectOutputs(env);
+      const outputs = copyOut(this.collectOutputs(env));
       const plan = layoutArena(steps, buffers, inputBuffers, constants, owned);
       return { outputs, plan };
     } finally {
@@ -214,7 +228,7 @@ export class Engine {
     }
   }
 
-  private replay(plan: Plan, feeds: Record<string, Tensor>): Record<string, Tensor> {
+  private replay(plan: Plan, feeds: Record<string, Value>): Record<string, Value> {
     const env = new Map<string, Value>(this.initializers);
     for (const [name, v] of plan.constants) env.set(name, v);
     for (const input of this.graph.inputs) {
@@ -224,7 +238,7 @@ export class Engine {
       if (offset === undefined) {
         env.set(input.name, feed);
       } else {
-        f32(plan.arena + offset, feed.size).set(feed.data as Float32Array);
+        f32(plan.arena + offset, sizeOf(feed.shape)).set(feed.data as Float32Array);
         env.set(input.name, new WasmValue(plan.arena + offset, feed.shape));
       }
     }
@@ -254,12 +268,12 @@ export class Engine {
     return this.collectOutputs(env);
   }
 
-  private collectOutputs(env: Map<string, Value>): Record<string, Tensor> {
-    const result: Record<string, Tensor> = {};
+  private collectOutputs(env: Map<string, Value>): Record<string, Value> {
+    const result: Record<string, Value> = {};
     for (const out of this.graph.outputs) {
       const v = env.get(out.name);
       if (!v) throw new AttnroundError("INVALID_MODEL", `graph output "${out.name}" is never computed`);
-      result[out.name] = new Tensor(v.data.slice() as TensorData, v.shape, v.dtype);
+      result[out.name] = v;
     }
     return result;
   }
@@ -318,9 +332,18 @@ function toEngineValue(t: Tensor): Value {
   return v;
 }
 
-function checkFeed(name: string, feeds: Record<string, Tensor>): Tensor {
+/** Host copies of values (wasm views become plain Tensors). */
+function copyOut(values: Record<string, Value>): Record<string, Tensor> {
+  const result: Record<string, Tensor> = {};
+  for (const [name, v] of Object.entries(values)) {
+    result[name] = new Tensor(v.data.slice() as TensorData, v.shape, v.dtype);
+  }
+  return result;
+}
+
+function checkFeed(name: string, feeds: Record<string, Value>): Value {
   const feed = feeds[name];
-  if (!(feed instanceof Tensor)) {
+  if (!(feed instanceof Tensor) && !(feed instanceof WasmValue)) {
     throw new AttnroundError(
       "INVALID_ARGUMENT",
       `missing input "${name}": pass { ${name}: new Tensor(data, shape) } (given: ${

@@ -4,3 +4,4 @@ import "./shape.ts";
 import "./nn.ts";
 import "./resize.ts";
 import "./more.ts";
+import "./loss.ts";

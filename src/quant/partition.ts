@@ -11,8 +11,9 @@
 //    the nodes and tensors on input→output paths, a tensor is a cut exactly
 //    when no edge jumps over its position (an edge that did would start a
 //    path around it), so one sweep finds them all. Cuts split those nodes into
-//    segments: a ResNet gives one per residual block (Add … Relu excluded) plus
-//    one per op between them, a plain chain one per op.
+//    segments: a ResNet gives one per residual block (convs … Add) and one
+//    per op between them (the Relu after each Add, the stem's and head's ops);
+//    a plain chain gives one per op.
 // 2. Units. A segment without a quantizable layer joins a neighbour: if it
 //    holds only pointwise ops (activations, arithmetic) it joins the one
 //    before, so that a block's output is what the next layer reads, after the
@@ -201,8 +202,6 @@ interface Flow {
   dataInputs: Map<Node, string[]>;
   /** Initializers and tensors computed from constants alone. */
   constants: Set<string>;
-  /** Nodes on some path from a graph input to a graph output. */
-  onPath: Set<Node>;
   /** Cut tensors in path order. */
   cuts: string[];
   /** Segment index of each on-path node (0, 1, … in order), and each segment's closing cut, if any. */
@@ -293,7 +292,7 @@ function analyseFlow(graph: Graph): Flow {
     }
     segmentOf.set(node, segment);
   }
-  return { order, dataInputs, constants, onPath, cuts, segmentOf, segmentCut };
+  return { order, dataInputs, constants, cuts, segmentOf, segmentCut };
 }
 
 /** The tensors every path from the graph inputs to the graph outputs passes through, in order. */

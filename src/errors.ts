@@ -8,6 +8,7 @@ export type ErrorCode =
   | "INVALID_ARGUMENT"
   | "SHAPE_MISMATCH"
   | "INVALID_DATA"
+  | "ABORTED"
   | "INVALID_MODEL"
   | "UNSUPPORTED_MODEL";
 

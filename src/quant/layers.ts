@@ -1,0 +1,121 @@
+// What gets quantized and how: every quantizable layer's weight (bits, level
+// range, per-channel scales from the Lp search, in "rows" layout: channel axis
+// first) and every activation quantizer (at the data input of a quantized layer).
+// Conventions (SPEC §3): first and last layer's weights at 8 bits, the first
+// layer's input at 8 bits; per-layer overrides win.
+import { attrTensor, type Graph } from "../graph/ir.ts";
+import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
+import { Tensor } from "../tensor.ts";
+import { alloc, f32, free } from "../wasm.ts";
+import type { QuantizeOptions } from "./options.ts";
+import { type QuantizableLayer, quantizableLayers } from "./partition.ts";
+
+export interface WeightQuantizer {
+  layer: QuantizableLayer;
+  bits: number;
+  symmetric: boolean;
+  qmin: number;
+  qmax: number;
+  /** The float weight in rows layout [rows, k]: channel axis moved first. */
+  rows: Float32Array;
+  rowsShape: number[];
+  /** Per-row scale and zero point. */
+  scale: Float32Array;
+  zero: Float32Array;
+}
+
+export interface ActivationQuantizer {
+  /** The tensor quantized (a quantized layer's data input). */
+  tensor: string;
+  bits: number;
+  qmin: number;
+  qmax: number;
+  zero: number;
+  /** The step; initialised by the Lp search, learned with LSQ. */
+  step: number;
+}
+
+/** The weight tensor a layer reads: an initializer or a Constant node's value. */
+export function weightValue(graph: Graph, name: string): Tensor {
+  const init = graph.initializers.get(name);
+  if (init) return init;
+  const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+  const value = constant && attrTensor(constant, "value");
+  if (!value) throw new Error(`weight "${name}" is neither an initializer nor a Constant node`);
+  return value;
+}
+
+/** Permutation that moves axis `axis` of a rank-`rank` tensor to the front. */
+export function toRowsPerm(rank: number, axis: number): number[] {
+  return [axis, ...[...Array(rank).keys()].filter((i) => i !== axis)];
+}
+
+/** Transpose of `data` (shape `shape`) by `perm` (output axis i = input axis perm[i]). */
+export function permute(data: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
+  if (perm.every((p, i) => p === i)) return data.slice();
+  const outShape = perm.map((p) => shape[p]);
+  const inStrides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
+  const strides = perm.map((p) => inStrides[p]);
+  const out = new Float32Array(data.length);
+  const counter = new Array(shape.length).fill(0);
+  let offset = 0;
+  for (let i = 0; i < out.length; i++) {
+    out[i] = data[offset];
+    for (let d = outShape.length - 1; d >= 0; d--) {
+      counter[d]++;
+      offset += strides[d];
+      if (counter[d] < outShape[d]) break;
+      offset -= strides[d] * counter[d];
+      counter[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** The inverse permutation. */
+export function inversePerm(perm: readonly number[]): number[] {
+  const inv = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inv[p] = i));
+  return inv;
+}
+
+export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQuantizer[] {
+  const layers = quantizableLayers(graph);
+  return layers.map((layer, index) => {
+    const edge = index === 0 || index === layers.length - 1;
+    const bits = o.layers[layer.name]?.weightBits ?? (edge ? 8 : o.weightBits);
+    const { qmin, qmax } = quantLevels(bits, o.symmetricWeights);
+    const w = weightValue(graph, layer.weight);
+    const perm = toRowsPerm(layer.weightShape.length, layer.channelAxis);
+    const rows = permute(w.data as Float32Array, layer.weightShape, perm);
+    const rowsShape = perm.map((p) => layer.weightShape[p]);
+    const m = rowsShape[0], k = rows.length / m;
+    const pw = alloc(rows.length * 4), ps = alloc(m * 4), pz = alloc(m * 4);
+    try {
+      f32(pw, rows.length).set(rows);
+      searchWeightScales(pw, m, k, bits, o.symmetricWeights, ps, pz);
+      const scale = f32(ps, m).slice(), zero = f32(pz, m).slice();
+      return { layer, bits, symmetric: o.symmetricWeights, qmin, qmax, rows, rowsShape, scale, zero };
+    } finally {
+      free(pw), free(ps), free(pz);
+    }
+  });
+}
+
+/** One quantizer per distinct data input of a quantized layer (the widest bits asked for it win). */
+export function planActivationQuantizers(
+  weights: WeightQuantizer[],
+  o: QuantizeOptions,
+): ActivationQuantizer[] {
+  const byTensor = new Map<string, ActivationQuantizer>();
+  weights.forEach((wq, index) => {
+    const bits = o.layers[wq.layer.name]?.activationBits ?? (index === 0 ? 8 : o.activationBits);
+    if (bits >= 32) return;
+    const tensor = wq.layer.node.inputs[0];
+    const existing = byTensor.get(tensor);
+    if (existing && existing.bits >= bits) return;
+    const { qmin, qmax } = quantLevels(bits, false);
+    byTensor.set(tensor, { tensor, bits, qmin, qmax, zero: 0, step: 1 });
+  });
+  return [...byTensor.values()];
+}

@@ -1,0 +1,139 @@
+// The quantizer ops that reconstruction inserts into a block (domain
+// "attnround"), each with its backward beside it:
+// - AttentionRound: latent v (levels) → ŵ, stochastic or expectation (SPEC §4);
+// - AdaRound: float weight w and latent α → ŵ (rectified sigmoid, soft);
+// - FakeQuantActivation: LSQ fake quantization with a learned step.
+// Weights are in rows layout [R, k]: R channels of one scale each.
+import { attrInt, attrString } from "../graph/ir.ts";
+import { TRAINING_DOMAIN } from "../engine/ops/loss.ts";
+import { opError, required } from "../engine/ops/util.ts";
+import { registerGradients, registerOps } from "../engine/registry.ts";
+import { type Value, WasmValue } from "../engine/value.ts";
+import { lsqBackward, lsqForward } from "../kernels/quant.ts";
+import {
+  adaroundForward,
+  attentionExpectedForward,
+  attentionStochasticForward,
+  roundingBackward,
+} from "../kernels/quant-round.ts";
+
+function wasmInput(
+  node: Parameters<typeof opError>[0],
+  inputs: (Value | undefined)[],
+  index: number,
+): WasmValue {
+  const v = required(node, inputs, index);
+  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32`);
+  return v;
+}
+
+function rows(v: WasmValue): [number, number] {
+  const r = v.shape[0];
+  return [r, r > 0 ? v.size / r : 0];
+}
+
+registerOps(
+  {
+    /** inputs: v [R, …], scale [R], zero [R], sigma [], rng int64 [2] (seed, counter); outputs: ŵ, dŵ/dv. */
+    AttentionRound: (ctx, inputs) => {
+      const node = ctx.node;
+      const v = wasmInput(node, inputs, 0),
+        scale = wasmInput(node, inputs, 1),
+        zero = wasmInput(node, inputs, 2);
+      const sigma = wasmInput(node, inputs, 3);
+      const rng = required(node, inputs, 4).data as BigInt64Array;
+      const wHat = ctx.outputF32(v.shape), slope = ctx.outputF32(v.shape);
+      const [m, k] = rows(v);
+      const qmin = attrInt(node, "qmin", 0), qmax = attrInt(node, "qmax", 0);
+      const s = sigma.data[0];
+      if (attrString(node, "variant", "stochastic") === "expectation") {
+        attentionExpectedForward(v.ptr, m, k, scale.ptr, zero.ptr, qmin, qmax, s, wHat.ptr, slope.ptr);
+      } else {
+        const seed = Number(rng[0]), counter = Number(rng[1]);
+        attentionStochasticForward(
+          v.ptr,
+          m,
+          k,
+          scale.ptr,
+          zero.ptr,
+          qmin,
+          qmax,
+          s,
+          seed,
+          counter,
+          wHat.ptr,
+          slope.ptr,
+        );
+      }
+      return [wHat, slope];
+    },
+    /** inputs: w [R, …] (float), α (same shape), scale [R], zero [R]; outputs: ŵ, dŵ/dα. */
+    AdaRound: (ctx, inputs) => {
+      const node = ctx.node;
+      const w = wasmInput(node, inputs, 0), alpha = wasmInput(node, inputs, 1);
+      const scale = wasmInput(node, inputs, 2), zero = wasmInput(node, inputs, 3);
+      const wHat = ctx.outputF32(w.shape), slope = ctx.outputF32(w.shape);
+      const [m, k] = rows(w);
+      const qmin = attrInt(node, "qmin", 0), qmax = attrInt(node, "qmax", 0);
+      adaroundForward(w.ptr, alpha.ptr, m, k, scale.ptr, zero.ptr, qmin, qmax, false, wHat.ptr, slope.ptr);
+      return [wHat, slope];
+    },
+    /** inputs: x, step [1]; attributes zero, qmin, qmax. */
+    FakeQuantActivation: (ctx, inputs) => {
+      const node = ctx.node;
+      const x = wasmInput(node, inputs, 0), step = wasmInput(node, inputs, 1);
+      const y = ctx.outputF32(x.shape);
+      lsqForward(
+        x.ptr,
+        x.size,
+        step.data[0],
+        attrInt(node, "zero", 0),
+        attrInt(node, "qmin", 0),
+        attrInt(node, "qmax", 255),
+        y.ptr,
+      );
+      return [y];
+    },
+  },
+  {},
+  TRAINING_DOMAIN,
+);
+
+function latentGrad(
+  ctx: { outputF32(shape: readonly number[]): WasmValue },
+  slope: WasmValue,
+  dWHat: WasmValue,
+): WasmValue {
+  const d = ctx.outputF32(slope.shape);
+  roundingBackward(dWHat.ptr, slope.ptr, slope.size, d.ptr);
+  return d;
+}
+
+registerGradients({
+  AttentionRound: (ctx, _inputs, [, slope], [dWHat]) => [
+    ctx.wants(0) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
+  ],
+  AdaRound: (ctx, _inputs, [, slope], [dWHat]) => [
+    undefined,
+    ctx.wants(1) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
+  ],
+  FakeQuantActivation: (ctx, inputs, _outputs, [dy]) => {
+    const node = ctx.node;
+    const x = inputs[0] as WasmValue, step = inputs[1] as WasmValue;
+    if (!dy) return [undefined, undefined];
+    const dx = ctx.outputF32(x.shape);
+    const dStep = ctx.wants(1) ? ctx.outputF32(step.shape) : undefined;
+    const g = lsqBackward(
+      x.ptr,
+      dy.ptr,
+      x.size,
+      step.data[0],
+      attrInt(node, "zero", 0),
+      attrInt(node, "qmin", 0),
+      attrInt(node, "qmax", 255),
+      dx.ptr,
+    );
+    if (dStep) dStep.data[0] = g;
+    return [ctx.wants(0) ? dx : undefined, dStep];
+  },
+}, TRAINING_DOMAIN);

@@ -1,0 +1,120 @@
+// quantize()'s options: the caller's Partial options merged with Readonly
+// defaults in one place, and checked there.
+import { AttnroundError } from "../errors.ts";
+
+export type RoundingMode = "attention" | "adaround" | "nearest";
+
+export interface ProgressEvent {
+  /** "calibrate" while collecting activations, "reconstruct" per block, "evaluate" for the fidelity check. */
+  phase: "calibrate" | "reconstruct" | "evaluate";
+  /** 0-based block index and the block count (reconstruct only). */
+  block?: number;
+  blocks?: number;
+  iteration?: number;
+  iterations?: number;
+  /** Reconstruction loss of the last mini-batch. */
+  loss?: number;
+}
+
+export interface AttentionOptions {
+  /** σ at the first iteration, in quantization steps. */
+  sigma0: number;
+  /** Fraction of the iterations over which σ decays (cosine) to 0. */
+  decay: number;
+  /** "stochastic": q = round(v + σε); "expectation": the Gaussian-weighted mean level, differentiated exactly. */
+  variant: "stochastic" | "expectation";
+}
+
+export interface QuantizeOptions {
+  weightBits: number;
+  /** 32 keeps activations in float. */
+  activationBits: number;
+  rounding: RoundingMode;
+  /** Reconstruction iterations per block. */
+  iterations: number;
+  batchSize: number;
+  seed: number;
+  /** Adam learning rate on the latent weights. */
+  learningRate: number;
+  /** Adam learning rate on the activation steps (LSQ). */
+  activationLearningRate: number;
+  symmetricWeights: boolean;
+  attention: AttentionOptions;
+  /** Calibration samples held back for the fidelity check (taken from the end). */
+  holdout: number;
+  /** Per-layer overrides of the bit widths, by node name. */
+  layers: Record<string, { weightBits?: number; activationBits?: number }>;
+  onProgress?: (event: ProgressEvent) => void;
+  signal?: AbortSignal;
+}
+
+export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "signal">> = Object.freeze({
+  weightBits: 4,
+  activationBits: 4,
+  rounding: "attention",
+  iterations: 2000,
+  batchSize: 32,
+  seed: 0,
+  learningRate: 1e-3,
+  activationLearningRate: 4e-5,
+  symmetricWeights: true,
+  attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "stochastic" as const }),
+  holdout: 64,
+  layers: Object.freeze({}),
+});
+
+function invalid(message: string): never {
+  throw new AttnroundError("INVALID_ARGUMENT", message);
+}
+
+function checkBits(name: string, bits: unknown, allowFloat: boolean): void {
+  const ok = Number.isInteger(bits) && (bits as number) >= 2 && (bits as number) <= 8;
+  if (!ok && !(allowFloat && bits === 32)) {
+    invalid(`${name} must be an integer from 2 to 8${allowFloat ? " (or 32 for float)" : ""}, got ${bits}`);
+  }
+}
+
+export function resolveOptions(options: Partial<QuantizeOptions> = {}): QuantizeOptions {
+  const o: QuantizeOptions = {
+    ...defaultOptions,
+    ...options,
+    attention: { ...defaultOptions.attention, ...options.attention },
+    layers: { ...options.layers },
+  };
+  checkBits("weightBits", o.weightBits, false);
+  checkBits("activationBits", o.activationBits, true);
+  for (const [name, layer] of Object.entries(o.layers)) {
+    if (layer.weightBits !== undefined) checkBits(`layers["${name}"].weightBits`, layer.weightBits, false);
+    if (layer.activationBits !== undefined) {
+      checkBits(`layers["${name}"].activationBits`, layer.activationBits, true);
+    }
+  }
+  if (!["attention", "adaround", "nearest"].includes(o.rounding)) {
+    invalid(`rounding must be "attention", "adaround" or "nearest", got "${o.rounding}"`);
+  }
+  if (!["stochastic", "expectation"].includes(o.attention.variant)) {
+    invalid(`attention.variant must be "stochastic" or "expectation", got "${o.attention.variant}"`);
+  }
+  const positiveInt = (name: keyof QuantizeOptions, min: number) => {
+    const v = o[name] as number;
+    if (!Number.isInteger(v) || v < min) invalid(`${name} must be an integer ≥ ${min}, got ${v}`);
+  };
+  positiveInt("iterations", 0);
+  positiveInt("batchSize", 1);
+  positiveInt("seed", 0);
+  positiveInt("holdout", 0);
+  if (!(o.learningRate > 0) || !(o.activationLearningRate > 0)) {
+    invalid("learning rates must be positive numbers");
+  }
+  if (!(o.attention.sigma0 >= 0) || !(o.attention.decay > 0 && o.attention.decay <= 1)) {
+    invalid("attention.sigma0 must be ≥ 0 and attention.decay in (0, 1]");
+  }
+  return o;
+}
+
+/** σ at iteration t: cosine decay from σ0 to 0 over the first `decay` fraction, then 0. */
+export function sigmaAt(o: AttentionOptions, t: number, iterations: number): number {
+  const span = o.decay * iterations;
+  if (t >= span || span === 0) return 0;
+  return 0.5 * o.sigma0 * (1 + Math.cos((Math.PI * t) / span));
+}

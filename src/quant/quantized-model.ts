@@ -1,0 +1,197 @@
+// The result of quantize(): runs the simulated-quantized graph on the same
+// engine, and carries the integer weights (for export) and the report.
+import { Engine } from "../engine/engine.ts";
+import type { Graph } from "../graph/ir.ts";
+import type { Model } from "../model.ts";
+import { Tensor } from "../tensor.ts";
+import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
+import type { QuantizeOptions } from "./options.ts";
+
+export interface Fidelity {
+  /** Held-back calibration samples compared. */
+  samples: number;
+  /** Fraction of samples whose arg-max output matches the float model's (outputs [N, C] only). */
+  top1Agreement?: number;
+  /** 10·log10(Σ y² / Σ (y − ŷ)²) over all outputs, in dB. */
+  snrDb: number;
+  /** Mean KL(softmax(y) ‖ softmax(ŷ)) per sample (outputs [N, C] only). */
+  klDivergence?: number;
+  /** False when the quantized model departs badly from the float one (agreement < 0.8 or SNR < 6 dB). */
+  ok: boolean;
+}
+
+export interface LayerReport {
+  name: string;
+  kind: string;
+  weight: string;
+  shape: number[];
+  weightBits: number;
+  parameters: number;
+  scale: { min: number; max: number; mean: number };
+  /** ‖ŵ − w‖ / ‖w‖ with round-to-nearest and with the final rounding. */
+  weightError: { nearest: number; final: number };
+}
+
+export interface QuantizationReport {
+  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  layers: LayerReport[];
+  activations: { tensor: string; bits: number; step: number; zero: number }[];
+  blocks: { index: number; layers: string[]; losses: number[]; lossEvery: number; msPerIteration: number }[];
+  fidelity?: Fidelity;
+  totals: { parameters: number; floatBytes: number; quantizedWeightBytes: number; seconds: number };
+}
+
+export class QuantizedModel {
+  report!: QuantizationReport;
+  private readonly engine: Engine;
+
+  constructor(
+    readonly float: Model,
+    readonly graph: Graph,
+    readonly weights: WeightQuantizer[],
+    /** Final fake-quantized weights, rows layout, by weight name. */
+    readonly finalRows: Map<string, Float32Array>,
+    readonly activations: ActivationQuantizer[],
+  ) {
+    this.engine = new Engine(graph);
+  }
+
+  /** The simulated-quantized forward pass. */
+  run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    return this.engine.run(feeds);
+  }
+
+  /** Integer levels of a layer's weight, rows layout: round(ŵ/s) + z. */
+  integerWeights(q: WeightQuantizer): Int32Array {
+    const rows = this.finalRows.get(q.layer.weight)!;
+    const m = q.rowsShape[0], k = rows.length / m;
+    const out = new Int32Array(rows.length);
+    for (let r = 0; r < m; r++) {
+      for (let i = r * k; i < (r + 1) * k; i++) out[i] = Math.round(rows[i] / q.scale[r]) + q.zero[r];
+    }
+    return out;
+  }
+
+  dispose(): void {
+    this.engine.dispose();
+  }
+
+  buildReport(
+    o: QuantizeOptions,
+    blocks: QuantizationReport["blocks"],
+    fidelity: Fidelity | undefined,
+    seconds: number,
+  ): QuantizationReport {
+    const { onProgress: _p, signal: _s, ...settings } = o;
+    const layers = this.weights.map((q): LayerReport => {
+      const rows = this.finalRows.get(q.layer.weight)!;
+      const m = q.rowsShape[0], k = rows.length / m;
+      let norm = 0, finalErr = 0, nearestErr = 0;
+      for (let r = 0; r < m; r++) {
+        const s = q.scale[r], z = q.zero[r];
+        for (let i = r * k; i < (r + 1) * k; i++) {
+          const w = q.rows[i];
+          const nearest = s * (Math.min(Math.max(Math.round(w / s) + z, q.qmin), q.qmax) - z);
+          norm += w * w;
+          finalErr += (rows[i] - w) ** 2;
+          nearestErr += (nearest - w) ** 2;
+        }
+      }
+      const rel = (e: number) => (norm > 0 ? Math.sqrt(e / norm) : 0);
+      return {
+        name: q.layer.name,
+        kind: q.layer.kind,
+        weight: q.layer.weight,
+        shape: q.layer.weightShape,
+        weightBits: q.bits,
+        parameters: rows.length,
+        scale: {
+          min: Math.min(...q.scale),
+          max: Math.max(...q.scale),
+          mean: q.scale.reduce((a, b) => a + b, 0) / q.scale.length,
+        },
+        weightError: { nearest: rel(nearestErr), final: rel(finalErr) },
+      };
+    });
+    const parameters = layers.reduce((a, l) => a + l.parameters, 0);
+    return {
+      settings,
+      layers,
+      activations: this.activations.map((a) => ({
+        tensor: a.tensor,
+        bits: a.bits,
+        step: a.step,
+        zero: a.zero,
+      })),
+      blocks,
+      fidelity,
+      totals: {
+        parameters,
+        floatBytes: parameters * 4,
+        // Integer weights plus a float32 scale and an integer zero point per channel.
+        quantizedWeightBytes: Math.ceil(
+          layers.reduce(
+            (a, l, i) => a + (l.weightBits * l.parameters) / 8 + this.weights[i].scale.length * 5,
+            0,
+          ),
+        ),
+        seconds,
+      },
+    };
+  }
+}
+
+function softmax(row: Float32Array): Float64Array {
+  const max = Math.max(...row);
+  const e = Float64Array.from(row, (v) => Math.exp(v - max));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return e.map((v) => v / sum);
+}
+
+/** Compares the quantized model with the float one on held-back samples. */
+export function measureFidelity(
+  float: Model,
+  quantized: QuantizedModel,
+  inputName: string,
+  held: Tensor,
+): Fidelity {
+  const outName = float.outputs[0].name;
+  const n = held.shape[0];
+  const per = held.size / n;
+  let signal = 0, noise = 0, agree = 0, kl = 0;
+  let classes = 0;
+  for (let start = 0; start < n; start += 64) {
+    const count = Math.min(64, n - start);
+    const input = new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
+      count,
+      ...held.shape.slice(1),
+    ]);
+    const y = float.run({ [inputName]: input })[outName];
+    const yq = quantized.run({ [inputName]: input })[outName];
+    const a = y.data as Float32Array, b = yq.data as Float32Array;
+    for (let i = 0; i < a.length; i++) {
+      signal += a[i] * a[i];
+      noise += (a[i] - b[i]) ** 2;
+    }
+    if (y.shape.length === 2 && y.shape[1] > 1) {
+      classes = y.shape[1];
+      for (let r = 0; r < count; r++) {
+        const ra = a.subarray(r * classes, (r + 1) * classes),
+          rb = b.subarray(r * classes, (r + 1) * classes);
+        if (ra.indexOf(Math.max(...ra)) === rb.indexOf(Math.max(...rb))) agree++;
+        const p = softmax(ra), q = softmax(rb);
+        for (let c = 0; c < classes; c++) if (p[c] > 0) kl += p[c] * Math.log(p[c] / Math.max(q[c], 1e-30));
+      }
+    }
+  }
+  // Capped so that the report stays JSON (identical outputs would give +Infinity).
+  const snrDb = noise > 0 ? Math.min(10 * Math.log10(signal / noise), 200) : 200;
+  const top1Agreement = classes ? agree / n : undefined;
+  return {
+    samples: n,
+    top1Agreement,
+    snrDb,
+    klDivergence: classes ? kl / n : undefined,
+    ok: snrDb >= 6 && (top1Agreement === undefined || top1Agreement >= 0.8),
+  };
+}

@@ -1,6 +1,12 @@
 // quantize(): calibration data → weight and activation quantizers → block by
 // block reconstruction (float targets, quantized inputs) → a QuantizedModel
 // that runs the simulated-quantized graph, with a report and a fidelity check.
+//
+// QuantizationRun does the same in slices (advance) and saves its state as
+// bytes between them (state / resume), for runtimes with a CPU budget per
+// request. The caches of block inputs are not saved: a resumed run rebuilds
+// them by replaying the finished blocks, which is deterministic, so it ends
+// with the same model as an uninterrupted run.
 import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
@@ -20,12 +26,13 @@ import {
   toRowsPerm,
   type WeightQuantizer,
 } from "./layers.ts";
-import { type QuantizeOptions, resolveOptions } from "./options.ts";
-import { partitionBlocks } from "./partition.ts";
+import { type ProgressEvent, type QuantizeOptions, resolveOptions } from "./options.ts";
+import { type Block, partitionBlocks } from "./partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
-import { reconstructBlock } from "./reconstruct.ts";
+import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "./subgraph.ts";
+import { decodeState, encodeState, fingerprint } from "./state.ts";
 import {
   type Fidelity,
   measureFidelity,
@@ -37,6 +44,7 @@ import {
 const STEP_INIT_SAMPLES = 256;
 /** Samples per forward pass while filling caches. */
 const CHUNK = 64;
+const STATE_VERSION = 1;
 
 function runChunks(engine: Engine, inputName: string, source: ActivationCache, sink: ActivationCache): void {
   const staging = alloc(Math.min(CHUNK, source.length) * source.sampleSize * 4);
@@ -63,11 +71,8 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
     const collected = acts.map(() => [] as Float32Array[]);
     for (let start = 0; start < count; start += CHUNK) {
       const n = Math.min(CHUNK, count - start);
-      const input = new Tensor(calib.data.subarray(start * sampleSize, (start + n) * sampleSize), [
-        n,
-        ...calib.sampleShape,
-      ]);
-      const out = engine.run({ [graph.inputs[0].name]: input });
+      const data = calib.data.subarray(start * sampleSize, (start + n) * sampleSize);
+      const out = engine.run({ [graph.inputs[0].name]: new Tensor(data, [n, ...calib.sampleShape]) });
       acts.forEach((a, i) => collected[i].push(out[a.tensor].data as Float32Array));
     }
     acts.forEach((a, i) => {
@@ -104,128 +109,324 @@ function nearestRows(q: WeightQuantizer): Float32Array {
   }
 }
 
+function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
+  const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
+  return new Tensor(permute(rows, q.rowsShape, back), q.layer.weightShape);
+}
+
+interface SavedState {
+  version: number;
+  fingerprint: string;
+  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  block: number;
+  steps: Record<string, number>;
+  finalRows: Record<string, Float32Array>;
+  reports: QuantizationReport["blocks"];
+  trainer?: TrainerState;
+}
+
+export type RunCallbacks = Pick<QuantizeOptions, "onProgress" | "signal">;
+
+export class QuantizationRun {
+  private block = 0;
+  private trainer?: BlockTrainer;
+  private floatIn: ActivationCache;
+  private quantIn: ActivationCache;
+  private targets?: ActivationCache;
+  private readonly finalRows = new Map<string, Float32Array>();
+  private readonly reports: QuantizationReport["blocks"] = [];
+  private readonly trainCount: number;
+  private readonly started = performance.now();
+  private finished?: QuantizedModel;
+
+  private constructor(
+    private readonly model: Model,
+    private readonly calib: CalibrationSet,
+    private readonly o: QuantizeOptions,
+    private readonly weights: WeightQuantizer[],
+    private readonly acts: ActivationQuantizer[],
+    private readonly blocks: Block[],
+    private readonly fingerprint: string,
+  ) {
+    this.trainCount = calib.count - this.holdout;
+    this.floatIn = new ActivationCache(calib.sampleShape, this.trainCount);
+    this.floatIn.write(0, calib.data.subarray(0, this.trainCount * this.sampleSize));
+    this.quantIn = this.floatIn;
+  }
+
+  private get holdout(): number {
+    return Math.min(this.o.holdout, Math.floor(this.calib.count / 4));
+  }
+
+  private get sampleSize(): number {
+    return this.calib.data.length / this.calib.count;
+  }
+
+  /** Prepares a run: checks options and data, plans the quantizers and blocks. */
+  static async start(
+    model: Model,
+    calibration: CalibrationInput,
+    options: Partial<QuantizeOptions> = {},
+  ): Promise<QuantizationRun> {
+    const o = resolveOptions(options);
+    const graph = model.graph;
+    if (graph.inputs.length !== 1) {
+      throw new AttnroundError(
+        "UNSUPPORTED_MODEL",
+        `quantize supports models with one input; this one has ${graph.inputs.length}`,
+      );
+    }
+    const calib = await collectCalibration(calibration, graph.inputs[0]);
+    if (o.signal?.aborted) throw new AttnroundError("ABORTED", "quantization aborted before it started");
+    const weights = planWeightQuantizers(graph, o);
+    const acts = planActivationQuantizers(weights, o);
+    o.onProgress?.({ phase: "calibrate" });
+    initActivationSteps(graph, acts, calib);
+    const print = fingerprint(calib.data, ...weights.map((q) => q.rows));
+    return new QuantizationRun(model, calib, o, weights, acts, partitionBlocks(graph), print);
+  }
+
+  /** Continues a run from `state()` bytes, with the same model and calibration data. */
+  static async resume(
+    model: Model,
+    calibration: CalibrationInput,
+    state: Uint8Array,
+    callbacks: RunCallbacks = {},
+  ): Promise<QuantizationRun> {
+    const saved = decodeState(state) as SavedState;
+    if (saved?.version !== STATE_VERSION) {
+      throw new AttnroundError(
+        "INVALID_DATA",
+        `the saved state has version ${saved?.version}; this library reads version ${STATE_VERSION}`,
+      );
+    }
+    const run = await QuantizationRun.start(model, calibration, { ...saved.settings, ...callbacks });
+    if (run.fingerprint !== saved.fingerprint) {
+      throw new AttnroundError(
+        "INVALID_DATA",
+        "the saved state belongs to another model or calibration set: resume with the same ones it was made with",
+      );
+    }
+    for (const a of run.acts) if (a.tensor in saved.steps) a.step = saved.steps[a.tensor];
+    for (const [name, rows] of Object.entries(saved.finalRows)) run.finalRows.set(name, rows);
+    run.reports.push(...saved.reports);
+    // Rebuild the block inputs by replaying the finished blocks.
+    while (run.block < saved.block) {
+      run.enterBlock(false);
+      run.finishBlock();
+    }
+    if (saved.trainer) {
+      run.enterBlock();
+      run.trainer!.restore(saved.trainer);
+    }
+    return run;
+  }
+
+  get done(): boolean {
+    return this.block >= this.blocks.length;
+  }
+
+  /** Progress as a fraction of the reconstruction iterations of all blocks. */
+  get progress(): number {
+    const perBlock = Math.max(this.o.iterations, 1);
+    return Math.min(
+      1,
+      (this.block * perBlock + (this.trainer?.iteration ?? 0)) / (this.blocks.length * perBlock),
+    );
+  }
+
+  /**
+   * Works until the run is finished or the limit is reached (checked between
+   * iterations); returns whether it is finished.
+   */
+  advance(limit: { milliseconds?: number } = {}): boolean {
+    const deadline = performance.now() + (limit.milliseconds ?? Infinity);
+    while (!this.done && performance.now() < deadline) {
+      if (this.o.signal?.aborted) {
+        throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
+      }
+      if (!this.targets) this.enterBlock();
+      if (this.trainer && !this.trainer.done) {
+        this.trainer.advance(this.o.iterations, deadline);
+        if (!this.trainer.done) break;
+      }
+      this.finishBlock();
+    }
+    return this.done;
+  }
+
+  /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
+  state(): Uint8Array {
+    const { onProgress: _p, signal: _s, ...settings } = this.o;
+    const saved: SavedState = {
+      version: STATE_VERSION,
+      fingerprint: this.fingerprint,
+      settings,
+      block: this.block,
+      steps: Object.fromEntries(this.acts.map((a) => [a.tensor, a.step])),
+      finalRows: Object.fromEntries(this.finalRows),
+      reports: this.reports,
+      trainer: this.trainer?.state(),
+    };
+    return encodeState(saved);
+  }
+
+  /** The quantized model, once `advance` has returned true. */
+  result(): QuantizedModel {
+    if (!this.done) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        "the run is not finished: call advance() until it returns true",
+      );
+    }
+    if (this.finished) return this.finished;
+    const graph = this.model.graph;
+    const weights = new Map(
+      this.weights.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
+    );
+    const quantized = new QuantizedModel(
+      this.model,
+      quantizedGraph(graph, weights, this.acts),
+      this.weights,
+      this.finalRows,
+      this.acts,
+    );
+    let fidelity: Fidelity | undefined;
+    if (this.holdout > 0) {
+      this.o.onProgress?.({ phase: "evaluate" } as ProgressEvent);
+      const held = new Tensor(this.calib.data.slice(this.trainCount * this.sampleSize), [
+        this.holdout,
+        ...this.calib.sampleShape,
+      ]);
+      fidelity = measureFidelity(this.model, quantized, graph.inputs[0].name, held);
+    }
+    quantized.report = quantized.buildReport(
+      this.o,
+      this.reports,
+      fidelity,
+      (performance.now() - this.started) / 1000,
+    );
+    this.finished = quantized;
+    this.disposeCaches();
+    return quantized;
+  }
+
+  private current(): { block: Block; graph: Graph; layers: WeightQuantizer[]; acts: ActivationQuantizer[] } {
+    const block = this.blocks[this.block];
+    if (block.inputs.length !== 1 || block.outputs.length !== 1) {
+      throw new AttnroundError(
+        "UNSUPPORTED_MODEL",
+        `block ${
+          block.index + 1
+        } has ${block.inputs.length} inputs and ${block.outputs.length} outputs; reconstruction needs one of each`,
+      );
+    }
+    const layers = this.weights.filter((q) => block.nodes.includes(q.layer.node));
+    const layerNodes = new Set(layers.map((l) => l.layer.node));
+    const acts = this.acts.filter((a) =>
+      block.nodes.some((n) => layerNodes.has(n) && n.inputs[0] === a.tensor)
+    );
+    return { block, graph: blockGraph(this.model.graph, block), layers, acts };
+  }
+
+  /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
+  private enterBlock(train = true): void {
+    const { block, graph, layers, acts } = this.current();
+    const floatEngine = new Engine(graph);
+    try {
+      const probe = floatEngine.run({
+        [block.inputs[0]]: new Tensor(new Float32Array(this.floatIn.sampleSize), [
+          1,
+          ...this.floatIn.sampleShape,
+        ]),
+      });
+      this.targets = new ActivationCache(probe[block.outputs[0]].shape.slice(1), this.trainCount);
+      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets);
+    } finally {
+      floatEngine.dispose();
+    }
+    const reconstructed = this.o.rounding !== "nearest" && this.o.iterations > 0 &&
+      (layers.length > 0 || acts.length > 0);
+    if (train && reconstructed) {
+      this.trainer = new BlockTrainer(
+        graph,
+        block.index,
+        this.blocks.length,
+        layers,
+        acts,
+        this.quantIn,
+        this.targets,
+        this.o,
+      );
+    }
+  }
+
+  /** Fixes the current block's weights, runs the quantized block to make the next block's inputs. */
+  private finishBlock(): void {
+    if (!this.targets) this.enterBlock();
+    const { block, graph, layers, acts } = this.current();
+    const trained = this.trainer?.finish();
+    for (const q of layers) {
+      if (!this.finalRows.has(q.layer.weight)) {
+        this.finalRows.set(q.layer.weight, trained?.get(q.layer.weight) ?? nearestRows(q));
+      }
+    }
+    const weights = new Map(
+      layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
+    );
+    const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
+    const quantOut = new ActivationCache(this.targets!.sampleShape, this.trainCount);
+    try {
+      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut);
+    } finally {
+      quantEngine.dispose();
+    }
+    if (this.reports.length <= this.block) {
+      this.reports.push({
+        index: block.index,
+        layers: layers.map((q) => q.layer.name),
+        losses: this.trainer?.losses ?? [],
+        lossEvery: this.trainer?.lossEvery ?? 1,
+        msPerIteration: this.trainer && this.trainer.iteration > 0
+          ? (1000 * this.trainer.seconds) / this.trainer.iteration
+          : 0,
+      });
+    }
+    this.trainer?.dispose();
+    this.trainer = undefined;
+    if (this.quantIn !== this.floatIn) this.quantIn.dispose();
+    this.floatIn.dispose();
+    this.floatIn = this.targets!;
+    this.quantIn = quantOut;
+    this.targets = undefined;
+    this.block++;
+  }
+
+  private disposeCaches(): void {
+    this.trainer?.dispose();
+    this.targets?.dispose();
+    if (this.quantIn !== this.floatIn) this.quantIn.dispose();
+    this.floatIn.dispose();
+  }
+
+  /** Frees the run's memory without finishing it. */
+  dispose(): void {
+    this.disposeCaches();
+  }
+}
+
 export async function quantize(
   model: Model,
   calibration: CalibrationInput,
   options: Partial<QuantizeOptions> = {},
 ): Promise<QuantizedModel> {
-  const o = resolveOptions(options);
-  const started = performance.now();
-  const graph = model.graph;
-  if (graph.inputs.length !== 1) {
-    throw new AttnroundError(
-      "UNSUPPORTED_MODEL",
-      `quantize supports models with one input; this one has ${graph.inputs.length}`,
-    );
-  }
-  const input = graph.inputs[0];
-  const calib = await collectCalibration(calibration, input);
-  const holdout = Math.min(o.holdout, Math.floor(calib.count / 4));
-  const trainCount = calib.count - holdout;
-  const sampleSize = calib.data.length / calib.count;
-
-  const weights = planWeightQuantizers(graph, o);
-  const acts = planActivationQuantizers(weights, o);
-  o.onProgress?.({ phase: "calibrate" });
-  initActivationSteps(graph, acts, calib);
-
-  const blocks = partitionBlocks(graph);
-  const finalRows = new Map<string, Float32Array>();
-  const blockReports: QuantizationReport["blocks"] = [];
-  let floatIn = new ActivationCache(calib.sampleShape, trainCount);
-  floatIn.write(0, calib.data.subarray(0, trainCount * sampleSize));
-  let quantIn = floatIn;
+  const run = await QuantizationRun.start(model, calibration, options);
   try {
-    for (const block of blocks) {
-      if (o.signal?.aborted) {
-        throw new AttnroundError("ABORTED", `quantization aborted before block ${block.index + 1}`);
-      }
-      if (block.inputs.length !== 1 || block.outputs.length !== 1) {
-        throw new AttnroundError(
-          "UNSUPPORTED_MODEL",
-          `block ${
-            block.index + 1
-          } has ${block.inputs.length} inputs and ${block.outputs.length} outputs; reconstruction needs one of each`,
-        );
-      }
-      const bg = blockGraph(graph, block);
-      const layersHere = weights.filter((q) => block.nodes.includes(q.layer.node));
-      const actsHere = acts.filter((a) =>
-        block.nodes.some((n) => n.inputs[0] === a.tensor && layersHere.some((l) => l.layer.node === n))
-      );
-      const floatEngine = new Engine(bg);
-      const probe = floatEngine.run({
-        [block.inputs[0]]: new Tensor(new Float32Array(floatIn.sampleSize), [
-          1,
-          ...floatIn.sampleShape,
-        ]),
-      });
-      const targets = new ActivationCache(probe[block.outputs[0]].shape.slice(1), trainCount);
-      runChunks(floatEngine, block.inputs[0], floatIn, targets);
-      floatEngine.dispose();
-
-      let result: ReturnType<typeof reconstructBlock> | undefined;
-      if (o.rounding !== "nearest" && o.iterations > 0 && (layersHere.length > 0 || actsHere.length > 0)) {
-        result = reconstructBlock({
-          block: bg,
-          blockIndex: block.index,
-          blocks: blocks.length,
-          layers: layersHere,
-          acts: actsHere,
-          inputs: quantIn,
-          targets,
-          options: o,
-        });
-      }
-      const blockWeights = new Map<string, Tensor>();
-      for (const q of layersHere) {
-        const rows = result?.weights.get(q.layer.weight) ?? nearestRows(q);
-        finalRows.set(q.layer.weight, rows);
-        const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
-        blockWeights.set(q.layer.weight, new Tensor(permute(rows, q.rowsShape, back), q.layer.weightShape));
-      }
-      const quantEngine = new Engine(quantizedGraph(bg, blockWeights, actsHere));
-      const quantOut = new ActivationCache(targets.sampleShape, trainCount);
-      runChunks(quantEngine, block.inputs[0], quantIn, quantOut);
-      quantEngine.dispose();
-      blockReports.push({
-        index: block.index,
-        layers: layersHere.map((q) => q.layer.name),
-        losses: result?.losses ?? [],
-        lossEvery: result?.lossEvery ?? 1,
-        msPerIteration: result?.msPerIteration ?? 0,
-      });
-      if (quantIn !== floatIn) quantIn.dispose();
-      floatIn.dispose();
-      floatIn = targets;
-      quantIn = quantOut;
-    }
-  } finally {
-    if (quantIn !== floatIn) quantIn.dispose();
-    floatIn.dispose();
+    // Yield to the event loop between slices, so that an AbortSignal can fire.
+    while (!run.advance({ milliseconds: 200 })) await new Promise((resolve) => setTimeout(resolve, 0));
+    return run.result();
+  } catch (e) {
+    run.dispose();
+    throw e;
   }
-
-  const finalWeights = new Map<string, Tensor>();
-  for (const q of weights) {
-    const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
-    finalWeights.set(
-      q.layer.weight,
-      new Tensor(permute(finalRows.get(q.layer.weight)!, q.rowsShape, back), q.layer.weightShape),
-    );
-  }
-  const quantized = new QuantizedModel(
-    model,
-    quantizedGraph(graph, finalWeights, acts),
-    weights,
-    finalRows,
-    acts,
-  );
-  let fidelity: Fidelity | undefined;
-  if (holdout > 0) {
-    o.onProgress?.({ phase: "evaluate" });
-    const held = new Tensor(calib.data.slice(trainCount * sampleSize), [holdout, ...calib.sampleShape]);
-    fidelity = measureFidelity(model, quantized, input.name, held);
-  }
-  quantized.report = quantized.buildReport(o, blockReports, fidelity, (performance.now() - started) / 1000);
-  return quantized;
 }

@@ -1,7 +1,10 @@
 // Block reconstruction (SPEC §5): minimise the MSE between a block's
 // quantized output and the float model's, over the latent weights of its
 // layers (and its activation steps, LSQ), with Adam on mini-batches drawn from
-// the cached calibration activations.
+// the cached calibration activations. A BlockTrainer advances any number of
+// iterations at a time and its whole state (iteration, latents, Adam moments,
+// steps, sampler position) can be saved and restored: a resumed run draws the
+// same batches and noise and ends with the same weights.
 import { addGradients } from "../engine/autodiff.ts";
 import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
@@ -22,7 +25,7 @@ import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
 import { latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
 
-/** Deterministic uniform integers (splitmix32 → xorshift-multiply), the same in every runtime. */
+/** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
 export class SampleRng {
   constructor(public state: number) {}
   next(limit: number): number {
@@ -35,163 +38,231 @@ export class SampleRng {
   }
 }
 
-/** A 32-bit hash of the run seed and a label, for per-layer streams. */
+/** A 32-bit hash (FNV-1a) of the run seed and a label, for per-layer and per-block streams. */
 export function seedFor(seed: number, label: string): number {
   let h = (seed ^ 0x811c9dc5) >>> 0;
   for (let i = 0; i < label.length; i++) h = Math.imul(h ^ label.charCodeAt(i), 0x01000193) >>> 0;
   return h;
 }
 
-interface Trained {
-  q: WeightQuantizer;
-  latent: number;
-  m1: number;
-  m2: number;
-  size: number;
-  seed: number;
+/** Everything a trainer needs to continue where it stopped. */
+export interface TrainerState {
+  iteration: number;
+  sampler: number;
+  losses: number[];
+  seconds: number;
+  /** Per trained tensor (latents by weight name, steps by tensor name): value and Adam moments. */
+  tensors: Record<string, { value: Float32Array; m1: Float32Array; m2: Float32Array }>;
 }
 
-export interface BlockResult {
-  /** Final fake-quantized weights, rows layout, per layer (by weight name). */
-  weights: Map<string, Float32Array>;
-  /** Loss every `lossEvery` iterations. */
-  losses: number[];
-  lossEvery: number;
-  msPerIteration: number;
+interface Trained {
+  name: string;
+  size: number;
+  shape: number[];
+  value: number;
+  m1: number;
+  m2: number;
 }
 
 const ADAROUND_WARMUP = 0.2, ADAROUND_LAMBDA = 0.01, BETA_START = 20, BETA_END = 2;
 
-export function reconstructBlock(args: {
-  block: Graph;
-  blockIndex: number;
-  blocks: number;
-  layers: WeightQuantizer[];
-  acts: ActivationQuantizer[];
-  inputs: ActivationCache;
-  targets: ActivationCache;
-  options: QuantizeOptions;
-}): BlockResult {
-  const { block, layers, acts, inputs, targets, options: o } = args;
-  const rounding = o.rounding === "adaround" ? "adaround" : "attention";
-  const graph = trainingGraph(block, layers, acts, rounding, o.attention.variant);
-  const wrt = [...layers.map((l) => latentName(l.layer.weight)), ...acts.map((a) => stepName(a.tensor))];
-  const { graph: withGrads, gradients } = addGradients(graph, LOSS, wrt);
-  const engine = new Engine(withGrads);
-  const owned: number[] = [];
-  const allocZeroed = (floats: number) => {
-    const ptr = alloc(floats * 4);
-    owned.push(ptr);
-    f32(ptr, floats).fill(0);
-    return ptr;
-  };
-  try {
-    const trained: Trained[] = layers.map((q) => {
-      const size = q.rows.length, m = q.rowsShape[0], k = size / m;
-      const latent = allocZeroed(size), w = allocZeroed(size), s = allocZeroed(m), z = allocZeroed(m);
+export class BlockTrainer {
+  readonly lossEvery: number;
+  iteration = 0;
+  losses: number[] = [];
+  seconds = 0;
+  private readonly engine: Engine;
+  private readonly gradients: Map<string, string>;
+  private readonly latents: (Trained & { q: WeightQuantizer; seed: number })[];
+  private readonly steps: (Trained & { a: ActivationQuantizer })[];
+  private readonly owned: number[] = [];
+  private readonly rounding: "attention" | "adaround";
+  private readonly sampler: SampleRng;
+  private readonly x: number;
+  private readonly t: number;
+  private readonly batch: number;
+
+  constructor(
+    private readonly block: Graph,
+    private readonly blockIndex: number,
+    private readonly blocks: number,
+    layers: WeightQuantizer[],
+    acts: ActivationQuantizer[],
+    private readonly inputs: ActivationCache,
+    private readonly targets: ActivationCache,
+    private readonly o: QuantizeOptions,
+  ) {
+    this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
+    const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant);
+    const wrt = [...layers.map((l) => latentName(l.layer.weight)), ...acts.map((a) => stepName(a.tensor))];
+    const withGrads = addGradients(graph, LOSS, wrt);
+    this.gradients = withGrads.gradients;
+    this.engine = new Engine(withGrads.graph);
+    this.lossEvery = Math.max(1, Math.round(o.iterations / 200));
+    this.latents = layers.map((q) => {
+      const m = q.rowsShape[0], size = q.rows.length;
+      const t = this.trained(q.layer.weight, q.rowsShape);
+      const w = this.zeroed(size), s = this.zeroed(m), z = this.zeroed(m);
       f32(w, size).set(q.rows);
       f32(s, m).set(q.scale);
       f32(z, m).set(q.zero);
-      if (rounding === "attention") attentionInit(w, m, k, s, z, latent);
-      else adaroundInit(w, m, k, s, latent);
-      return {
-        q,
-        latent,
-        m1: allocZeroed(size),
-        m2: allocZeroed(size),
-        size,
-        seed: seedFor(o.seed, q.layer.weight),
-      };
+      if (this.rounding === "attention") attentionInit(w, m, size / m, s, z, t.value);
+      else adaroundInit(w, m, size / m, s, t.value);
+      return { ...t, q, seed: seedFor(o.seed, q.layer.weight) };
     });
-    const steps = acts.map((a) => {
-      const ptr = allocZeroed(1);
-      f32(ptr, 1)[0] = a.step;
-      return { a, ptr, m1: allocZeroed(1), m2: allocZeroed(1) };
+    this.steps = acts.map((a) => {
+      const t = this.trained(a.tensor, [1]);
+      f32(t.value, 1)[0] = a.step;
+      return { ...t, a };
     });
-    const batch = Math.min(o.batchSize, inputs.length);
-    const inputName = block.inputs[0].name;
-    const x = allocZeroed(batch * inputs.sampleSize), t = allocZeroed(batch * targets.sampleSize);
-    const rng = new SampleRng(seedFor(o.seed, `block ${args.blockIndex}`));
-    const indices = new Int32Array(batch);
-    const losses: number[] = [];
-    const lossEvery = Math.max(1, Math.round(o.iterations / 200));
-    const start = performance.now();
-    for (let it = 0; it < o.iterations; it++) {
+    this.batch = Math.min(o.batchSize, inputs.length);
+    this.x = this.zeroed(this.batch * inputs.sampleSize);
+    this.t = this.zeroed(this.batch * targets.sampleSize);
+    this.sampler = new SampleRng(seedFor(o.seed, `block ${blockIndex}`));
+  }
+
+  private zeroed(floats: number): number {
+    const ptr = alloc(Math.max(floats, 1) * 4);
+    this.owned.push(ptr);
+    f32(ptr, floats).fill(0);
+    return ptr;
+  }
+
+  private trained(name: string, shape: number[]): Trained {
+    const size = shape.reduce((a, b) => a * b, 1);
+    return { name, size, shape, value: this.zeroed(size), m1: this.zeroed(size), m2: this.zeroed(size) };
+  }
+
+  get done(): boolean {
+    return this.iteration >= this.o.iterations;
+  }
+
+  /** Runs up to `count` iterations, fewer when `deadline` (performance.now() ms) passes first. */
+  advance(count: number, deadline = Infinity): void {
+    const o = this.o;
+    const end = Math.min(o.iterations, this.iteration + count);
+    const indices = new Int32Array(this.batch);
+    const started = performance.now();
+    while (this.iteration < end && performance.now() < deadline) {
+      const it = this.iteration;
       if (o.signal?.aborted) {
         throw new AttnroundError(
           "ABORTED",
-          `quantization aborted in block ${args.blockIndex + 1} at iteration ${it}`,
+          `quantization aborted in block ${this.blockIndex + 1} at iteration ${it}`,
         );
       }
-      for (let i = 0; i < batch; i++) indices[i] = rng.next(inputs.length);
-      inputs.gather(indices, x);
-      targets.gather(indices, t);
+      for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
+      this.inputs.gather(indices, this.x);
+      this.targets.gather(indices, this.t);
+      const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
       const feeds: Record<string, WasmValue | Tensor> = {
-        [inputName]: new WasmValue(x, [batch, ...inputs.sampleShape]),
-        [TARGET]: new WasmValue(t, [batch, ...targets.sampleShape]),
-        [SIGMA]: new Tensor(
-          new Float32Array([rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0]),
-          [],
-        ),
+        [this.block.inputs[0].name]: new WasmValue(this.x, [this.batch, ...this.inputs.sampleShape]),
+        [TARGET]: new WasmValue(this.t, [this.batch, ...this.targets.sampleShape]),
+        [SIGMA]: new Tensor(new Float32Array([sigma]), []),
       };
-      for (const l of trained) {
-        feeds[latentName(l.q.layer.weight)] = new WasmValue(l.latent, l.q.rowsShape);
-        if (rounding === "attention") {
-          feeds[rngName(l.q.layer.weight)] = new Tensor(
+      for (const l of this.latents) {
+        feeds[latentName(l.name)] = new WasmValue(l.value, l.shape);
+        if (this.rounding === "attention") {
+          // Iteration it reads the layer's Gaussian stream from element it·size on.
+          feeds[rngName(l.name)] = new Tensor(
             new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
             [2],
           );
         }
       }
-      for (const s of steps) feeds[stepName(s.a.tensor)] = new WasmValue(s.ptr, [1]);
-      const out = engine.runInPlace(feeds);
+      for (const s of this.steps) feeds[stepName(s.name)] = new WasmValue(s.value, [1]);
+      const out = this.engine.runInPlace(feeds);
       const loss = out[LOSS].data[0] as number;
-      if (it % lossEvery === 0) losses.push(loss);
-      for (const l of trained) {
-        const grad = out[gradients.get(latentName(l.q.layer.weight))!] as WasmValue | undefined;
+      if (it % this.lossEvery === 0) this.losses.push(loss);
+      for (const l of this.latents) {
+        const grad = out[this.gradients.get(latentName(l.name))!] as WasmValue | undefined;
         if (!grad) continue;
-        if (rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
+        if (this.rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
           const progress = (it - ADAROUND_WARMUP * o.iterations) / ((1 - ADAROUND_WARMUP) * o.iterations);
           const beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + Math.cos(Math.PI * progress));
-          adaroundRegularizer(l.latent, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
+          adaroundRegularizer(l.value, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
         }
-        adamStep(l.latent, grad.ptr, l.m1, l.m2, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
+        adamStep(l.value, grad.ptr, l.m1, l.m2, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
       }
-      for (const s of steps) {
-        const grad = out[gradients.get(stepName(s.a.tensor))!] as WasmValue | undefined;
+      for (const s of this.steps) {
+        const grad = out[this.gradients.get(stepName(s.name))!] as WasmValue | undefined;
         if (!grad) continue;
-        adamStep(s.ptr, grad.ptr, s.m1, s.m2, 1, o.activationLearningRate, 0.9, 0.999, 1e-8, it + 1);
-        const step = f32(s.ptr, 1);
+        adamStep(s.value, grad.ptr, s.m1, s.m2, 1, o.activationLearningRate, 0.9, 0.999, 1e-8, it + 1);
+        const step = f32(s.value, 1);
         step[0] = Math.max(step[0], 1e-8);
       }
-      if (o.onProgress && (it % 10 === 0 || it === o.iterations - 1)) {
+      this.iteration++;
+      if (o.onProgress && (it % 10 === 0 || this.iteration === o.iterations)) {
         o.onProgress({
           phase: "reconstruct",
-          block: args.blockIndex,
-          blocks: args.blocks,
-          iteration: it + 1,
+          block: this.blockIndex,
+          blocks: this.blocks,
+          iteration: this.iteration,
           iterations: o.iterations,
           loss,
         });
       }
     }
-    const msPerIteration = o.iterations > 0 ? (performance.now() - start) / o.iterations : 0;
-    for (const s of steps) s.a.step = f32(s.ptr, 1)[0];
-    const weights = new Map<string, Float32Array>();
-    for (const l of trained) {
-      const m = l.q.rowsShape[0], k = l.size / m;
-      const w = allocZeroed(l.size), s = allocZeroed(m), z = allocZeroed(m), out = allocZeroed(l.size);
-      f32(w, l.size).set(l.q.rows);
-      f32(s, m).set(l.q.scale);
-      f32(z, m).set(l.q.zero);
-      if (rounding === "attention") {
-        attentionStochasticForward(l.latent, m, k, s, z, l.q.qmin, l.q.qmax, 0, 0, 0, out, 0);
-      } else adaroundForward(w, l.latent, m, k, s, z, l.q.qmin, l.q.qmax, true, out, 0);
-      weights.set(l.q.layer.weight, f32(out, l.size).slice());
+    this.seconds += (performance.now() - started) / 1000;
+  }
+
+  state(): TrainerState {
+    const tensors: TrainerState["tensors"] = {};
+    for (const t of [...this.latents, ...this.steps]) {
+      tensors[t.name] = {
+        value: f32(t.value, t.size).slice(),
+        m1: f32(t.m1, t.size).slice(),
+        m2: f32(t.m2, t.size).slice(),
+      };
     }
-    return { weights, losses, lossEvery, msPerIteration };
-  } finally {
-    for (const ptr of owned) free(ptr);
-    engine.dispose();
+    return {
+      iteration: this.iteration,
+      sampler: this.sampler.state,
+      losses: [...this.losses],
+      seconds: this.seconds,
+      tensors,
+    };
+  }
+
+  restore(s: TrainerState): void {
+    for (const t of [...this.latents, ...this.steps]) {
+      const saved = s.tensors[t.name];
+      if (!saved || saved.value.length !== t.size) {
+        throw new AttnroundError("INVALID_DATA", `the saved state has no matching values for "${t.name}"`);
+      }
+      f32(t.value, t.size).set(saved.value);
+      f32(t.m1, t.size).set(saved.m1);
+      f32(t.m2, t.size).set(saved.m2);
+    }
+    this.iteration = s.iteration;
+    this.sampler.state = s.sampler;
+    this.losses = [...s.losses];
+    this.seconds = s.seconds;
+  }
+
+  /** Final hard-rounded weights (rows layout, by weight name); writes the learned steps back to the quantizers. */
+  finish(): Map<string, Float32Array> {
+    for (const s of this.steps) s.a.step = f32(s.value, 1)[0];
+    const weights = new Map<string, Float32Array>();
+    for (const l of this.latents) {
+      const q = l.q, m = q.rowsShape[0], k = l.size / m;
+      const w = this.zeroed(l.size), s = this.zeroed(m), z = this.zeroed(m), out = this.zeroed(l.size);
+      f32(w, l.size).set(q.rows);
+      f32(s, m).set(q.scale);
+      f32(z, m).set(q.zero);
+      if (this.rounding === "attention") {
+        attentionStochasticForward(l.value, m, k, s, z, q.qmin, q.qmax, 0, 0, 0, out, 0);
+      } else {
+        adaroundForward(w, l.value, m, k, s, z, q.qmin, q.qmax, true, out, 0);
+      }
+      weights.set(l.name, f32(out, l.size).slice());
+    }
+    return weights;
+  }
+
+  dispose(): void {
+    for (const ptr of this.owned) free(ptr);
+    this.owned.length = 0;
+    this.engine.dispose();
   }
 }

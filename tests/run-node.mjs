@@ -2,6 +2,7 @@
 // esbuild with `Deno` bound to @deno/shim-deno-test, imported, and its
 // collected tests run in order. Prints a closing `N passed, N failed` line.
 //   node tests/run-node.mjs [filter-substring]
+//   node tests/run-node.mjs --main FILE.ts   runs one TypeScript program under Node instead
 import { build } from "esbuild";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -43,24 +44,39 @@ const sourceUrls = {
   },
 };
 
+function bundle(entry, outfile) {
+  return build({
+    entryPoints: [entry],
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    packages: "external",
+    inject: [shim],
+    plugins: [npmSpecifiers, sourceUrls],
+    outfile,
+    logLevel: "error",
+  });
+}
+
+if (process.argv[2] === "--main") {
+  const outfile = join(outDir, "main.mjs");
+  try {
+    await bundle(process.argv[3], outfile);
+    await import(pathToFileURL(outfile).href);
+  } finally {
+    rmSync(outDir, { recursive: true, force: true });
+  }
+  process.exit();
+}
+
 let passed = 0;
 let failed = 0;
 let ignored = 0;
 try {
   for (const file of files) {
     const outfile = join(outDir, file.replace(/\.ts$/, ".mjs"));
-    await build({
-      entryPoints: [join(testsDir, file)],
-      bundle: true,
-      format: "esm",
-      platform: "node",
-      target: "node20",
-      packages: "external",
-      inject: [shim],
-      plugins: [npmSpecifiers, sourceUrls],
-      outfile,
-      logLevel: "error",
-    });
+    await bundle(join(testsDir, file), outfile);
     const { testDefinitions } = await import("@deno/shim-deno-test");
     await import(pathToFileURL(outfile).href);
     const definitions = testDefinitions.splice(0, testDefinitions.length);

@@ -14,7 +14,7 @@ import type { Graph } from "../graph/ir.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
 import type { Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free } from "../wasm.ts";
+import { alloc, f32, free, wasm } from "../wasm.ts";
 import { ActivationCache } from "./cache.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
@@ -138,6 +138,8 @@ export class QuantizationRun {
   private readonly trainCount: number;
   private readonly started = performance.now();
   private finished?: QuantizedModel;
+  /** Largest total of the activation caches alive at once, in bytes. */
+  private peakCacheBytes = 0;
 
   private constructor(
     private readonly model: Model,
@@ -305,6 +307,7 @@ export class QuantizationRun {
       this.reports,
       fidelity,
       (performance.now() - this.started) / 1000,
+      { peakCacheBytes: this.peakCacheBytes, wasmHeapBytes: wasm().memory.buffer.byteLength },
     );
     this.finished = quantized;
     this.disposeCaches();
@@ -381,6 +384,8 @@ export class QuantizationRun {
     } finally {
       quantEngine.dispose();
     }
+    const live = new Set([this.floatIn, this.quantIn, this.targets!, quantOut]);
+    this.peakCacheBytes = Math.max(this.peakCacheBytes, [...live].reduce((n, c) => n + c.byteLength, 0));
     if (this.reports.length <= this.block) {
       this.reports.push({
         index: block.index,

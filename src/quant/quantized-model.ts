@@ -39,6 +39,12 @@ export interface QuantizationReport {
   blocks: { index: number; layers: string[]; losses: number[]; lossEvery: number; msPerIteration: number }[];
   fidelity?: Fidelity;
   totals: { parameters: number; floatBytes: number; quantizedWeightBytes: number; seconds: number };
+  /**
+   * Memory: the activation caches (block inputs and targets, outside the wasm
+   * heap) at their largest, and the wasm heap (which never shrinks, so this is
+   * its peak) when the run ended.
+   */
+  memory: { peakCacheBytes: number; wasmHeapBytes: number };
 }
 
 export class QuantizedModel {
@@ -81,6 +87,7 @@ export class QuantizedModel {
     blocks: QuantizationReport["blocks"],
     fidelity: Fidelity | undefined,
     seconds: number,
+    memory: QuantizationReport["memory"],
   ): QuantizationReport {
     const { onProgress: _p, signal: _s, ...settings } = o;
     const layers = this.weights.map((q): LayerReport => {
@@ -137,6 +144,7 @@ export class QuantizedModel {
         ),
         seconds,
       },
+      memory,
     };
   }
 }

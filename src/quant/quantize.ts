@@ -42,6 +42,8 @@ import {
 
 /** Samples used to initialise the activation steps. */
 const STEP_INIT_SAMPLES = 256;
+/** Values the activation-step search looks at, per quantizer. */
+const SEARCH_VALUES = 1 << 18;
 /** Samples per forward pass while filling caches. */
 const CHUNK = 64;
 const STATE_VERSION = 1;
@@ -76,15 +78,20 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
       acts.forEach((a, i) => collected[i].push(out[a.tensor].data as Float32Array));
     }
     acts.forEach((a, i) => {
-      const total = collected[i].reduce((s, c) => s + c.length, 0);
-      const ptr = alloc(total * 4);
+      // The search costs candidates × values: a strided subsample of at most
+      // SEARCH_VALUES values sets the step as well as millions would.
+      const total = collected[i].reduce((n, c) => n + c.length, 0);
+      const stride = Math.ceil(total / SEARCH_VALUES);
+      const values = new Float32Array(Math.ceil(total / stride));
+      let at = 0, index = 0;
+      for (const c of collected[i]) {
+        for (; at < c.length; at += stride) values[index++] = c[at];
+        at -= c.length;
+      }
+      const ptr = alloc(index * 4);
       try {
-        let offset = 0;
-        for (const c of collected[i]) {
-          f32(ptr + offset * 4, c.length).set(c);
-          offset += c.length;
-        }
-        const q = searchActivationScale(ptr, total, a.bits);
+        f32(ptr, index).set(values.subarray(0, index));
+        const q = searchActivationScale(ptr, index, a.bits);
         Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
       } finally {
         free(ptr);

@@ -6,3 +6,15 @@ export { averagePool2d, globalAveragePool, maxPool2d } from "./pool";
 export { binary } from "./binary";
 export { unary } from "./unary";
 export { convTranspose2d } from "./conv-transpose2d";
+export { gaussianFill, philoxBlocks } from "./random";
+export { fakeQuantNearest, lsqBackward, lsqForward, searchScales } from "./quant";
+export {
+  adaroundForward,
+  adaroundInit,
+  adaroundRegularizer,
+  attentionExpected,
+  attentionInit,
+  attentionStochastic,
+  roundingBackward,
+} from "./quant-round";
+export { adamStep } from "./quant-adam";

@@ -34,6 +34,20 @@ export interface KernelExports {
   binary(op: number, a: number, b: number, y: number, ...dimsAndStrides: number[]): void;
   unary(op: number, x: number, y: number, length: number, alpha: number, beta: number): void;
   convTranspose2d(...args: number[]): void;
+  gaussianFill(seed: number, firstLo: number, firstHi: number, count: number, out: number): void;
+  philoxBlocks(...args: number[]): void;
+  searchScales(...args: number[]): number;
+  fakeQuantNearest(...args: number[]): void;
+  lsqForward(...args: number[]): void;
+  lsqBackward(...args: number[]): number;
+  attentionInit(...args: number[]): void;
+  attentionStochastic(...args: number[]): void;
+  attentionExpected(...args: number[]): void;
+  adaroundInit(...args: number[]): void;
+  adaroundForward(...args: number[]): void;
+  adaroundRegularizer(...args: number[]): number;
+  roundingBackward(dWhat: number, grad: number, n: number, dLatent: number, accumulate: number): void;
+  adamStep(...args: number[]): void;
 }
 
 export interface InitOptions {
@@ -79,6 +93,20 @@ async function instantiate(options: InitOptions): Promise<void> {
       "binary",
       "unary",
       "convTranspose2d",
+      "gaussianFill",
+      "philoxBlocks",
+      "searchScales",
+      "fakeQuantNearest",
+      "lsqForward",
+      "lsqBackward",
+      "attentionInit",
+      "attentionStochastic",
+      "attentionExpected",
+      "adaroundInit",
+      "adaroundForward",
+      "adaroundRegularizer",
+      "roundingBackward",
+      "adamStep",
     ] as const
   ) {
     if (!(name in exports)) {

@@ -18,3 +18,13 @@ export {
   roundingBackward,
 } from "./quant-round";
 export { adamStep } from "./quant-adam";
+export {
+  conv2dBackwardWeights,
+  conv2dDepthwiseBackwardInput,
+  conv2dDepthwiseBackwardWeights,
+  conv2dFlipWeights,
+} from "./conv2d-grad";
+export { averagePool2dBackward, globalAveragePoolBackward, maxPool2dBackward } from "./pool-grad";
+export { reduceToShape } from "./binary-grad";
+export { unaryGrad } from "./unary-grad";
+export { stridedCopy } from "./strided-copy";

@@ -1,6 +1,7 @@
 // Matrix product C = op(A)·op(B) (+ C). The wasm SIMD kernel lives in
 // assembly/gemm.ts; gemmReference is the plain loop the tests hold it to.
 import { AttnroundError } from "./errors.ts";
+import type { FloatArray } from "./kernels/planes.ts";
 import { Tensor } from "./tensor.ts";
 import { alloc, allocF32, f32, free, wasm } from "./wasm.ts";
 
@@ -22,7 +23,7 @@ export function gemmAt(s: GemmShape, a: number, b: number, c: number): void {
 }
 
 /** Plain reference: same contract as gemmAt, on typed arrays, accumulating in float64. */
-export function gemmReference(s: GemmShape, a: Float32Array, b: Float32Array, c: Float32Array): void {
+export function gemmReference(s: GemmShape, a: FloatArray, b: FloatArray, c: FloatArray): void {
   for (let i = 0; i < s.m; i++) {
     for (let j = 0; j < s.n; j++) {
       let sum = 0;

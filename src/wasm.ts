@@ -48,6 +48,25 @@ export interface KernelExports {
   adaroundRegularizer(...args: number[]): number;
   roundingBackward(dWhat: number, grad: number, n: number, dLatent: number, accumulate: number): void;
   adamStep(...args: number[]): void;
+  conv2dFlipWeights(m: number, group: number, cg: number, taps: number, w: number, dst: number): void;
+  conv2dBackwardWeights(...args: number[]): void;
+  conv2dDepthwiseBackwardWeights(...args: number[]): void;
+  conv2dDepthwiseBackwardInput(...args: number[]): void;
+  maxPool2dBackward(...args: number[]): void;
+  averagePool2dBackward(...args: number[]): void;
+  globalAveragePoolBackward(planes: number, size: number, dy: number, dx: number): void;
+  reduceToShape(x: number, y: number, ySize: number, scale: number, ...dimsAndStrides: number[]): void;
+  unaryGrad(
+    op: number,
+    x: number,
+    y: number,
+    dy: number,
+    dx: number,
+    length: number,
+    alpha: number,
+    beta: number,
+  ): void;
+  stridedCopy(src: number, dst: number, ...dimsAndStrides: number[]): void;
 }
 
 export interface InitOptions {
@@ -107,6 +126,16 @@ async function instantiate(options: InitOptions): Promise<void> {
       "adaroundRegularizer",
       "roundingBackward",
       "adamStep",
+      "conv2dFlipWeights",
+      "conv2dBackwardWeights",
+      "conv2dDepthwiseBackwardWeights",
+      "conv2dDepthwiseBackwardInput",
+      "maxPool2dBackward",
+      "averagePool2dBackward",
+      "globalAveragePoolBackward",
+      "reduceToShape",
+      "unaryGrad",
+      "stridedCopy",
     ] as const
   ) {
     if (!(name in exports)) {

@@ -5,6 +5,7 @@
 // the SIMD fast paths (equal shapes, a scalar, a per-channel operand).
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
+import type { FloatArray } from "./planes.ts";
 
 export type BinaryOp = "add" | "sub" | "mul" | "div" | "pow" | "max" | "min";
 
@@ -119,7 +120,7 @@ export function binary(p: BinaryParams, a: number, b: number, y: number): void {
 }
 
 /** Plain reference: same contract as binary, on typed arrays. */
-export function binaryReference(p: BinaryParams, a: Float32Array, b: Float32Array, y: Float32Array): void {
+export function binaryReference(p: BinaryParams, a: FloatArray, b: FloatArray, y: FloatArray): void {
   planBinary(p);
   const out = p.outShape, rank = out.length;
   const f = referenceOps[p.op];

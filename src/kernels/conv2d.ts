@@ -14,6 +14,7 @@ import {
   align16,
   checkIntegers,
   clampActivation,
+  type FloatArray,
   planeBytes,
   planeGeometry,
 } from "./planes.ts";
@@ -217,10 +218,10 @@ export function conv2d(
 /** Plain reference: same contract as conv2d, on typed arrays, accumulating in float64. */
 export function conv2dReference(
   p: Conv2dParams,
-  x: Float32Array,
-  w: Float32Array,
-  bias: Float32Array | null,
-  y: Float32Array,
+  x: FloatArray,
+  w: FloatArray,
+  bias: FloatArray | null,
+  y: FloatArray,
 ): void {
   check(p);
   const [lo, hi] = activationRange("conv2d", p);

@@ -7,6 +7,7 @@
 import { AttnroundError } from "../errors.ts";
 import { gemmAt } from "../gemm.ts";
 import { broadcastShapes } from "./binary.ts";
+import type { FloatArray } from "./planes.ts";
 
 export interface MatmulParams {
   aShape: readonly number[];
@@ -86,7 +87,7 @@ export function matmul(p: MatmulParams, a: number, b: number, y: number): void {
 }
 
 /** Plain reference: same contract as matmul, on typed arrays, accumulating in float64. */
-export function matmulReference(p: MatmulParams, a: Float32Array, b: Float32Array, y: Float32Array): void {
+export function matmulReference(p: MatmulParams, a: FloatArray, b: FloatArray, y: FloatArray): void {
   const { m, n, k, batch, aBatch, bBatch } = plan(p);
   const count = batch.reduce((s, d) => s * d, 1);
   const index = new Array<number>(batch.length).fill(0);

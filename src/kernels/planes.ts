@@ -56,6 +56,9 @@ export function checkIntegers(kernel: string, p: object, names: readonly string[
   }
 }
 
+/** What the plain reference kernels accept: float32 as the wasm kernels see it, or float64 for finite differences. */
+export type FloatArray = Float32Array | Float64Array;
+
 export type Activation = "none" | "relu" | "clip";
 
 /** The clamp [lo, hi] that a fused activation amounts to. */

@@ -5,7 +5,7 @@
 // past the end pads simply see fewer cells.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
-import { align16, checkIntegers, planeBytes, planeGeometry } from "./planes.ts";
+import { align16, checkIntegers, type FloatArray, planeBytes, planeGeometry } from "./planes.ts";
 
 export interface Pool2dParams {
   n: number;
@@ -134,8 +134,8 @@ export function globalAveragePool(p: GlobalPoolParams, x: number, y: number): vo
 
 function windowReference(
   p: Resolved,
-  x: Float32Array,
-  y: Float32Array,
+  x: FloatArray,
+  y: FloatArray,
   reduce: (values: number[], cellsInPadded: number) => number,
 ): void {
   for (let plane = 0; plane < p.n * p.c; plane++) {
@@ -157,18 +157,18 @@ function windowReference(
   }
 }
 
-export function maxPool2dReference(p: Pool2dParams, x: Float32Array, y: Float32Array): void {
+export function maxPool2dReference(p: Pool2dParams, x: FloatArray, y: FloatArray): void {
   windowReference(resolve("maxPool2d", p), x, y, (v) => v.length === 0 ? -Infinity : Math.max(...v));
 }
 
-export function averagePool2dReference(p: AveragePool2dParams, x: Float32Array, y: Float32Array): void {
+export function averagePool2dReference(p: AveragePool2dParams, x: FloatArray, y: FloatArray): void {
   windowReference(resolve("averagePool2d", p), x, y, (v, padded) => {
     const sum = v.reduce((a, b) => a + b, 0);
     return sum / (p.countIncludePad ? padded : v.length);
   });
 }
 
-export function globalAveragePoolReference(p: GlobalPoolParams, x: Float32Array, y: Float32Array): void {
+export function globalAveragePoolReference(p: GlobalPoolParams, x: FloatArray, y: FloatArray): void {
   if (!(p.size >= 1)) {
     throw new AttnroundError("INVALID_ARGUMENT", "globalAveragePool: params.size must be >= 1");
   }

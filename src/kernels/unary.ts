@@ -4,7 +4,7 @@
 // Math.* (and erfReference, since JavaScript has no Math.erf) and rounds once.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
-import { checkIntegers } from "./planes.ts";
+import { checkIntegers, type FloatArray } from "./planes.ts";
 
 export type UnaryOp =
   | "relu"
@@ -86,7 +86,7 @@ export function unary(p: UnaryParams, x: number, y: number): void {
 }
 
 /** Plain reference: same contract as unary, on typed arrays (which may be the same array). */
-export function unaryReference(p: UnaryParams, x: Float32Array, y: Float32Array): void {
+export function unaryReference(p: UnaryParams, x: FloatArray, y: FloatArray): void {
   opCode(p);
   const [a, b] = constants(p);
   const f = referenceOps[p.op];

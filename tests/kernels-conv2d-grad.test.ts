@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import { init } from "../mod.ts";
+import { conv2dOutputSize, type Conv2dParams } from "../src/kernels/conv2d.ts";
+import {
+  conv2dBackwardInput,
+  conv2dBackwardInputPath,
+  conv2dBackwardInputReference,
+  conv2dBackwardInputWorkspaceBytes,
+  conv2dBackwardWeights,
+  conv2dBackwardWeightsReference,
+  conv2dBackwardWeightsWorkspaceBytes,
+} from "../src/kernels/conv2d-grad.ts";
+import { randomFloats } from "./helpers.ts";
+import { assertClose, fenced, fencedBytes, randomInts } from "./kernels-helpers.ts";
+
+type Shape = Omit<Conv2dParams, "outH" | "outW">;
+
+function params(s: Shape): Conv2dParams {
+  return {
+    ...s,
+    outH: conv2dOutputSize(s.h, s.kh, s.strideH, s.padTop, s.padBottom, s.dilationH),
+    outW: conv2dOutputSize(s.w, s.kw, s.strideW, s.padLeft, s.padRight, s.dilationW),
+  };
+}
+
+function base(over: Partial<Shape>): Shape {
+  return {
+    n: 2,
+    c: 3,
+    h: 7,
+    w: 9,
+    m: 5,
+    kh: 3,
+    kw: 3,
+    strideH: 1,
+    strideW: 1,
+    padTop: 1,
+    padLeft: 1,
+    padBottom: 1,
+    padRight: 1,
+    dilationH: 1,
+    dilationW: 1,
+    group: 1,
+    ...over,
+  };
+}
+
+/** Runs both backward kernels in wasm (fenced buffers) and the references; asserts they agree. */
+function check(p: Conv2dParams, seed: number): void {
+  const xLen = p.n * p.c * p.h * p.w;
+  const wLen = p.m * (p.c / p.group) * p.kh * p.kw;
+  const yLen = p.n * p.m * p.outH * p.outW;
+  const xs = randomFloats(xLen, seed), ws = randomFloats(wLen, seed + 1), dys = randomFloats(yLen, seed + 2);
+  const dxExpected = new Float32Array(xLen), dwExpected = new Float32Array(wLen);
+  conv2dBackwardInputReference(p, dys, ws, dxExpected);
+  conv2dBackwardWeightsReference(p, xs, dys, dwExpected);
+
+  const x = fenced(xLen, xs), w = fenced(wLen, ws), dy = fenced(yLen, dys);
+  const dx = fenced(xLen), dw = fenced(wLen);
+  const workX = fencedBytes(conv2dBackwardInputWorkspaceBytes(p));
+  const workW = fencedBytes(conv2dBackwardWeightsWorkspaceBytes(p));
+  conv2dBackwardInput(p, dy.ptr, w.ptr, dx.ptr, workX.ptr);
+  conv2dBackwardWeights(p, x.ptr, dy.ptr, dw.ptr, workW.ptr);
+  const what = `${conv2dBackwardInputPath(p)} ${JSON.stringify(p)}`;
+  assert.deepEqual(dy.read(), dys, `${what}: dy changed`);
+  assert.deepEqual(x.read(), xs, `${what}: x changed`);
+  assert.deepEqual(w.read(), ws, `${what}: w changed`);
+  const dxActual = dx.read(), dwActual = dw.read();
+  x.release("x"), w.release("w"), dy.release("dy"), dx.release("dx"), dw.release("dw");
+  workX.release("dX workspace"), workW.release("dW workspace");
+  const kx = (p.m / p.group) * p.kh * p.kw, kw = p.n * p.outH * p.outW;
+  assertClose(dxActual, dxExpected, 1e-4, 1e-5 * Math.sqrt(kx), `dX ${what}`);
+  assertClose(dwActual, dwExpected, 1e-4, 1e-5 * Math.sqrt(kw), `dW ${what}`);
+}
+
+Deno.test("conv2d backward picks the flipped-conv, depthwise-scatter and col2im paths", () => {
+  assert.equal(conv2dBackwardInputPath(params(base({}))), "flipped-conv");
+  assert.equal(conv2dBackwardInputPath(params(base({ strideW: 2 }))), "col2im");
+  assert.equal(
+    conv2dBackwardInputPath(params(base({ c: 4, m: 4, group: 4, strideH: 2 }))),
+    "depthwise-scatter",
+  );
+  assert.equal(conv2dBackwardInputPath(params(base({ c: 4, m: 4, group: 4 }))), "flipped-conv");
+  // A pad larger than dilation·(kernel - 1) cannot be flipped.
+  assert.equal(conv2dBackwardInputPath(params(base({ padTop: 3 }))), "col2im");
+});
+
+Deno.test("conv2d backward 3×3 matches the references for channels 1-17, strides 1-3", async () => {
+  await init();
+  let seed = 10;
+  for (const c of [1, 3, 5, 17]) {
+    for (const m of [1, 4, 5, 17]) {
+      for (const stride of [1, 2, 3]) {
+        check(params(base({ c, m, strideH: stride, strideW: stride, h: 11, w: 13 })), seed++);
+      }
+    }
+  }
+});
+
+Deno.test("conv2d backward with asymmetric pads, dilation, rectangular and 1×1 kernels", async () => {
+  await init();
+  let seed = 100;
+  const shapes: Partial<Shape>[] = [
+    { padTop: 0, padLeft: 2, padBottom: 1, padRight: 0 },
+    { padTop: 2, padLeft: 0, padBottom: 0, padRight: 3, strideW: 2 },
+    { dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2 },
+    { dilationH: 2, dilationW: 3, strideH: 2, strideW: 3, h: 15, w: 17 },
+    { kh: 1, kw: 5, padLeft: 2, padRight: 2, padTop: 0, padBottom: 0 },
+    { kh: 5, kw: 2, padTop: 3, padBottom: 1, padLeft: 0, padRight: 1, strideH: 2 },
+    { kh: 7, kw: 7, strideH: 2, strideW: 2, padTop: 3, padLeft: 3, padBottom: 3, padRight: 3, h: 16, w: 16 },
+    { kh: 2, kw: 2, strideH: 2, strideW: 2, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, h: 8, w: 8 },
+    { kh: 3, kw: 3, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, h: 3, w: 3 },
+    { kh: 3, kw: 3, padTop: 3, padLeft: 1, padBottom: 0, padRight: 4 },
+    { kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 },
+    { kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, strideH: 2, strideW: 2 },
+    { kh: 1, kw: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1 },
+  ];
+  for (const s of shapes) {
+    check(params(base(s)), seed++);
+    check(params(base({ ...s, c: 17, m: 6, n: 1 })), seed++);
+    check(params(base({ ...s, c: 6, m: 6, group: 6, n: 3 })), seed++);
+  }
+});
+
+Deno.test("conv2d backward with groups (2, 3, depthwise) and depthwise strides 1-3", async () => {
+  await init();
+  let seed = 300;
+  for (const [c, m, group] of [[4, 6, 2], [6, 9, 3], [8, 8, 8], [5, 5, 5], [4, 8, 4], [16, 16, 16]]) {
+    for (const stride of [1, 2, 3]) {
+      check(params(base({ c, m, group, strideH: stride, strideW: stride, h: 12, w: 15 })), seed++);
+      check(
+        params(base({ c, m, group, strideH: stride, strideW: 1, padLeft: 0, padRight: 2, dilationW: 2 })),
+        seed++,
+      );
+    }
+  }
+});
+
+Deno.test("conv2d backward on random shapes", async () => {
+  await init();
+  const r = randomInts(7);
+  for (let i = 0; i < 60; i++) {
+    const kh = r(1, 4), kw = r(1, 4), dilationH = r(1, 2), dilationW = r(1, 2);
+    const group = [1, 1, 2, 3][r(0, 3)];
+    const depthwise = r(0, 3) === 0;
+    const c = depthwise ? r(1, 9) : group * r(1, 5), m = depthwise ? c : group * r(1, 5);
+    const s: Shape = {
+      n: r(1, 3),
+      c,
+      m,
+      group: depthwise ? c : group,
+      h: r(dilationH * (kh - 1) + 1, 14),
+      w: r(dilationW * (kw - 1) + 1, 14),
+      kh,
+      kw,
+      strideH: r(1, 3),
+      strideW: r(1, 3),
+      padTop: r(0, 3),
+      padLeft: r(0, 3),
+      padBottom: r(0, 3),
+      padRight: r(0, 3),
+      dilationH,
+      dilationW,
+    };
+    check(params(s), 1000 + i);
+  }
+});
+
+Deno.test("conv2d backward weights over many images (chunked)", async () => {
+  await init();
+  check(params(base({ n: 40, c: 16, m: 16, h: 28, w: 28 })), 500);
+  check(
+    params(
+      base({
+        n: 33,
+        c: 8,
+        m: 12,
+        h: 9,
+        w: 9,
+        kh: 1,
+        kw: 1,
+        padTop: 0,
+        padLeft: 0,
+        padBottom: 0,
+        padRight: 0,
+      }),
+    ),
+    501,
+  );
+});

@@ -5,3 +5,6 @@ import "./nn.ts";
 import "./resize.ts";
 import "./more.ts";
 import "./loss.ts";
+import "./elementwise-grad.ts";
+import "./shape-grad.ts";
+import "./nn-grad.ts";

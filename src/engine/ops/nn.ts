@@ -72,7 +72,7 @@ export function spatialGeometry(
 }
 
 /** Lays 2-D spatial axes out so 1-D ops run as 2-D with height 1. */
-function as2d(g: SpatialGeometry): SpatialGeometry {
+export function as2d(g: SpatialGeometry): SpatialGeometry {
   if (g.kernel.length === 2) return g;
   return {
     kernel: [1, g.kernel[0]],
@@ -83,11 +83,8 @@ function as2d(g: SpatialGeometry): SpatialGeometry {
   };
 }
 
-function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
-  if ((inputs[0]?.shape.length ?? 0) > 4) return convNd(ctx, inputs);
-  const node = ctx.node;
-  const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
-  const bias = inputs[2] as WasmValue | undefined;
+/** The 2-D kernel params of a 1-D or 2-D Conv node (1-D as height 1), without a fused activation. */
+export function convParams(node: Node, x: WasmValue, w: WasmValue): Conv2dParams {
   const rank = x.shape.length;
   if (rank !== 3 && rank !== 4) {
     throw opUnsupported(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
@@ -99,13 +96,9 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   if (c !== w.shape[1] * group || m % group !== 0) {
     throw opError(node, `weight [${w.shape}] does not fit input [${x.shape}] with group ${group}`);
   }
-  const geo = spatialGeometry(node, x.shape, kernel);
-  const g = as2d(geo);
+  const g = as2d(spatialGeometry(node, x.shape, kernel));
   const [h, wd] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
-  const [outH, outW] = g.out;
-  const y = ctx.outputF32([n, m, ...geo.out]);
-  const activation = attrString(node, FUSED_ACTIVATION, "none") as Activation;
-  const p: Conv2dParams = {
+  return {
     n,
     c,
     h,
@@ -122,9 +115,22 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
     dilationH: g.dilations[0],
     dilationW: g.dilations[1],
     group,
-    outH,
-    outW,
-    activation,
+    outH: g.out[0],
+    outW: g.out[1],
+  };
+}
+
+function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
+  if ((inputs[0]?.shape.length ?? 0) > 4) return convNd(ctx, inputs);
+  const node = ctx.node;
+  const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
+  const bias = inputs[2] as WasmValue | undefined;
+  const geometry = convParams(node, x, w);
+  const spatialOut = x.shape.length === 4 ? [geometry.outH, geometry.outW] : [geometry.outW];
+  const y = ctx.outputF32([geometry.n, geometry.m, ...spatialOut]);
+  const p: Conv2dParams = {
+    ...geometry,
+    activation: attrString(node, FUSED_ACTIVATION, "none") as Activation,
     clipMin: attrFloat(node, FUSED_MIN, -Infinity),
     clipMax: attrFloat(node, FUSED_MAX, Infinity),
   };

@@ -182,17 +182,8 @@ registerOps({
   Split: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0);
     const axis = normalizeAxis(ctx.node, attrInt(ctx.node, "axis", 0), x.shape.length);
-    const count = ctx.node.outputs.length;
-    let sizes = ctx.opset >= 13
-      ? (inputs[1] ? toNumbers(inputs[1]) : undefined)
-      : attrInts(ctx.node, "split");
-    if (!sizes) {
-      const n = attrInt(ctx.node, "num_outputs", count);
-      const each = Math.ceil(x.shape[axis] / n);
-      sizes = Array.from({ length: n }, (_, i) => Math.min(each, x.shape[axis] - i * each));
-    }
     let start = 0;
-    return sizes.map((size) => {
+    return splitSizes(ctx, x, inputs).map((size) => {
       const starts = x.shape.map((_, d) => (d === axis ? start : 0));
       const shape = x.shape.map((dim, d) => (d === axis ? size : dim));
       start += size;
@@ -201,39 +192,8 @@ registerOps({
   },
   Slice: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0);
-    const rank = x.shape.length;
-    let starts: number[], ends: number[], axes: number[] | undefined, steps: number[] | undefined;
-    if (ctx.opset < 10) {
-      starts = attrInts(ctx.node, "starts", []);
-      ends = attrInts(ctx.node, "ends", []);
-      axes = attrInts(ctx.node, "axes");
-    } else {
-      starts = toNumbers(required(ctx.node, inputs, 1));
-      ends = toNumbers(required(ctx.node, inputs, 2));
-      axes = inputs[3] ? toNumbers(inputs[3]) : undefined;
-      steps = inputs[4] ? toNumbers(inputs[4]) : undefined;
-    }
-    const begin = new Array<number>(rank).fill(0);
-    const step = new Array<number>(rank).fill(1);
-    const shape = [...x.shape];
-    starts.forEach((s, i) => {
-      const a = normalizeAxis(ctx.node, axes ? axes[i] : i, rank);
-      const dim = x.shape[a];
-      const st = steps ? steps[i] : 1;
-      if (st === 0) throw opError(ctx.node, "slice step cannot be 0");
-      let b = s < 0 ? s + dim : s, e = ends[i] < 0 ? ends[i] + dim : ends[i];
-      if (st > 0) {
-        b = Math.min(Math.max(b, 0), dim);
-        e = Math.min(Math.max(e, 0), dim);
-      } else {
-        b = Math.min(Math.max(b, -1), dim - 1);
-        e = Math.min(Math.max(e, -1), dim - 1);
-      }
-      begin[a] = b;
-      step[a] = st;
-      shape[a] = Math.max(0, Math.ceil((e - b) / st));
-    });
-    return [sliceCopy(ctx, x, begin, step, shape)];
+    const box = sliceBox(ctx, x, inputs);
+    return [sliceCopy(ctx, x, box.begin, box.step, box.shape)];
   },
   Gather: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0), idx = required(ctx.node, inputs, 1);
@@ -301,28 +261,92 @@ registerOps({
   },
   Pad: (ctx, inputs) => {
     const x = required(ctx.node, inputs, 0);
-    const rank = x.shape.length;
-    let pads: number[], value = 0;
-    if (ctx.opset < 11) {
-      pads = attrInts(ctx.node, "pads") ?? attrInts(ctx.node, "paddings", []);
-      value = ctx.node.attributes.get("value") as number ?? 0;
-    } else {
-      pads = toNumbers(required(ctx.node, inputs, 1));
-      if (inputs[2] && inputs[2].data.length > 0) value = Number(inputs[2].data[0]);
-      const axes = inputs[3] ? toNumbers(inputs[3]).map((a) => normalizeAxis(ctx.node, a, rank)) : undefined;
-      if (axes) {
-        const full = new Array<number>(2 * rank).fill(0);
-        axes.forEach((a, i) => {
-          full[a] = pads[i];
-          full[a + rank] = pads[i + axes.length];
-        });
-        pads = full;
-      }
-    }
+    const { pads, value } = padsOf(ctx, x, inputs);
     const mode = attrString(ctx.node, "mode", "constant");
     return [pad(ctx, x, pads, value, mode)];
   },
 });
+
+/** Split's output sizes along its axis: the split input or attribute, else num_outputs (or the output count) even parts. */
+export function splitSizes(ctx: OpContext, x: Value, inputs: (Value | undefined)[]): number[] {
+  const axis = normalizeAxis(ctx.node, attrInt(ctx.node, "axis", 0), x.shape.length);
+  const count = ctx.node.outputs.length;
+  const sizes = ctx.opset >= 13
+    ? (inputs[1] ? toNumbers(inputs[1]) : undefined)
+    : attrInts(ctx.node, "split");
+  if (sizes) return sizes;
+  const n = attrInt(ctx.node, "num_outputs", count);
+  const each = Math.ceil(x.shape[axis] / n);
+  return Array.from({ length: n }, (_, i) => Math.min(each, x.shape[axis] - i * each));
+}
+
+/** The box a Slice node reads: first element, step and extent per axis. */
+export function sliceBox(
+  ctx: OpContext,
+  x: Value,
+  inputs: (Value | undefined)[],
+): { begin: number[]; step: number[]; shape: number[] } {
+  const rank = x.shape.length;
+  let starts: number[], ends: number[], axes: number[] | undefined, steps: number[] | undefined;
+  if (ctx.opset < 10) {
+    starts = attrInts(ctx.node, "starts", []);
+    ends = attrInts(ctx.node, "ends", []);
+    axes = attrInts(ctx.node, "axes");
+  } else {
+    starts = toNumbers(required(ctx.node, inputs, 1));
+    ends = toNumbers(required(ctx.node, inputs, 2));
+    axes = inputs[3] ? toNumbers(inputs[3]) : undefined;
+    steps = inputs[4] ? toNumbers(inputs[4]) : undefined;
+  }
+  const begin = new Array<number>(rank).fill(0);
+  const step = new Array<number>(rank).fill(1);
+  const shape = [...x.shape];
+  starts.forEach((s, i) => {
+    const a = normalizeAxis(ctx.node, axes ? axes[i] : i, rank);
+    const dim = x.shape[a];
+    const st = steps ? steps[i] : 1;
+    if (st === 0) throw opError(ctx.node, "slice step cannot be 0");
+    let b = s < 0 ? s + dim : s, e = ends[i] < 0 ? ends[i] + dim : ends[i];
+    if (st > 0) {
+      b = Math.min(Math.max(b, 0), dim);
+      e = Math.min(Math.max(e, 0), dim);
+    } else {
+      b = Math.min(Math.max(b, -1), dim - 1);
+      e = Math.min(Math.max(e, -1), dim - 1);
+    }
+    begin[a] = b;
+    step[a] = st;
+    shape[a] = Math.max(0, Math.ceil((e - b) / st));
+  });
+  return { begin, step, shape };
+}
+
+/** A Pad node's pads (begin pads of every axis, then end pads) and constant value. */
+export function padsOf(
+  ctx: OpContext,
+  x: Value,
+  inputs: (Value | undefined)[],
+): { pads: number[]; value: number } {
+  const rank = x.shape.length;
+  let pads: number[], value = 0;
+  if (ctx.opset < 11) {
+    pads = attrInts(ctx.node, "pads") ?? attrInts(ctx.node, "paddings", []);
+    value = ctx.node.attributes.get("value") as number ?? 0;
+  } else {
+    pads = toNumbers(required(ctx.node, inputs, 1));
+    if (inputs[2] && inputs[2].data.length > 0) value = Number(inputs[2].data[0]);
+    const axes = inputs[3] ? toNumbers(inputs[3]).map((a) => normalizeAxis(ctx.node, a, rank)) : undefined;
+    if (axes) {
+      const full = new Array<number>(2 * rank).fill(0);
+      axes.forEach((a, i) => {
+        full[a] = pads[i];
+        full[a + rank] = pads[i + axes.length];
+      });
+      pads = full;
+    }
+  }
+  return { pads, value };
+}
 
 export function pad(ctx: OpContext, x: Value, pads: number[], value: number, mode: string): Value {
   const rank = x.shape.length;

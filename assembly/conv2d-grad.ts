@@ -19,6 +19,8 @@
 import { preparePlanes } from "./planes";
 
 const MR = 4;
+// Quads per block of a flat weight-gradient reduction.
+const BLOCK_QUADS = 64;
 
 // ONNX weights [m, cg, kh, kw] → [c, mg, kh, kw] with the taps reversed: the
 // weights of the convolution that maps dy back to dX at unit stride.
@@ -332,17 +334,23 @@ export function conv2dBackwardWeights(
         packRowsGradient(dy + <usize> (i0 + j) * imageOut, group, mg, outH, outW, quads, ds + <usize> j * dImage);
       }
     }
-    for (let g = 0; g < group; g++) {
-      const gx = xs + <usize> g * groupBytes;
-      for (let p = 0; p < panels; p++) {
-        const d = ds + <usize> (g * panels + p) * dPanel;
-        const out = dwt + ((<usize> (g * mg + p * MR) * kTotal) << 2);
-        const rows4 = min(MR, mg - p * MR);
-        for (let kk = 0; kk < kTotal; kk += 2) {
-          const two = kk + 1 < kTotal;
-          const xa = gx + <usize> load<i32>(offs + (<usize> kk << 2));
-          const xb = two ? gx + <usize> load<i32>(offs + (<usize> (kk + 1) << 2)) : xa;
-          weightTile(xa, xb, xImage, xRow, d, dImage, images, rows, quadsNow, out + (<usize> kk << 2), os, rows4, two);
+    // Flat reductions run in blocks of quads, so that the inputs and dy panels
+    // a block reads stay in cache while every tile passes over them.
+    const block = flat ? BLOCK_QUADS : quadsNow;
+    for (let q0 = 0; q0 < quadsNow; q0 += block) {
+      const count = min(block, quadsNow - q0);
+      for (let g = 0; g < group; g++) {
+        const gx = xs + <usize> g * groupBytes + (<usize> q0 << 4);
+        for (let p = 0; p < panels; p++) {
+          const d = ds + <usize> (g * panels + p) * dPanel + (<usize> q0 << 6);
+          const out = dwt + ((<usize> (g * mg + p * MR) * kTotal) << 2);
+          const rows4 = min(MR, mg - p * MR);
+          for (let kk = 0; kk < kTotal; kk += 2) {
+            const two = kk + 1 < kTotal;
+            const xa = gx + <usize> load<i32>(offs + (<usize> kk << 2));
+            const xb = two ? gx + <usize> load<i32>(offs + (<usize> (kk + 1) << 2)) : xa;
+            weightTile(xa, xb, xImage, xRow, d, dImage, images, rows, count, out + (<usize> kk << 2), os, rows4, two);
+          }
         }
       }
     }

@@ -1,7 +1,9 @@
 // Kernel throughput: the wasm SIMD kernels beside their TypeScript references.
 // First the convolutions of a ResNet-18-like and a MobileNetV2-like network at
 // batch 32, in GFLOP/s (a multiply-add counts 2; weights prepacked, relu
-// fused); then a few memory-bound kernels in elements per second. Each time is
+// fused); then their backward (dX and dW, which block reconstruction runs
+// thousands of times per block) beside the forward, at the forward's FLOP
+// count; then a few memory-bound kernels in elements per second. Each time is
 // the fastest of repeated runs, since the machine may be shared.
 //   deno task bench:kernels [--quick]
 import { init } from "../mod.ts";
@@ -15,6 +17,13 @@ import {
   conv2dReference,
   conv2dWorkspaceBytes,
 } from "../src/kernels/conv2d.ts";
+import {
+  conv2dBackwardInput,
+  conv2dBackwardInputPath,
+  conv2dBackwardInputWorkspaceBytes,
+  conv2dBackwardWeights,
+  conv2dBackwardWeightsWorkspaceBytes,
+} from "../src/kernels/conv2d-grad.ts";
 import { binary } from "../src/kernels/binary.ts";
 import {
   globalAveragePool,
@@ -124,6 +133,40 @@ for (const [name, p] of convs) {
     `| ${name} | ${conv2dPath(p)} | ${wasmRate.toFixed(2)} | ${refRate.toFixed(2)} | ${
       (wasmRate / refRate).toFixed(0)
     }× |`,
+  );
+}
+
+// Backward: dX and dW from dy, at the forward's FLOP count (each is one more
+// pass of the same multiply-adds). The forward here has no fused activation.
+console.log("");
+console.log(
+  "| convolution backward (batch 32) | forward GFLOP/s | dX path | dX GFLOP/s | dW GFLOP/s |",
+);
+console.log("|---|---:|---|---:|---:|");
+for (const [name, conv] of convs) {
+  const p = { ...conv, activation: "none" as const };
+  const xLen = p.n * p.c * p.h * p.w, wLen = p.m * (p.c / p.group) * p.kh * p.kw;
+  const yLen = p.n * p.m * p.outH * p.outW;
+  const flops = 2 * yLen * (p.c / p.group) * p.kh * p.kw;
+  const x = alloc(xLen * 4),
+    w = alloc(wLen * 4),
+    y = alloc(yLen * 4),
+    dx = alloc(xLen * 4),
+    dw = alloc(wLen * 4);
+  const packed = alloc(conv2dPackedWeightsBytes(p));
+  const work = alloc(conv2dWorkspaceBytes(p, { prepacked: true }));
+  const workX = alloc(conv2dBackwardInputWorkspaceBytes(p)),
+    workW = alloc(conv2dBackwardWeightsWorkspaceBytes(p));
+  fill(x, xLen, 1), fill(w, wLen, 2), fill(y, yLen, 3);
+  conv2dPackWeights(p, w, packed);
+  const forward = flops / timeIt(() => conv2d(p, x, 0, 0, y, work, packed), seconds) / 1e9;
+  const rateX = flops / timeIt(() => conv2dBackwardInput(p, y, w, dx, workX), seconds) / 1e9;
+  const rateW = flops / timeIt(() => conv2dBackwardWeights(p, x, y, dw, workW), seconds) / 1e9;
+  free(workW), free(workX), free(work), free(packed), free(dw), free(dx), free(y), free(w), free(x);
+  console.log(
+    `| ${name} | ${forward.toFixed(2)} | ${conv2dBackwardInputPath(p)} | ${rateX.toFixed(2)} | ${
+      rateW.toFixed(2)
+    } |`,
   );
 }
 

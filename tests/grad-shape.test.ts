@@ -53,12 +53,12 @@ Deno.test("Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout pass the grad
     reference: copy,
   });
   checkGradient({
-    name: "Dropout (inference)",
+    name: "Dropout (inference), with a ratio input",
     op: "Dropout",
     opset: 13,
     outputs: 2,
     differentiable: 1,
-    inputs: [x],
+    inputs: [x, new Tensor(new Float32Array([0.3]), [])],
     reference: copy,
   });
 });
@@ -269,20 +269,20 @@ function padCase(
     opset,
     attributes,
     inputs,
-    fixed: [2],
-    reference: ([x]) => {
+    reference: ([x, , v]) => {
       const y = new Float64Array(sizeOf(out));
+      const constant = v ? f64(v)[0] : value;
       each(out, (index, flat) => {
         const src = index.map((v, d) => v - pads[d]);
         const inside = src.every((v, d) => v >= 0 && v < shape[d]);
-        y[flat] = inside ? f64(x)[flatAt(src, xStrides)] : value;
+        y[flat] = inside ? f64(x)[flatAt(src, xStrides)] : constant;
       });
       return [y];
     },
   }, seed);
 }
 
-Deno.test("Pad (constant) gradient: asymmetric, negative pads, attributes before opset 11", async () => {
+Deno.test("Pad (constant) gradient: asymmetric, negative pads, the value input, attributes before opset 11", async () => {
   await init();
   padCase("Pad asymmetric", [2, 3, 4, 5], [0, 0, 1, 2, 0, 1, 2, 0], 13, 1);
   padCase("Pad negative (crop)", [3, 6, 5], [0, -2, 1, 1, -1, -2], 13, 2);

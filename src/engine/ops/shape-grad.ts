@@ -3,21 +3,29 @@
 // inference) pass the gradient on as a view of the same bytes; Transpose,
 // Slice, Pad, Concat and Split move it back with the wasm strided copy.
 import { attrInt, attrInts, attrString } from "../../graph/ir.ts";
+import { reduceToShape } from "../../kernels/binary-grad.ts";
 import { stridedCopy } from "../../kernels/strided-copy.ts";
+import { f32 } from "../../wasm.ts";
 import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import { WasmValue } from "../value.ts";
-import { floatInput, zeroGradient, zeroGradients } from "./grad-util.ts";
+import { floatInput, scratchParts, zeroGradient, zeroGradients } from "./grad-util.ts";
 import { padsOf, sliceBox, splitSizes } from "./shape.ts";
 import { normalizeAxis, opUnsupported, stridesOf } from "./util.ts";
 
-/** The gradient of input 0 is dy under input 0's shape; other inputs (shapes, axes) get none. */
+/**
+ * Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout: input 0's gradient
+ * is dy under input 0's shape. The other inputs are shapes and axes (no
+ * gradient) or Dropout's ratio, which does not act at inference (zero).
+ */
 const viewGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
   const x = inputs[0];
-  if (!x || !ctx.wants(0)) return inputs.map(() => undefined);
-  return [
-    dy ? new WasmValue(dy.ptr, x.shape) : zeroGradient(ctx, x.shape),
-    ...inputs.slice(1).map(() => undefined),
-  ];
+  const dx = x && ctx.wants(0)
+    ? (dy ? new WasmValue(dy.ptr, x.shape) : zeroGradient(ctx, x.shape))
+    : undefined;
+  const rest = inputs.slice(1).map((v, k) =>
+    v && ctx.wants(k + 1) && v.dtype === "float32" ? zeroGradient(ctx, v.shape) : undefined
+  );
+  return [dx, ...rest];
 };
 
 const transposeGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
@@ -73,16 +81,29 @@ const sliceGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
   return [dx, ...rest];
 };
 
-/** Constant Pad: dx is the part of dy that holds x (zero where negative pads cropped x away). */
+/**
+ * Constant Pad: dx is the part of dy that holds x (zero where negative pads
+ * cropped x away); the constant value (an input from opset 11) gets the rest of dy.
+ */
 const padGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
   const x = floatInput(ctx.node, inputs, 0);
-  const rest = inputs.slice(1).map(() => undefined);
-  if (!ctx.wants(0)) return [undefined, ...rest];
   const mode = attrString(ctx.node, "mode", "constant");
   if (mode !== "constant") {
     throw opUnsupported(ctx.node, `the gradient of ${mode} padding is not implemented`);
   }
-  if (!dy) return [zeroGradient(ctx, x.shape), ...rest];
+  const valueInput = inputs[2];
+  const dx = ctx.wants(0) ? ctx.outputF32(x.shape) : undefined;
+  const dValue = valueInput && ctx.wants(2) ? ctx.outputF32(valueInput.shape) : undefined;
+  const grads = [dx, undefined, dValue, undefined].slice(0, inputs.length);
+  if (!dx && !dValue) return grads;
+  // Without dx, the value's gradient still needs what dx would hold.
+  const [inside, sums] = scratchParts(ctx, [dx ? 0 : x.size * 4, dValue ? 8 : 0]);
+  const held = dx ?? new WasmValue(inside, x.shape);
+  if (!dy) {
+    held.data.fill(0);
+    dValue?.data.fill(0);
+    return grads;
+  }
   const { pads } = padsOf(ctx, x, inputs);
   const rank = x.shape.length;
   const begin: number[] = [], dyBegin: number[] = [], shape: number[] = [];
@@ -93,9 +114,14 @@ const padGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
     dyBegin.push(lo + pads[d]);
     shape.push(Math.max(0, hi - lo));
   }
-  const dx = ctx.outputF32(x.shape);
-  scatterBox(dx, dy, { shape, begin, dyBegin, step: shape.map(() => 1) });
-  return [dx, ...rest];
+  scatterBox(held, dy, { shape, begin, dyBegin, step: shape.map(() => 1) });
+  if (dValue) {
+    reduceToShape({ from: dy.shape, to: [] }, dy.ptr, sums);
+    reduceToShape({ from: x.shape, to: [] }, held.ptr, sums + 4);
+    const s = f32(sums, 2);
+    dValue.data.fill(s[0] - s[1]);
+  }
+  return grads;
 };
 
 /** Concat: each input's gradient is its block of dy. */

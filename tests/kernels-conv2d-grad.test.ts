@@ -166,6 +166,16 @@ Deno.test("conv2d backward on random shapes", async () => {
   }
 });
 
+Deno.test("conv2d backward with depthwise kernels of more than 64 taps", async () => {
+  await init();
+  const pads = { padTop: 4, padLeft: 4, padBottom: 4, padRight: 4 };
+  check(params(base({ c: 3, m: 3, group: 3, kh: 9, kw: 9, h: 12, w: 11, ...pads })), 600);
+  check(
+    params(base({ c: 2, m: 2, group: 2, kh: 9, kw: 9, h: 13, w: 13, strideH: 2, strideW: 2, ...pads })),
+    601,
+  );
+});
+
 Deno.test("conv2d backward weights over many images (chunked)", async () => {
   await init();
   check(params(base({ n: 40, c: 16, m: 16, h: 28, w: 28 })), 500);

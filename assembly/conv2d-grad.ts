@@ -228,6 +228,75 @@ function weightTile(
       }
     }
   }
+  addTile(out, os, rows4, two, a00, a01, a10, a11, a20, a21, a30, a31);
+}
+
+// The same tile with dy read in place: the four channels' rows at d, d + c1,
+// d + c2, d + c3 (rows past the group's point at row 0 and are not stored),
+// quads·4 pixels per image, no lanes past them: for outputs of a multiple of
+// four pixels, which then need no packing of dy.
+function weightTileRows(
+  xa: usize,
+  xb: usize,
+  xImage: usize,
+  d: usize,
+  c1: usize,
+  c2: usize,
+  c3: usize,
+  dImage: usize,
+  nb: i32,
+  quads: i32,
+  out: usize,
+  os: usize,
+  rows4: i32,
+  two: bool,
+): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
+  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  for (let j = 0; j < nb; j++) {
+    let dp = d + <usize> j * dImage;
+    let p0 = xa + <usize> j * xImage;
+    let p1 = xb + <usize> j * xImage;
+    for (let q = 0; q < quads; q++) {
+      const x0 = v128.load(p0);
+      const x1 = v128.load(p1);
+      let v = v128.load(dp);
+      a00 = f32x4.add(a00, f32x4.mul(v, x0));
+      a01 = f32x4.add(a01, f32x4.mul(v, x1));
+      v = v128.load(dp + c1);
+      a10 = f32x4.add(a10, f32x4.mul(v, x0));
+      a11 = f32x4.add(a11, f32x4.mul(v, x1));
+      v = v128.load(dp + c2);
+      a20 = f32x4.add(a20, f32x4.mul(v, x0));
+      a21 = f32x4.add(a21, f32x4.mul(v, x1));
+      v = v128.load(dp + c3);
+      a30 = f32x4.add(a30, f32x4.mul(v, x0));
+      a31 = f32x4.add(a31, f32x4.mul(v, x1));
+      p0 += 16;
+      p1 += 16;
+      dp += 16;
+    }
+  }
+  addTile(out, os, rows4, two, a00, a01, a10, a11, a20, a21, a30, a31);
+}
+
+// Adds a tile's horizontal sums to dW: rows < rows4 (os bytes apart), the second tap if `two`.
+function addTile(
+  out: usize,
+  os: usize,
+  rows4: i32,
+  two: bool,
+  a00: v128,
+  a01: v128,
+  a10: v128,
+  a11: v128,
+  a20: v128,
+  a21: v128,
+  a30: v128,
+  a31: v128,
+): void {
   store<f32>(out, load<f32>(out) + hsum(a00));
   if (two) store<f32>(out, load<f32>(out, 4) + hsum(a01), 4);
   if (rows4 > 1) {
@@ -248,12 +317,14 @@ function weightTile(
 }
 
 // dW [m, c/group, kh, kw] of a non-depthwise conv, overwritten; `chunk`
-// images at a time. Two layouts of the input:
-// - flat (1×1 kernels, and small outputs where rows are a few quads): the
+// images at a time. Layouts (`flat`):
+// - 0: per image the prepared planes (c·sw·hp·wq floats + 16) and dy packed
+//   by rows of ceil(outW/4) quads;
+// - 1 (1×1 kernels, and small outputs where rows are a few quads): the
 //   chunk's im2col, c·kh·kw rows of round4(chunk·outH·outW) floats, and dy
 //   packed over the same flattened pixels: one long reduction per tile;
-// - otherwise per image the prepared planes (c·sw·hp·wq floats + 16) and dy
-//   packed by rows of ceil(outW/4) quads.
+// - 2 (1×1 kernels with outH·outW a multiple of four): x gathered to the
+//   output pixels, or x itself at stride 1 without pads, with dy read in place.
 // Workspace (bytes): kTotal i32 offsets rounded up to 16, then the input
 // layout, then the dy panels (group·ceil(mg/4) panels of 64 bytes per quad),
 // sized as src/kernels/conv2d-grad.ts computes them.
@@ -283,6 +354,10 @@ export function conv2dBackwardWeights(
   dwt: usize,
   workspace: usize,
 ): void {
+  if (flat == 2) {
+    weightsInPlace(n, c, h, w, m, kh, kw, sh, sw, padTop, padLeft, dh, dw, group, outH, outW, chunk, x, dy, dwt, workspace);
+    return;
+  }
   const cg = c / group;
   const mg = m / group;
   const kTotal = cg * kh * kw;
@@ -614,5 +689,75 @@ function unpreparePlane(
       store<f32>(d + (<usize> iw << 2), v);
     }
     for (; iw < w; iw++) store<f32>(d + (<usize> iw << 2), 0);
+  }
+}
+
+// conv2dBackwardWeights' layout 2: outH·outW a multiple of four, so that dy's
+// rows are whole quads and are read where they lie, and x needs no packing
+// either: the chunk's im2col (row k = (ci, ky, kx) of chunk·outH·outW floats),
+// or x itself when the conv is a 1×1 at stride 1 without pads. Any kernel
+// works; for 1×1 kernels, where dy is as large as the rest, it is the fastest.
+function weightsInPlace(
+  n: i32,
+  c: i32,
+  h: i32,
+  w: i32,
+  m: i32,
+  kh: i32,
+  kw: i32,
+  sh: i32,
+  sw: i32,
+  padTop: i32,
+  padLeft: i32,
+  dh: i32,
+  dw: i32,
+  group: i32,
+  outH: i32,
+  outW: i32,
+  chunk: i32,
+  x: usize,
+  dy: usize,
+  dwt: usize,
+  workspace: usize,
+): void {
+  const cg = c / group;
+  const mg = m / group;
+  const kTotal = cg * kh * kw;
+  const plane = outH * outW;
+  const quads = plane >> 2;
+  const planeBytes = <usize> plane << 2;
+  const pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && padTop == 0 && padLeft == 0 &&
+    outH == h && outW == w;
+  const imageIn = (<usize> c * h * w) << 2;
+  const imageOut = <usize> m * planeBytes;
+  // In x, row k of a group is channel k of one image; in the im2col, row k of chunk·plane floats.
+  const rowBytes = pointwise ? planeBytes : <usize> chunk * planeBytes;
+  const xImage = pointwise ? imageIn : planeBytes;
+  const os = <usize> kTotal << 2;
+  memory.fill(dwt, 0, (<usize> m * kTotal) << 2);
+  for (let i0 = 0; i0 < n; i0 += chunk) {
+    const nb = min(chunk, n - i0);
+    let xs = x + <usize> i0 * imageIn;
+    if (!pointwise) {
+      im2colFlat(xs, nb, c, h, w, kh, kw, sh, sw, padTop, padLeft, dh, dw, outH, outW, chunk * plane, workspace);
+      xs = workspace;
+    }
+    for (let g = 0; g < group; g++) {
+      const gx = xs + <usize> g * kTotal * rowBytes;
+      for (let m0 = 0; m0 < mg; m0 += MR) {
+        const rows4 = min(MR, mg - m0);
+        const d = dy + <usize> i0 * imageOut + <usize> (g * mg + m0) * planeBytes;
+        const c1 = rows4 > 1 ? planeBytes : 0;
+        const c2 = rows4 > 2 ? 2 * planeBytes : 0;
+        const c3 = rows4 > 3 ? 3 * planeBytes : 0;
+        const out = dwt + ((<usize> (g * mg + m0) * kTotal) << 2);
+        for (let kk = 0; kk < kTotal; kk += 2) {
+          const two = kk + 1 < kTotal;
+          const xa = gx + <usize> kk * rowBytes;
+          const xb = two ? xa + rowBytes : xa;
+          weightTileRows(xa, xb, xImage, d, c1, c2, c3, imageOut, nb, quads, out + (<usize> kk << 2), os, rows4, two);
+        }
+      }
+    }
   }
 }

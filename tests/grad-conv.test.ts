@@ -142,11 +142,20 @@ Deno.test("Conv gradient: asymmetric pads, dilation 2, rectangular and large ker
   }, 16);
 });
 
-Deno.test("Conv gradient: 1×1 (pointwise, strided, padded)", async () => {
+Deno.test("Conv gradient: 1×1 (pointwise, strided, padded, groups)", async () => {
   await init();
   convCase("1×1", { c: 5, m: 7, size: [6, 5], kernel: [1, 1] }, 20);
   convCase("1×1 s2", { c: 4, m: 6, size: [7, 7], kernel: [1, 1], strides: [2, 2] }, 21);
   convCase("1×1 padded", { c: 3, m: 2, size: [4, 5], kernel: [1, 1], pads: [1, 0, 0, 1] }, 22);
+  convCase("1×1, 48 output pixels", { c: 5, m: 7, size: [8, 6], kernel: [1, 1] }, 23);
+  convCase("1×1 s2, 16 output pixels", {
+    c: 6,
+    m: 4,
+    size: [8, 8],
+    kernel: [1, 1],
+    strides: [2, 2],
+    group: 2,
+  }, 24);
 });
 
 Deno.test("Conv gradient: groups 2, 3 and depthwise (strides 1-2, dilation, large pads)", async () => {

@@ -166,6 +166,29 @@ Deno.test("conv2d backward on random shapes", async () => {
   }
 });
 
+Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy read in place)", async () => {
+  await init();
+  let seed = 700;
+  const none = { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 };
+  for (const [c, m, group] of [[5, 7, 1], [4, 6, 2], [16, 9, 1], [3, 3, 3]]) {
+    check(params(base({ c, m, group, kh: 1, kw: 1, h: 8, w: 6, ...none })), seed++);
+    check(params(base({ c, m, group, kh: 1, kw: 1, h: 8, w: 8, strideH: 2, strideW: 2, ...none })), seed++);
+    check(
+      params(base({ c, m, group, kh: 1, kw: 1, h: 6, w: 6, ...none, padTop: 1, padBottom: 1, padLeft: 2 })),
+      seed++,
+    );
+    check(
+      params(base({ c, m, group, n: 37, kh: 1, kw: 1, h: 12, w: 12, strideH: 3, strideW: 3, ...none })),
+      seed++,
+    );
+  }
+  // Gathered 1×1 inputs in chunks of two images.
+  check(
+    params(base({ c: 64, m: 8, n: 5, kh: 1, kw: 1, h: 56, w: 56, strideH: 2, strideW: 2, ...none })),
+    seed++,
+  );
+});
+
 Deno.test("conv2d backward with depthwise kernels of more than 64 taps", async () => {
   await init();
   const pads = { padTop: 4, padLeft: 4, padBottom: 4, padRight: 4 };

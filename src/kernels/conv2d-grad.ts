@@ -150,7 +150,8 @@ export function conv2dBackwardInput(
 }
 
 interface WeightsPlan {
-  flat: boolean;
+  /** The kernel's input layout: 0 prepared planes, 1 packed im2col, 2 dy in place (see assembly). */
+  layout: number;
   chunk: number;
   bytes: number;
 }
@@ -160,22 +161,32 @@ const FLAT_PIXELS = 64;
 
 // Mirrors the workspace layout of conv2dBackwardWeights in assembly/conv2d-grad.ts.
 function weightsPlan(p: Conv2dParams): WeightsPlan {
-  const flat = (p.kh === 1 && p.kw === 1) || p.outH * p.outW <= FLAT_PIXELS;
   const cg = p.c / p.group, mg = p.m / p.group;
   const plane = p.outH * p.outW;
+  const flat = (p.kh === 1 && p.kw === 1) || plane <= FLAT_PIXELS;
   const panels = p.group * Math.ceil(mg / MR);
   const offsets = align16(cg * p.kh * p.kw * 4);
+  const columns = p.c * p.kh * p.kw * plane * 4;
+  if (p.kh === 1 && p.kw === 1 && plane % 4 === 0) {
+    // dy in place; x too when the conv reads it pixel for pixel.
+    if (conv2dPath(p) === "pointwise") return { layout: 2, chunk: p.n, bytes: 0 };
+    const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / columns)));
+    return { layout: 2, chunk, bytes: align16(chunk * columns) };
+  }
   if (flat) {
     // Per image: its im2col columns and its dy panels (16 bytes per pixel per panel).
-    const perImage = p.c * p.kh * p.kw * plane * 4 + panels * plane * 16;
-    const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / perImage)));
+    const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / (columns + panels * plane * 16))));
     const floats = 4 * Math.ceil((chunk * plane) / 4);
-    return { flat, chunk, bytes: offsets + align16(p.c * p.kh * p.kw * floats * 4) + panels * floats * 16 };
+    return {
+      layout: 1,
+      chunk,
+      bytes: offsets + align16(p.c * p.kh * p.kw * floats * 4) + panels * floats * 16,
+    };
   }
   const xImage = align16((p.c * planeGeometry(p).channelFloats + 16) * 4);
   const dImage = panels * p.outH * Math.ceil(p.outW / 4) * 64;
   const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / (xImage + dImage))));
-  return { flat, chunk, bytes: offsets + chunk * (xImage + dImage) };
+  return { layout: 0, chunk, bytes: offsets + chunk * (xImage + dImage) };
 }
 
 /** Workspace bytes conv2dBackwardWeights needs for these params. */
@@ -245,7 +256,7 @@ export function conv2dBackwardWeights(
     p.outW,
     hp,
     wq,
-    plan.flat ? 1 : 0,
+    plan.layout,
     plan.chunk,
     x,
     dy,

@@ -15,7 +15,9 @@
 // of four output channels with zero lanes past each row, so that one load
 // gives four pixels of one channel. The micro-kernel holds 4 channels × 2 taps
 // of four-lane partial sums over a chunk of images and adds their horizontal
-// sums into dW. Depthwise convs reduce one channel plane at a time.
+// sums into dW. Small outputs use an im2col of the chunk instead of planes,
+// and 1×1 convs whose outputs are whole quads read dy (and x) in place: see
+// conv2dBackwardWeights. Depthwise convs reduce one channel plane at a time.
 import { preparePlanes } from "./planes";
 
 const MR = 4;

@@ -7,8 +7,10 @@
 //   pointwise or depthwise kernels of the forward);
 // - for strided depthwise convs as a scatter into prepared planes ("depthwise-scatter");
 // - otherwise as GEMM + col2im, the ConvTranspose kernel ("col2im").
-// dW is an implicit-GEMM reduction over pixels ("implicit-gemm"), or per
-// channel plane for depthwise convs ("depthwise"). The bias gradient is dy
+// dW is a reduction over pixels: over prepared planes of the input, over an
+// im2col of a chunk of images (1×1 kernels, outputs of at most 64 pixels), or
+// with dy and x read in place (1×1 kernels with outputs of a multiple of four
+// pixels); depthwise convs reduce per channel plane. The bias gradient is dy
 // summed per channel (reduceToShape in src/kernels/binary-grad.ts).
 // The *Reference functions are the plain loops the tests hold the kernels to.
 import { wasm } from "../wasm.ts";

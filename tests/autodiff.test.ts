@@ -120,3 +120,25 @@ Deno.test("autodiff: only what depends on the trained tensors is differentiated"
   assert.equal(shift.outputs[1], "", "the constant c gets no gradient");
   assert.equal(training.nodes.filter((n) => n.opType === "Add").length, 1);
 });
+
+Deno.test("autodiff: shape arithmetic on a trained tensor gets no gradient", async () => {
+  await init();
+  // y = Reshape(x, Shape(x)) feeds the loss: Shape's integer output must not ask for a gradient.
+  const g: Graph = {
+    nodes: [
+      node("shape", "Shape", "", ["x"], ["s"]),
+      node("reshape", "Reshape", "", ["x", "s"], ["y"]),
+      node("loss", "MeanSquaredError", "attnround", ["y", "t"], ["loss"]),
+    ],
+    initializers: new Map(),
+    inputs: [{ name: "x" }, { name: "t" }],
+    outputs: [{ name: "loss" }],
+    opset: 13,
+  };
+  const { graph: training, gradients } = addGradients(g, "loss", ["x"]);
+  assert.ok(!training.nodes.some((n) => n.domain === "attnround.grad" && n.opType === "Shape"));
+  const x = randomFloats(6, 4), t = randomFloats(6, 5);
+  const out = new Engine(training).run({ x: new Tensor(x, [2, 3]), t: new Tensor(t, [2, 3]) });
+  const gx = out[gradients.get("x")!].data as Float32Array;
+  gx.forEach((v, i) => assert.ok(Math.abs(v - (2 / 6) * (x[i] - t[i])) < 1e-6));
+});

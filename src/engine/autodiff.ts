@@ -16,6 +16,20 @@ export interface GradientGraph {
   gradients: Map<string, string>;
 }
 
+// Ops whose results are integers (shapes, indices, comparisons): no gradient flows through them.
+const INTEGER_RESULTS = new Set([
+  "Shape",
+  "Size",
+  "ArgMax",
+  "ArgMin",
+  "Equal",
+  "Less",
+  "Greater",
+  "LessOrEqual",
+  "GreaterOrEqual",
+  "NonZero",
+]);
+
 /** Name of the seed gradient dLoss/dLoss = 1, added as an initializer. */
 export const LOSS_SEED = "attnround.grad.seed";
 
@@ -24,6 +38,7 @@ export function addGradients(graph: Graph, loss: string, wrt: string[]): Gradien
   // Tensors that depend on a wrt tensor…
   const dependent = new Set(wrt);
   for (const node of order) {
+    if (INTEGER_RESULTS.has(node.opType)) continue;
     if (node.inputs.some((i) => dependent.has(i))) node.outputs.forEach((o) => o && dependent.add(o));
   }
   // …and tensors the loss depends on.

@@ -84,7 +84,7 @@ export class Engine {
     if (plan) return copyOut(this.replay(plan, feeds));
     const { outputs, plan: made } = this.planAndRun(feeds);
     this.plans.set(this.planKey(feeds), made);
-    return copyOut(outputs);
+    return outputs;
   }
 
   /**
@@ -113,7 +113,8 @@ export class Engine {
     this.initializers.clear();
   }
 
-  private planAndRun(feeds: Record<string, Value>): { outputs: Record<string, Value>; plan: Plan } {
+  /** The planning run; its outputs are host copies, since its buffers are freed when it ends. */
+  private planAndRun(feeds: Record<string, Value>): { outputs: Record<string, Tensor>; plan: Plan } {
     const env = new Map<string, Value>(this.initializers);
     const known = new Set<string>(["", ...this.initializers.keys()]);
     const buffers: Buffer[] = [];

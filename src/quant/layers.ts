@@ -8,6 +8,7 @@ import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
 import { Tensor } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
 import type { QuantizeOptions } from "./options.ts";
+import { gatherStrided, stridesOf } from "../engine/ops/util.ts";
 import { type QuantizableLayer, quantizableLayers } from "./partition.ts";
 
 export interface WeightQuantizer {
@@ -53,22 +54,9 @@ export function toRowsPerm(rank: number, axis: number): number[] {
 /** Transpose of `data` (shape `shape`) by `perm` (output axis i = input axis perm[i]). */
 export function permute(data: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
   if (perm.every((p, i) => p === i)) return data.slice();
-  const outShape = perm.map((p) => shape[p]);
-  const inStrides = shape.map((_, i) => shape.slice(i + 1).reduce((a, b) => a * b, 1));
-  const strides = perm.map((p) => inStrides[p]);
+  const inStrides = stridesOf(shape);
   const out = new Float32Array(data.length);
-  const counter = new Array(shape.length).fill(0);
-  let offset = 0;
-  for (let i = 0; i < out.length; i++) {
-    out[i] = data[offset];
-    for (let d = outShape.length - 1; d >= 0; d--) {
-      counter[d]++;
-      offset += strides[d];
-      if (counter[d] < outShape[d]) break;
-      offset -= strides[d] * counter[d];
-      counter[d] = 0;
-    }
-  }
+  gatherStrided(data, out, perm.map((p) => shape[p]), perm.map((p) => inStrides[p]));
   return out;
 }
 

@@ -5,7 +5,15 @@ import { Tensor } from "../../tensor.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import { normalizeAxis, opError, opUnsupported, required, stridesOf, toNumbers } from "./util.ts";
+import {
+  gatherStrided,
+  normalizeAxis,
+  opError,
+  opUnsupported,
+  required,
+  stridesOf,
+  toNumbers,
+} from "./util.ts";
 
 function int64(values: number[]): Tensor {
   return new Tensor(BigInt64Array.from(values, (v) => BigInt(v)), [values.length]);
@@ -38,45 +46,17 @@ function reshapeTarget(node: Node, x: Value, spec: number[], allowZero: boolean)
 function transpose(ctx: OpContext, x: Value, perm: number[]): Value {
   const shape = perm.map((p) => x.shape[p]);
   const out = ctx.output(shape, x.dtype);
-  const xd = x.data as Float32Array, od = out.data as Float32Array;
   const inStrides = stridesOf(x.shape);
-  const strides = perm.map((p) => inStrides[p]);
-  const rank = shape.length;
-  const counter = new Array<number>(rank).fill(0);
-  let offset = 0;
-  for (let i = 0; i < od.length; i++) {
-    od[i] = xd[offset];
-    for (let d = rank - 1; d >= 0; d--) {
-      counter[d]++;
-      offset += strides[d];
-      if (counter[d] < shape[d]) break;
-      offset -= strides[d] * counter[d];
-      counter[d] = 0;
-    }
-  }
+  gatherStrided(x.data, out.data, shape, perm.map((p) => inStrides[p]));
   return out;
 }
 
 /** Copies a strided box of x: out[i] = x[start + Σ i_d·step_d·stride_d]. */
 function sliceCopy(ctx: OpContext, x: Value, starts: number[], steps: number[], shape: number[]): Value {
   const out = ctx.output(shape, x.dtype);
-  const xd = x.data as Float32Array, od = out.data as Float32Array;
   const inStrides = stridesOf(x.shape);
-  const rank = shape.length;
-  let offset = 0;
-  for (let d = 0; d < rank; d++) offset += starts[d] * inStrides[d];
-  const strides = steps.map((s, d) => s * inStrides[d]);
-  const counter = new Array<number>(rank).fill(0);
-  for (let i = 0; i < od.length; i++) {
-    od[i] = xd[offset];
-    for (let d = rank - 1; d >= 0; d--) {
-      counter[d]++;
-      offset += strides[d];
-      if (counter[d] < shape[d]) break;
-      offset -= strides[d] * counter[d];
-      counter[d] = 0;
-    }
-  }
+  const offset = starts.reduce((sum, s, d) => sum + s * inStrides[d], 0);
+  gatherStrided(x.data, out.data, shape, steps.map((s, d) => s * inStrides[d]), offset);
   return out;
 }
 

@@ -46,6 +46,31 @@ export function normalizeAxis(node: Node, axis: number, rank: number): number {
   return a;
 }
 
+/**
+ * dst[i] = src[offset + Σ_d i_d·strides[d]] for every multi-index i of `shape`
+ * (row-major): transposes, strided slices and broadcasts are all this walk.
+ */
+export function gatherStrided(
+  src: ArrayLike<unknown>,
+  dst: { [i: number]: unknown; length: number },
+  shape: readonly number[],
+  strides: readonly number[],
+  offset = 0,
+): void {
+  const rank = shape.length;
+  const counter = new Array<number>(rank).fill(0);
+  for (let i = 0; i < dst.length; i++) {
+    dst[i] = src[offset];
+    for (let d = rank - 1; d >= 0; d--) {
+      counter[d]++;
+      offset += strides[d];
+      if (counter[d] < shape[d]) break;
+      offset -= strides[d] * counter[d];
+      counter[d] = 0;
+    }
+  }
+}
+
 /** numpy-style broadcast of several shapes. */
 export function broadcastShapes(node: Node, shapes: (readonly number[])[]): number[] {
   const rank = Math.max(...shapes.map((s) => s.length));

@@ -73,7 +73,9 @@ export class BlockTrainer {
   seconds = 0;
   private readonly engine: Engine;
   private readonly gradients: Map<string, string>;
-  private readonly latents: (Trained & { q: WeightQuantizer; seed: number })[];
+  /** Per layer: its latent, and the float weight, scales and zero points it is rounded against (in wasm). */
+  private readonly latents:
+    (Trained & { q: WeightQuantizer; seed: number; w: number; s: number; z: number })[];
   private readonly steps: (Trained & { a: ActivationQuantizer })[];
   private readonly owned: number[] = [];
   private readonly rounding: "attention" | "adaround";
@@ -108,7 +110,7 @@ export class BlockTrainer {
       f32(z, m).set(q.zero);
       if (this.rounding === "attention") attentionInit(w, m, size / m, s, z, t.value);
       else adaroundInit(w, m, size / m, s, t.value);
-      return { ...t, q, seed: seedFor(o.seed, q.layer.weight) };
+      return { ...t, q, seed: seedFor(o.seed, q.layer.weight), w, s, z };
     });
     this.steps = acts.map((a) => {
       const t = this.trained(a.tensor, [1]);
@@ -246,14 +248,11 @@ export class BlockTrainer {
     const weights = new Map<string, Float32Array>();
     for (const l of this.latents) {
       const q = l.q, m = q.rowsShape[0], k = l.size / m;
-      const w = this.zeroed(l.size), s = this.zeroed(m), z = this.zeroed(m), out = this.zeroed(l.size);
-      f32(w, l.size).set(q.rows);
-      f32(s, m).set(q.scale);
-      f32(z, m).set(q.zero);
+      const out = this.zeroed(l.size);
       if (this.rounding === "attention") {
-        attentionStochasticForward(l.value, m, k, s, z, q.qmin, q.qmax, 0, 0, 0, out, 0);
+        attentionStochasticForward(l.value, m, k, l.s, l.z, q.qmin, q.qmax, 0, 0, 0, out, 0);
       } else {
-        adaroundForward(w, l.value, m, k, s, z, q.qmin, q.qmax, true, out, 0);
+        adaroundForward(l.w, l.value, m, k, l.s, l.z, q.qmin, q.qmax, true, out, 0);
       }
       weights.set(l.name, f32(out, l.size).slice());
     }

@@ -4,7 +4,7 @@
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
 import { activationRange, align16, checkIntegers, clampActivation } from "./planes.ts";
-import type { Conv2dParams } from "./conv2d.ts";
+import { type Conv2dParams, convArgs } from "./conv2d.ts";
 
 /**
  * The fields of Conv2dParams, read the ConvTranspose way: x [n, c, h, w],
@@ -65,22 +65,7 @@ export function convTranspose2d(
   const [lo, hi] = activationRange("convTranspose2d", p);
   if (p.n === 0 || p.outH === 0 || p.outW === 0) return;
   wasm().convTranspose2d(
-    p.n,
-    p.c,
-    p.h,
-    p.w,
-    p.m,
-    p.kh,
-    p.kw,
-    p.strideH,
-    p.strideW,
-    p.padTop,
-    p.padLeft,
-    p.dilationH,
-    p.dilationW,
-    p.group,
-    p.outH,
-    p.outW,
+    ...convArgs(p),
     x,
     w,
     bias,

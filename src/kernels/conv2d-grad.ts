@@ -21,6 +21,8 @@ import {
   type Conv2dParams,
   conv2dPath,
   conv2dWorkspaceBytes,
+  convArgs,
+  depthwiseArgs,
 } from "./conv2d.ts";
 import {
   convTranspose2d,
@@ -112,24 +114,8 @@ export function conv2dBackwardInput(
   }
   const k = wasm();
   if (path === "depthwise-scatter") {
-    const { hp, wq } = planeGeometry(p);
     k.conv2dDepthwiseBackwardInput(
-      p.n,
-      p.c,
-      p.h,
-      p.w,
-      p.kh,
-      p.kw,
-      p.strideH,
-      p.strideW,
-      p.padTop,
-      p.padLeft,
-      p.dilationH,
-      p.dilationW,
-      p.outH,
-      p.outW,
-      hp,
-      wq,
+      ...depthwiseArgs(p),
       dy,
       w,
       dx,
@@ -215,22 +201,7 @@ export function conv2dBackwardWeights(
   const { hp, wq } = planeGeometry(p);
   if (isDepthwise(p)) {
     k.conv2dDepthwiseBackwardWeights(
-      p.n,
-      p.c,
-      p.h,
-      p.w,
-      p.kh,
-      p.kw,
-      p.strideH,
-      p.strideW,
-      p.padTop,
-      p.padLeft,
-      p.dilationH,
-      p.dilationW,
-      p.outH,
-      p.outW,
-      hp,
-      wq,
+      ...depthwiseArgs(p),
       x,
       dy,
       dw,
@@ -240,22 +211,7 @@ export function conv2dBackwardWeights(
   }
   const plan = weightsPlan(p);
   k.conv2dBackwardWeights(
-    p.n,
-    p.c,
-    p.h,
-    p.w,
-    p.m,
-    p.kh,
-    p.kw,
-    p.strideH,
-    p.strideW,
-    p.padTop,
-    p.padLeft,
-    p.dilationH,
-    p.dilationW,
-    p.group,
-    p.outH,
-    p.outW,
+    ...convArgs(p),
     hp,
     wq,
     plan.layout,

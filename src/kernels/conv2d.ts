@@ -48,6 +48,70 @@ export interface Conv2dParams {
   clipMax?: number;
 }
 
+type SixteenNumbers = [
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+  number,
+];
+
+/** The geometry every grouped conv kernel in assembly/ takes first, in its order. */
+export function convArgs(p: Conv2dParams): SixteenNumbers {
+  return [
+    p.n,
+    p.c,
+    p.h,
+    p.w,
+    p.m,
+    p.kh,
+    p.kw,
+    p.strideH,
+    p.strideW,
+    p.padTop,
+    p.padLeft,
+    p.dilationH,
+    p.dilationW,
+    p.group,
+    p.outH,
+    p.outW,
+  ];
+}
+
+/** The geometry every depthwise kernel in assembly/ takes first, padded-plane sizes included. */
+export function depthwiseArgs(p: Conv2dParams): SixteenNumbers {
+  const { hp, wq } = planeGeometry(p);
+  return [
+    p.n,
+    p.c,
+    p.h,
+    p.w,
+    p.kh,
+    p.kw,
+    p.strideH,
+    p.strideW,
+    p.padTop,
+    p.padLeft,
+    p.dilationH,
+    p.dilationW,
+    p.outH,
+    p.outW,
+    hp,
+    wq,
+  ];
+}
+
 export type Conv2dPath = "pointwise" | "pointwise-gather" | "depthwise" | "implicit-gemm";
 
 const MR = 4;
@@ -155,22 +219,7 @@ export function conv2d(
   const { hp, wq } = planeGeometry(p);
   if (conv2dPath(p) === "depthwise") {
     k.conv2dDepthwise(
-      p.n,
-      p.c,
-      p.h,
-      p.w,
-      p.kh,
-      p.kw,
-      p.strideH,
-      p.strideW,
-      p.padTop,
-      p.padLeft,
-      p.dilationH,
-      p.dilationW,
-      p.outH,
-      p.outW,
-      hp,
-      wq,
+      ...depthwiseArgs(p),
       x,
       packed || w,
       bias,
@@ -187,22 +236,7 @@ export function conv2d(
     k.conv2dPackWeights(p.m, p.group, (p.c / p.group) * p.kh * p.kw, w, packed);
   }
   k.conv2dPacked(
-    p.n,
-    p.c,
-    p.h,
-    p.w,
-    p.m,
-    p.kh,
-    p.kw,
-    p.strideH,
-    p.strideW,
-    p.padTop,
-    p.padLeft,
-    p.dilationH,
-    p.dilationW,
-    p.group,
-    p.outH,
-    p.outW,
+    ...convArgs(p),
     hp,
     wq,
     x,

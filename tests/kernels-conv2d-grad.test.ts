@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { init } from "../mod.ts";
-import { conv2dOutputSize, type Conv2dParams } from "../src/kernels/conv2d.ts";
+import type { Conv2dParams } from "../src/kernels/conv2d.ts";
 import {
   conv2dBackwardInput,
   conv2dBackwardInputPath,
@@ -11,39 +11,15 @@ import {
   conv2dBackwardWeightsWorkspaceBytes,
 } from "../src/kernels/conv2d-grad.ts";
 import { randomFloats } from "./helpers.ts";
-import { assertClose, fenced, fencedBytes, randomInts } from "./kernels-helpers.ts";
-
-type Shape = Omit<Conv2dParams, "outH" | "outW">;
-
-function params(s: Shape): Conv2dParams {
-  return {
-    ...s,
-    outH: conv2dOutputSize(s.h, s.kh, s.strideH, s.padTop, s.padBottom, s.dilationH),
-    outW: conv2dOutputSize(s.w, s.kw, s.strideW, s.padLeft, s.padRight, s.dilationW),
-  };
-}
-
-function base(over: Partial<Shape>): Shape {
-  return {
-    n: 2,
-    c: 3,
-    h: 7,
-    w: 9,
-    m: 5,
-    kh: 3,
-    kw: 3,
-    strideH: 1,
-    strideW: 1,
-    padTop: 1,
-    padLeft: 1,
-    padBottom: 1,
-    padRight: 1,
-    dilationH: 1,
-    dilationW: 1,
-    group: 1,
-    ...over,
-  };
-}
+import {
+  assertClose,
+  convParams,
+  type ConvShape,
+  convShape,
+  fenced,
+  fencedBytes,
+  randomInts,
+} from "./kernels-helpers.ts";
 
 /** Runs both backward kernels in wasm (fenced buffers) and the references; asserts they agree. */
 function check(p: Conv2dParams, seed: number): void {
@@ -74,15 +50,15 @@ function check(p: Conv2dParams, seed: number): void {
 }
 
 Deno.test("conv2d backward picks the flipped-conv, depthwise-scatter and col2im paths", () => {
-  assert.equal(conv2dBackwardInputPath(params(base({}))), "flipped-conv");
-  assert.equal(conv2dBackwardInputPath(params(base({ strideW: 2 }))), "col2im");
+  assert.equal(conv2dBackwardInputPath(convParams(convShape({}))), "flipped-conv");
+  assert.equal(conv2dBackwardInputPath(convParams(convShape({ strideW: 2 }))), "col2im");
   assert.equal(
-    conv2dBackwardInputPath(params(base({ c: 4, m: 4, group: 4, strideH: 2 }))),
+    conv2dBackwardInputPath(convParams(convShape({ c: 4, m: 4, group: 4, strideH: 2 }))),
     "depthwise-scatter",
   );
-  assert.equal(conv2dBackwardInputPath(params(base({ c: 4, m: 4, group: 4 }))), "flipped-conv");
+  assert.equal(conv2dBackwardInputPath(convParams(convShape({ c: 4, m: 4, group: 4 }))), "flipped-conv");
   // A pad larger than dilation·(kernel - 1) cannot be flipped.
-  assert.equal(conv2dBackwardInputPath(params(base({ padTop: 3 }))), "col2im");
+  assert.equal(conv2dBackwardInputPath(convParams(convShape({ padTop: 3 }))), "col2im");
 });
 
 Deno.test("conv2d backward 3×3 matches the references for channels 1-17, strides 1-3", async () => {
@@ -91,7 +67,7 @@ Deno.test("conv2d backward 3×3 matches the references for channels 1-17, stride
   for (const c of [1, 3, 5, 17]) {
     for (const m of [1, 4, 5, 17]) {
       for (const stride of [1, 2, 3]) {
-        check(params(base({ c, m, strideH: stride, strideW: stride, h: 11, w: 13 })), seed++);
+        check(convParams(convShape({ c, m, strideH: stride, strideW: stride, h: 11, w: 13 })), seed++);
       }
     }
   }
@@ -100,7 +76,7 @@ Deno.test("conv2d backward 3×3 matches the references for channels 1-17, stride
 Deno.test("conv2d backward with asymmetric pads, dilation, rectangular and 1×1 kernels", async () => {
   await init();
   let seed = 100;
-  const shapes: Partial<Shape>[] = [
+  const shapes: Partial<ConvShape>[] = [
     { padTop: 0, padLeft: 2, padBottom: 1, padRight: 0 },
     { padTop: 2, padLeft: 0, padBottom: 0, padRight: 3, strideW: 2 },
     { dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2 },
@@ -116,9 +92,9 @@ Deno.test("conv2d backward with asymmetric pads, dilation, rectangular and 1×1 
     { kh: 1, kw: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1 },
   ];
   for (const s of shapes) {
-    check(params(base(s)), seed++);
-    check(params(base({ ...s, c: 17, m: 6, n: 1 })), seed++);
-    check(params(base({ ...s, c: 6, m: 6, group: 6, n: 3 })), seed++);
+    check(convParams(convShape(s)), seed++);
+    check(convParams(convShape({ ...s, c: 17, m: 6, n: 1 })), seed++);
+    check(convParams(convShape({ ...s, c: 6, m: 6, group: 6, n: 3 })), seed++);
   }
 });
 
@@ -127,9 +103,11 @@ Deno.test("conv2d backward with groups (2, 3, depthwise) and depthwise strides 1
   let seed = 300;
   for (const [c, m, group] of [[4, 6, 2], [6, 9, 3], [8, 8, 8], [5, 5, 5], [4, 8, 4], [16, 16, 16]]) {
     for (const stride of [1, 2, 3]) {
-      check(params(base({ c, m, group, strideH: stride, strideW: stride, h: 12, w: 15 })), seed++);
+      check(convParams(convShape({ c, m, group, strideH: stride, strideW: stride, h: 12, w: 15 })), seed++);
       check(
-        params(base({ c, m, group, strideH: stride, strideW: 1, padLeft: 0, padRight: 2, dilationW: 2 })),
+        convParams(
+          convShape({ c, m, group, strideH: stride, strideW: 1, padLeft: 0, padRight: 2, dilationW: 2 }),
+        ),
         seed++,
       );
     }
@@ -144,7 +122,7 @@ Deno.test("conv2d backward on random shapes", async () => {
     const group = [1, 1, 2, 3][r(0, 3)];
     const depthwise = r(0, 3) === 0;
     const c = depthwise ? r(1, 9) : group * r(1, 5), m = depthwise ? c : group * r(1, 5);
-    const s: Shape = {
+    const s: ConvShape = {
       n: r(1, 3),
       c,
       m,
@@ -162,7 +140,7 @@ Deno.test("conv2d backward on random shapes", async () => {
       dilationH,
       dilationW,
     };
-    check(params(s), 1000 + i);
+    check(convParams(s), 1000 + i);
   }
 });
 
@@ -171,20 +149,27 @@ Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy re
   let seed = 700;
   const none = { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 };
   for (const [c, m, group] of [[5, 7, 1], [4, 6, 2], [16, 9, 1], [3, 3, 3]]) {
-    check(params(base({ c, m, group, kh: 1, kw: 1, h: 8, w: 6, ...none })), seed++);
-    check(params(base({ c, m, group, kh: 1, kw: 1, h: 8, w: 8, strideH: 2, strideW: 2, ...none })), seed++);
+    check(convParams(convShape({ c, m, group, kh: 1, kw: 1, h: 8, w: 6, ...none })), seed++);
     check(
-      params(base({ c, m, group, kh: 1, kw: 1, h: 6, w: 6, ...none, padTop: 1, padBottom: 1, padLeft: 2 })),
+      convParams(convShape({ c, m, group, kh: 1, kw: 1, h: 8, w: 8, strideH: 2, strideW: 2, ...none })),
       seed++,
     );
     check(
-      params(base({ c, m, group, n: 37, kh: 1, kw: 1, h: 12, w: 12, strideH: 3, strideW: 3, ...none })),
+      convParams(
+        convShape({ c, m, group, kh: 1, kw: 1, h: 6, w: 6, ...none, padTop: 1, padBottom: 1, padLeft: 2 }),
+      ),
+      seed++,
+    );
+    check(
+      convParams(
+        convShape({ c, m, group, n: 37, kh: 1, kw: 1, h: 12, w: 12, strideH: 3, strideW: 3, ...none }),
+      ),
       seed++,
     );
   }
   // Gathered 1×1 inputs in chunks of two images.
   check(
-    params(base({ c: 64, m: 8, n: 5, kh: 1, kw: 1, h: 56, w: 56, strideH: 2, strideW: 2, ...none })),
+    convParams(convShape({ c: 64, m: 8, n: 5, kh: 1, kw: 1, h: 56, w: 56, strideH: 2, strideW: 2, ...none })),
     seed++,
   );
 });
@@ -192,19 +177,21 @@ Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy re
 Deno.test("conv2d backward with depthwise kernels of more than 64 taps", async () => {
   await init();
   const pads = { padTop: 4, padLeft: 4, padBottom: 4, padRight: 4 };
-  check(params(base({ c: 3, m: 3, group: 3, kh: 9, kw: 9, h: 12, w: 11, ...pads })), 600);
+  check(convParams(convShape({ c: 3, m: 3, group: 3, kh: 9, kw: 9, h: 12, w: 11, ...pads })), 600);
   check(
-    params(base({ c: 2, m: 2, group: 2, kh: 9, kw: 9, h: 13, w: 13, strideH: 2, strideW: 2, ...pads })),
+    convParams(
+      convShape({ c: 2, m: 2, group: 2, kh: 9, kw: 9, h: 13, w: 13, strideH: 2, strideW: 2, ...pads }),
+    ),
     601,
   );
 });
 
 Deno.test("conv2d backward weights over many images (chunked)", async () => {
   await init();
-  check(params(base({ n: 40, c: 16, m: 16, h: 28, w: 28 })), 500);
+  check(convParams(convShape({ n: 40, c: 16, m: 16, h: 28, w: 28 })), 500);
   check(
-    params(
-      base({
+    convParams(
+      convShape({
         n: 33,
         c: 8,
         m: 12,

@@ -2,7 +2,6 @@ import assert from "node:assert/strict";
 import { init } from "../mod.ts";
 import {
   conv2d,
-  conv2dOutputSize,
   conv2dPackedWeightsBytes,
   conv2dPackWeights,
   type Conv2dParams,
@@ -11,39 +10,15 @@ import {
   conv2dWorkspaceBytes,
 } from "../src/kernels/conv2d.ts";
 import { randomFloats } from "./helpers.ts";
-import { assertClose, fenced, fencedBytes, randomInts } from "./kernels-helpers.ts";
-
-type Shape = Omit<Conv2dParams, "outH" | "outW">;
-
-function params(s: Shape): Conv2dParams {
-  return {
-    ...s,
-    outH: conv2dOutputSize(s.h, s.kh, s.strideH, s.padTop, s.padBottom, s.dilationH),
-    outW: conv2dOutputSize(s.w, s.kw, s.strideW, s.padLeft, s.padRight, s.dilationW),
-  };
-}
-
-function base(over: Partial<Shape>): Shape {
-  return {
-    n: 2,
-    c: 3,
-    h: 7,
-    w: 9,
-    m: 5,
-    kh: 3,
-    kw: 3,
-    strideH: 1,
-    strideW: 1,
-    padTop: 1,
-    padLeft: 1,
-    padBottom: 1,
-    padRight: 1,
-    dilationH: 1,
-    dilationW: 1,
-    group: 1,
-    ...over,
-  };
-}
+import {
+  assertClose,
+  convParams,
+  type ConvShape,
+  convShape,
+  fenced,
+  fencedBytes,
+  randomInts,
+} from "./kernels-helpers.ts";
 
 /** Runs conv2d in wasm (fenced buffers) and the reference; asserts they agree. */
 function check(p: Conv2dParams, seed: number, options: { bias?: boolean; prepacked?: boolean } = {}) {
@@ -73,13 +48,16 @@ function check(p: Conv2dParams, seed: number, options: { bias?: boolean; prepack
 
 Deno.test("conv2d chooses the pointwise, depthwise and implicit-GEMM paths", () => {
   assert.equal(
-    conv2dPath(params(base({ kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 }))),
+    conv2dPath(convParams(convShape({ kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 }))),
     "pointwise",
   );
-  assert.equal(conv2dPath(params(base({ c: 6, m: 6, group: 6 }))), "depthwise");
-  assert.equal(conv2dPath(params(base({ c: 6, m: 6, group: 3 }))), "implicit-gemm");
-  assert.equal(conv2dPath(params(base({ kh: 1, kw: 1, strideH: 2, strideW: 2 }))), "pointwise-gather");
-  assert.equal(conv2dPath(params(base({ kh: 1, kw: 2, padLeft: 0, padRight: 0 }))), "implicit-gemm");
+  assert.equal(conv2dPath(convParams(convShape({ c: 6, m: 6, group: 6 }))), "depthwise");
+  assert.equal(conv2dPath(convParams(convShape({ c: 6, m: 6, group: 3 }))), "implicit-gemm");
+  assert.equal(
+    conv2dPath(convParams(convShape({ kh: 1, kw: 1, strideH: 2, strideW: 2 }))),
+    "pointwise-gather",
+  );
+  assert.equal(conv2dPath(convParams(convShape({ kh: 1, kw: 2, padLeft: 0, padRight: 0 }))), "implicit-gemm");
 });
 
 Deno.test("conv2d 3×3 matches the reference for channels 1, 3, 5, 17 and strides 1-3", async () => {
@@ -88,7 +66,7 @@ Deno.test("conv2d 3×3 matches the reference for channels 1, 3, 5, 17 and stride
   for (const c of [1, 3, 5, 17]) {
     for (const m of [1, 4, 5, 17]) {
       for (const stride of [1, 2, 3]) {
-        check(params(base({ c, m, strideH: stride, strideW: stride, h: 11, w: 13 })), seed++);
+        check(convParams(convShape({ c, m, strideH: stride, strideW: stride, h: 11, w: 13 })), seed++);
       }
     }
   }
@@ -97,7 +75,7 @@ Deno.test("conv2d 3×3 matches the reference for channels 1, 3, 5, 17 and stride
 Deno.test("conv2d with asymmetric pads, dilation 2, rectangular kernels and no bias", async () => {
   await init();
   let seed = 100;
-  const shapes: Partial<Shape>[] = [
+  const shapes: Partial<ConvShape>[] = [
     { padTop: 0, padLeft: 2, padBottom: 1, padRight: 0 },
     { padTop: 2, padLeft: 0, padBottom: 0, padRight: 3, strideW: 2 },
     { dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2 },
@@ -109,8 +87,8 @@ Deno.test("conv2d with asymmetric pads, dilation 2, rectangular kernels and no b
     { kh: 3, kw: 3, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0, h: 3, w: 3 },
   ];
   for (const s of shapes) {
-    check(params(base(s)), seed++, { bias: false });
-    check(params(base({ ...s, c: 17, m: 6, n: 1 })), seed++);
+    check(convParams(convShape(s)), seed++, { bias: false });
+    check(convParams(convShape({ ...s, c: 17, m: 6, n: 1 })), seed++);
   }
 });
 
@@ -121,7 +99,7 @@ Deno.test("conv2d 1-D (h = 1) with stride, pads and dilation", async () => {
     const [kw, stride, dil, pl, pr] of [[3, 1, 1, 1, 1], [5, 2, 1, 2, 2], [3, 1, 2, 2, 0], [1, 1, 1, 0, 0]]
   ) {
     check(
-      params(base({
+      convParams(convShape({
         h: 1,
         w: 37,
         kh: 1,
@@ -146,17 +124,21 @@ Deno.test("conv2d 1×1 pointwise on ragged spatial sizes reads and writes nothin
   for (const [h, w] of [[1, 1], [1, 3], [3, 5], [4, 4], [7, 7], [2, 9]]) {
     for (const [n, c, m] of [[1, 3, 5], [3, 17, 8], [2, 1, 1], [1, 64, 33]]) {
       check(
-        params(base({ n, c, m, h, w, kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 })),
+        convParams(
+          convShape({ n, c, m, h, w, kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 }),
+        ),
         seed++,
       );
     }
   }
   // Strided and padded 1×1 convs gather their pixels first.
   check(
-    params(base({ kh: 1, kw: 1, strideH: 2, strideW: 2, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 })),
+    convParams(
+      convShape({ kh: 1, kw: 1, strideH: 2, strideW: 2, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 }),
+    ),
     390,
   );
-  check(params(base({ kh: 1, kw: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1 })), 391);
+  check(convParams(convShape({ kh: 1, kw: 1, padTop: 1, padLeft: 0, padBottom: 0, padRight: 1 })), 391);
   for (
     const [stride, c, m, group, h, w] of [[2, 17, 9, 1, 13, 11], [3, 6, 4, 2, 7, 8], [2, 32, 64, 1, 14, 14]]
   ) {
@@ -170,7 +152,7 @@ Deno.test("conv2d 1×1 pointwise on ragged spatial sizes reads and writes nothin
       padBottom: 0,
       padRight: 0,
     };
-    check(params(base({ ...s, c, m, group, h, w, n: 3 })), 392 + stride + c, { prepacked: true });
+    check(convParams(convShape({ ...s, c, m, group, h, w, n: 3 })), 392 + stride + c, { prepacked: true });
   }
 });
 
@@ -181,11 +163,13 @@ Deno.test("conv2d grouped: groups 2 and c, with and without channel multipliers"
     const [c, m, group] of [[4, 6, 2], [6, 4, 2], [6, 12, 3], [5, 10, 5], [17, 17, 17], [8, 16, 8], [6, 6, 2]]
   ) {
     for (const stride of [1, 2]) {
-      check(params(base({ c, m, group, strideH: stride, strideW: stride, h: 9, w: 10 })), seed++);
+      check(convParams(convShape({ c, m, group, strideH: stride, strideW: stride, h: 9, w: 10 })), seed++);
     }
   }
   check(
-    params(base({ c: 6, m: 6, group: 3, kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 })),
+    convParams(
+      convShape({ c: 6, m: 6, group: 3, kh: 1, kw: 1, padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 }),
+    ),
     490,
   );
 });
@@ -195,10 +179,13 @@ Deno.test("conv2d depthwise 3×3 stride 1 and 2, other kernels, dilations and od
   let seed = 500;
   for (let w = 1; w <= 19; w += 3) {
     for (const stride of [1, 2]) {
-      check(params(base({ c: 5, m: 5, group: 5, h: 6, w, strideH: stride, strideW: stride })), seed++);
+      check(
+        convParams(convShape({ c: 5, m: 5, group: 5, h: 6, w, strideH: stride, strideW: stride })),
+        seed++,
+      );
     }
   }
-  const shapes: Partial<Shape>[] = [
+  const shapes: Partial<ConvShape>[] = [
     { kh: 5, kw: 5, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2, h: 12, w: 12 },
     { kh: 3, kw: 3, dilationH: 2, dilationW: 2, padTop: 2, padLeft: 2, padBottom: 2, padRight: 2 },
     { kh: 3, kw: 3, strideH: 3, strideW: 3, padTop: 0, padLeft: 1, padBottom: 2, padRight: 0, h: 13, w: 14 },
@@ -207,10 +194,10 @@ Deno.test("conv2d depthwise 3×3 stride 1 and 2, other kernels, dilations and od
     { kh: 2, kw: 4, dilationW: 2, padTop: 1, padLeft: 0, padBottom: 0, padRight: 3 },
   ];
   for (const s of shapes) {
-    check(params(base({ ...s, c: 17, m: 17, group: 17 })), seed++);
-    check(params(base({ ...s, c: 3, m: 3, group: 3 })), seed++, { bias: false });
+    check(convParams(convShape({ ...s, c: 17, m: 17, group: 17 })), seed++);
+    check(convParams(convShape({ ...s, c: 3, m: 3, group: 3 })), seed++, { bias: false });
   }
-  check(params(base({ c: 1, m: 1, group: 1 })), seed++);
+  check(convParams(convShape({ c: 1, m: 1, group: 1 })), seed++);
 });
 
 Deno.test("conv2d fuses relu and clip into the output write", async () => {
@@ -226,9 +213,9 @@ Deno.test("conv2d fuses relu and clip into the output write", async () => {
       padRight: 0,
     }]
   ) {
-    check({ ...params(base(over)), activation: "relu" }, seed++);
-    check({ ...params(base(over)), activation: "clip", clipMin: -0.25, clipMax: 0.5 }, seed++);
-    check({ ...params(base(over)), activation: "clip", clipMin: 0, clipMax: 6 }, seed++);
+    check({ ...convParams(convShape(over)), activation: "relu" }, seed++);
+    check({ ...convParams(convShape(over)), activation: "clip", clipMin: -0.25, clipMax: 0.5 }, seed++);
+    check({ ...convParams(convShape(over)), activation: "clip", clipMin: 0, clipMax: 6 }, seed++);
   }
 });
 
@@ -245,7 +232,7 @@ Deno.test("conv2d with prepacked weights gives the same results as packing per c
       padRight: 0,
     }]
   ) {
-    check(params(base(over)), seed++, { prepacked: true });
+    check(convParams(convShape(over)), seed++, { prepacked: true });
   }
 });
 
@@ -258,7 +245,7 @@ Deno.test("conv2d on random awkward shapes", async () => {
     const group = groupKind === 0 ? 1 : groupKind === 1 ? r(2, 3) : r(1, 8);
     const depthwise = groupKind === 2;
     const kh = r(1, 4), kw = r(1, 4);
-    const s: Shape = {
+    const s: ConvShape = {
       n: r(1, 3),
       c: depthwise ? group : cg * group,
       m: depthwise ? group : mg * group,
@@ -276,7 +263,7 @@ Deno.test("conv2d on random awkward shapes", async () => {
       padRight: r(0, 2),
       group,
     };
-    const p = params(s);
+    const p = convParams(s);
     if (p.outH < 1 || p.outW < 1) continue;
     const act = r(0, 2);
     if (act === 1) p.activation = "relu";
@@ -287,13 +274,15 @@ Deno.test("conv2d on random awkward shapes", async () => {
 
 Deno.test("conv2d rejects params that do not describe a convolution", async () => {
   await init();
-  assert.throws(() => conv2dWorkspaceBytes(params(base({ c: 5, group: 2 }))), {
+  assert.throws(() => conv2dWorkspaceBytes(convParams(convShape({ c: 5, group: 2 }))), {
     name: "AttnroundError",
     code: "INVALID_ARGUMENT",
   });
-  assert.throws(() => conv2dWorkspaceBytes(params(base({ strideH: 0 }))), { code: "INVALID_ARGUMENT" });
+  assert.throws(() => conv2dWorkspaceBytes(convParams(convShape({ strideH: 0 }))), {
+    code: "INVALID_ARGUMENT",
+  });
   assert.throws(
-    () => conv2d({ ...params(base({})), activation: "gelu" as "relu" }, 0, 0, 0, 0, 0),
+    () => conv2d({ ...convParams(convShape({})), activation: "gelu" as "relu" }, 0, 0, 0, 0, 0),
     { code: "INVALID_ARGUMENT" },
   );
 });

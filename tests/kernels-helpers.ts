@@ -1,6 +1,7 @@
 // Helpers for the kernel tests: buffers in wasm memory fenced by canaries, so
 // that a kernel writing outside its output or workspace fails the test.
 import assert from "node:assert/strict";
+import { conv2dOutputSize, type Conv2dParams } from "../src/kernels/conv2d.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
 import { worstRelativeError } from "./helpers.ts";
 
@@ -72,5 +73,38 @@ export function randomInts(seed: number): (lo: number, hi: number) => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
     return lo + Math.floor(u * (hi - lo + 1));
+  };
+}
+
+/** A convolution's geometry without its output size, which convParams derives. */
+export type ConvShape = Omit<Conv2dParams, "outH" | "outW">;
+
+export function convParams(s: ConvShape): Conv2dParams {
+  return {
+    ...s,
+    outH: conv2dOutputSize(s.h, s.kh, s.strideH, s.padTop, s.padBottom, s.dilationH),
+    outW: conv2dOutputSize(s.w, s.kw, s.strideW, s.padLeft, s.padRight, s.dilationW),
+  };
+}
+
+export function convShape(over: Partial<ConvShape>): ConvShape {
+  return {
+    n: 2,
+    c: 3,
+    h: 7,
+    w: 9,
+    m: 5,
+    kh: 3,
+    kw: 3,
+    strideH: 1,
+    strideW: 1,
+    padTop: 1,
+    padLeft: 1,
+    padBottom: 1,
+    padRight: 1,
+    dilationH: 1,
+    dilationW: 1,
+    group: 1,
+    ...over,
   };
 }

@@ -13,6 +13,8 @@ export type { QuantizationReport, QuantizedModel } from "./src/quant/quantized-m
 export type { ProgressEvent, QuantizeOptions, RoundingMode } from "./src/quant/options.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";
 export { readNpy, readNpz, writeNpy, writeNpz } from "./src/data/npy.ts";
+export { inputsFromNpz } from "./src/data/inputs.ts";
+export type { InputLayout, NpzInputOptions, NpzInputs } from "./src/data/inputs.ts";
 export { matmul } from "./src/gemm.ts";
 export type { MatmulOptions } from "./src/gemm.ts";
 export { AttnroundError } from "./src/errors.ts";

@@ -1,0 +1,412 @@
+// Seeded, bounded fuzzing of the decoders: mutated ONNX models and .npz/.npy
+// files must either decode or fail with an AttnroundError, never with another
+// exception, never slowly. Mutations are blind (bit flips, overwritten,
+// inserted and cut bytes, corrupted length fields) and structure-aware
+// (altered fields of a decoded model re-encoded, altered .npy entries re-zipped
+// with valid CRCs, corrupted zip header fields), so that the checks behind the
+// first length prefix get exercised too.
+import assert from "node:assert/strict";
+import { AttnroundError, init, loadModel } from "../mod.ts";
+import { readNpy, readNpz, writeNpy, writeNpz } from "../src/data/npy.ts";
+import { readZip, writeZip } from "../src/data/zip.ts";
+import { decodeModel, encodeModel } from "../src/onnx/codec.ts";
+import type { ModelProto } from "../src/onnx/types.ts";
+import { Tensor } from "../src/tensor.ts";
+import { readFixture } from "./fixtures.ts";
+
+/** A case may take this long at most: a slower one would be a hang on a bigger input. */
+const CASE_LIMIT_MS = 2000;
+
+/** sfc32: a small seeded generator, so that every failing case can be replayed from its seed. */
+function generator(seed: number) {
+  let a = 0x9e3779b9, b = 0x243f6a88, c = 0xb7e15162, d = seed >>> 0;
+  const next = () => {
+    const t = (((a + b) | 0) + d) | 0;
+    d = (d + 1) | 0;
+    a = b ^ (b >>> 9);
+    b = (c + (c << 3)) | 0;
+    c = (c << 21) | (c >>> 11);
+    c = (c + t) | 0;
+    return t >>> 0;
+  };
+  for (let i = 0; i < 12; i++) next();
+  const below = (n: number) => Math.floor((next() / 2 ** 32) * n);
+  return {
+    below,
+    pick: <T>(items: readonly T[]): T => items[below(items.length)],
+    bytes: (n: number) => Uint8Array.from({ length: n }, () => below(256)),
+  };
+}
+type Random = ReturnType<typeof generator>;
+
+// Values that tend to sit on boundaries: zero, sign bits, all ones.
+const SPECIAL = [0x00, 0x01, 0x7f, 0x80, 0xfe, 0xff];
+
+/** A varint of a size that matters: zero, small, just past a buffer, 2^31, 2^53, 2^64 - 1. */
+function boundaryVarint(random: Random): Uint8Array {
+  const value = random.pick([
+    0n,
+    1n,
+    127n,
+    128n,
+    4096n,
+    1n << 20n,
+    (1n << 31n) - 1n,
+    1n << 32n,
+    1n << 53n,
+    (1n << 64n) - 1n,
+  ]);
+  const out: number[] = [];
+  let v = value;
+  while (v >= 0x80n) out.push(Number(v & 0x7fn) | 0x80), v >>= 7n;
+  out.push(Number(v));
+  return new Uint8Array(out);
+}
+
+/** One blind mutation of `bytes`; returns the mutant and what was done to it. */
+function mutateBytes(bytes: Uint8Array, random: Random): { data: Uint8Array; how: string } {
+  const data = bytes.slice();
+  const at = random.below(Math.max(bytes.length, 1));
+  switch (random.below(6)) {
+    case 0: {
+      const flips = 1 + random.below(8);
+      for (let i = 0; i < flips; i++) data[random.below(data.length)] ^= 1 << random.below(8);
+      return { data, how: `${flips} bit flips` };
+    }
+    case 1: {
+      const n = 1 + random.below(8);
+      for (let i = 0; i < n; i++) {
+        data[(at + i) % data.length] = random.below(2) ? random.pick(SPECIAL) : random.below(256);
+      }
+      return { data, how: `${n} bytes overwritten at ${at}` };
+    }
+    case 2:
+      return { data: bytes.slice(0, at), how: `truncated to ${at} bytes` };
+    case 3: {
+      const inserted = random.bytes(1 + random.below(16));
+      const out = new Uint8Array(bytes.length + inserted.length);
+      out.set(bytes.subarray(0, at));
+      out.set(inserted, at);
+      out.set(bytes.subarray(at), at + inserted.length);
+      return { data: out, how: `${inserted.length} bytes inserted at ${at}` };
+    }
+    case 4: {
+      // A length prefix (or any varint) replaced by one of a boundary size.
+      const v = boundaryVarint(random);
+      const out = new Uint8Array(bytes.length - 1 + v.length);
+      out.set(bytes.subarray(0, at));
+      out.set(v, at);
+      out.set(bytes.subarray(at + 1), at + v.length);
+      return { data: out, how: `varint ${Array.from(v)} at ${at}` };
+    }
+    default: {
+      // A little-endian 32-bit field (zip sizes and offsets, npy header length) set to a boundary value.
+      const value = random.pick([0, 1, 0x7fffffff, 0x80000000, 0xffffffff, bytes.length, bytes.length + 1]);
+      const p = Math.min(at, data.length - 4);
+      if (p >= 0) new DataView(data.buffer).setUint32(p, value, true);
+      return { data, how: `u32 ${value} at ${p}` };
+    }
+  }
+}
+
+interface Failure {
+  source: string;
+  seed: number;
+  how: string;
+  error: string;
+}
+
+/** Runs `decode` on `data`, recording anything but success or an AttnroundError, or a slow case. */
+function check(failures: Failure[], source: string, seed: number, how: string, decode: () => void): void {
+  const start = performance.now();
+  try {
+    decode();
+  } catch (e) {
+    if (!(e instanceof AttnroundError)) {
+      failures.push({ source, seed, how, error: `${(e as Error)?.name}: ${(e as Error)?.message}` });
+    } else if (!e.code || !e.message) {
+      failures.push({ source, seed, how, error: "AttnroundError without code or message" });
+    }
+  }
+  const ms = performance.now() - start;
+  if (ms > CASE_LIMIT_MS) failures.push({ source, seed, how, error: `took ${ms.toFixed(0)} ms` });
+}
+
+function report(failures: Failure[], cases: number): void {
+  assert.equal(
+    failures.length,
+    0,
+    `${failures.length} of ${cases} cases failed, e.g.:\n` +
+      failures.slice(0, 8).map((f) => `  ${f.source} seed ${f.seed} (${f.how}): ${f.error}`).join("\n"),
+  );
+}
+
+function loadAndDispose(bytes: Uint8Array): void {
+  loadModel(bytes).dispose();
+}
+
+Deno.test("fuzz: mutated ONNX bytes decode or fail with an AttnroundError (tiny_cnn and a cut resnet18)", async () => {
+  await init();
+  const tiny = readFixture("tiny_cnn_fmnist.onnx");
+  // The head of a big model: its graph length prefix promises far more than is there.
+  const cut = readFixture("resnet18_fmnist.onnx").slice(0, 96 * 1024);
+  const failures: Failure[] = [];
+  let cases = 0;
+  for (let seed = 0; seed < 700; seed++) {
+    const { data, how } = mutateBytes(tiny, generator(seed));
+    check(failures, "tiny_cnn_fmnist.onnx", seed, how, () => loadAndDispose(data));
+    cases++;
+  }
+  for (let seed = 0; seed < 150; seed++) {
+    const { data, how } = mutateBytes(cut, generator(10_000 + seed));
+    check(failures, "resnet18_fmnist.onnx (first 96 KiB)", seed, how, () => decodeModel(data));
+    cases++;
+  }
+  report(failures, cases);
+});
+
+/** One structure-aware change to a decoded model: sizes, types, data and names the encoder writes faithfully. */
+function mutateModel(model: ModelProto, random: Random): string {
+  const g = model.graph;
+  const tensor = random.pick(g.initializer);
+  const node = random.pick(g.node);
+  switch (random.below(10)) {
+    case 0:
+      tensor.dims = tensor.dims.map(() => random.pick([0, 1, 3, 2 ** 20, 2 ** 31, 2 ** 40, 2 ** 53 - 1]));
+      return `dims of "${tensor.name}" → [${tensor.dims}]`;
+    case 1:
+      tensor.dims.push(random.pick([2, 2 ** 30]));
+      return `extra dim on "${tensor.name}"`;
+    case 2:
+      tensor.dataType = random.below(30);
+      return `data type of "${tensor.name}" → ${tensor.dataType}`;
+    case 3:
+      if (tensor.rawData) tensor.rawData = tensor.rawData.subarray(0, random.below(tensor.rawData.length));
+      return `raw_data of "${tensor.name}" cut`;
+    case 4:
+      tensor.rawData = undefined;
+      tensor.floatData = Array.from({ length: random.below(8) }, () => random.below(100));
+      return `"${tensor.name}" in float_data`;
+    case 5:
+      node.opType = random.pick(["Conv", "Gemm", "Relu", "Reshape", "Flatten", "Concat", "Xyz", ""]);
+      return `node "${node.name}" → ${node.opType}`;
+    case 6:
+      node.input = node.input.map(() =>
+        random.pick(["", "input", tensor.name, "nowhere", node.output[0] ?? ""])
+      );
+      return `inputs of "${node.name}" → ${node.input}`;
+    case 7:
+      for (const a of node.attribute) {
+        a.ints = a.ints.map(() => BigInt(random.pick([-1, 0, 7, 2 ** 31, -(2 ** 40)])));
+        if (a.i !== undefined) a.i = BigInt(random.pick([-1, 0, 99, 2 ** 40]));
+        if (a.f !== undefined) a.f = random.pick([NaN, -Infinity, 0, 1e30]);
+      }
+      return `attributes of "${node.name}"`;
+    case 8: {
+      const dim = g.input[0]?.type?.tensorType?.shape?.dim;
+      if (dim?.length) {
+        dim[random.below(dim.length)] = { denotation: "", dimValue: random.pick([0, 3, 2 ** 40]) };
+      }
+      return "input shape";
+    }
+    default:
+      model.opsetImport = random.below(2) ? [] : [{ domain: "", version: random.pick([1, 7, 99]) }];
+      return `opset import → ${JSON.stringify(model.opsetImport)}`;
+  }
+}
+
+Deno.test("fuzz: structurally altered ONNX models load or fail with an AttnroundError", async () => {
+  await init();
+  const tiny = readFixture("tiny_cnn_fmnist.onnx");
+  const failures: Failure[] = [];
+  let cases = 0;
+  for (let seed = 0; seed < 300; seed++) {
+    const random = generator(20_000 + seed);
+    const model = decodeModel(tiny);
+    const changes = 1 + random.below(3);
+    const how = Array.from({ length: changes }, () => mutateModel(model, random)).join("; ");
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeModel(model);
+    } catch {
+      continue; // a value the encoder cannot represent: not a decoder case
+    }
+    check(failures, "tiny_cnn_fmnist.onnx (re-encoded)", seed, how, () => loadAndDispose(bytes));
+    cases++;
+  }
+  assert.ok(cases > 250, `only ${cases} mutants could be encoded`);
+  report(failures, cases);
+});
+
+/** Small archives with everything readNpz understands: dtypes, byte orders, Fortran order, deflate. */
+function sampleArchives(): Uint8Array[] {
+  const x = new Tensor(Uint8Array.from({ length: 6 * 5 * 5 }, (_, i) => (i * 37) & 0xff), [6, 5, 5]);
+  const y = new Tensor(new Uint8Array([0, 1, 2, 3, 4, 5]), [6]);
+  const f = new Tensor(Float32Array.from({ length: 24 }, (_, i) => i / 7 - 1), [2, 3, 4]);
+  const d = new Tensor(Float64Array.from({ length: 6 }, (_, i) => i * Math.PI), [3, 2]);
+  const l = new Tensor(BigInt64Array.from({ length: 4 }, (_, i) => BigInt(i) - 2n), [4]);
+  return [
+    writeNpz({ x, y }),
+    writeNpz({ x, y }, { compressed: true }),
+    writeNpz({ f, d, l }, { compressed: true }),
+    writeZip([["x.npy", bigEndianFortran()], ["y.npy", writeNpy(y)]], false),
+  ];
+}
+
+/** A version 2.0 .npy, big-endian float32 in Fortran order, written by hand. */
+function bigEndianFortran(): Uint8Array {
+  const header = "{'descr': '>f4', 'fortran_order': True, 'shape': (3, 2), }";
+  const padded = header + " ".repeat(64 - ((12 + header.length + 1) % 64)) + "\n";
+  const out = new Uint8Array(12 + padded.length + 24);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 2, 0]);
+  const view = new DataView(out.buffer);
+  view.setUint32(8, padded.length, true);
+  for (let i = 0; i < padded.length; i++) out[12 + i] = padded.charCodeAt(i);
+  for (let i = 0; i < 6; i++) view.setFloat32(12 + padded.length + i * 4, i + 0.5, false);
+  return out;
+}
+
+/** Header fields of an .npy that a blind mutation rarely reaches with meaning. */
+function mutateNpyHeader(npy: Uint8Array, random: Random): { data: Uint8Array; how: string } {
+  // Byte for character (Latin-1), so that the magic byte 0x93 survives the round trip.
+  const text = String.fromCharCode(...npy.subarray(0, Math.min(npy.length, 256)));
+  const replacements: [RegExp, () => string][] = [
+    [
+      /\(\d+(, \d+)*,?\)/,
+      () =>
+        `(${
+          Array.from(
+            { length: 1 + random.below(4) },
+            () => random.pick(["0", "1", "99999999", "4294967296", "9007199254740993", "-1", "1e3"]),
+          ).join(", ")
+        })`,
+    ],
+    [
+      /'[<>|][a-z]\d+'/,
+      () =>
+        `'${random.pick(["<", ">", "|", "="])}${random.pick(["f", "i", "u", "b", "c", "S", "O", "V"])}${
+          random.pick([0, 1, 2, 4, 8, 16, 99999])
+        }'`,
+    ],
+    [/False|True/, () => random.pick(["False", "True", "None", "0", "'x'"])],
+    [/\{/, () => random.pick(["{{{{", "[", "(", "{'a': " + "(".repeat(5000)])],
+  ];
+  const [pattern, make] = random.pick(replacements);
+  const match = pattern.exec(text);
+  if (!match) return mutateBytes(npy, random);
+  const replacement = make();
+  const head = Uint8Array.from(text.slice(0, match.index) + replacement, (c) => c.charCodeAt(0));
+  const rest = npy.subarray(match.index + match[0].length);
+  const out = new Uint8Array(head.length + rest.length);
+  out.set(head);
+  out.set(rest, head.length);
+  // Keep the declared header length in step half of the time, so that the parser sees the change.
+  if (random.below(2)) {
+    const major = out[6];
+    const view = new DataView(out.buffer);
+    const delta = replacement.length - match[0].length;
+    if (major === 1) view.setUint16(8, (view.getUint16(8, true) + delta) & 0xffff, true);
+    else view.setUint32(8, (view.getUint32(8, true) + delta) >>> 0, true);
+  }
+  return {
+    data: out,
+    how: `header ${JSON.stringify(match[0])} → ${JSON.stringify(replacement.slice(0, 40))}`,
+  };
+}
+
+/** Offsets of the zip's header fields that hold sizes, offsets, counts and methods. */
+function zipFieldOffsets(zip: Uint8Array): { at: number; width: 2 | 4 }[] {
+  const view = new DataView(zip.buffer, zip.byteOffset, zip.byteLength);
+  const fields: { at: number; width: 2 | 4 }[] = [];
+  for (let p = 0; p + 4 <= zip.length; p++) {
+    const signature = view.getUint32(p, true);
+    if (signature === 0x04034b50) { // local header: method, sizes, name and extra lengths
+      fields.push({ at: p + 8, width: 2 }, { at: p + 18, width: 4 }, { at: p + 22, width: 4 });
+      fields.push({ at: p + 26, width: 2 }, { at: p + 28, width: 2 });
+    } else if (signature === 0x02014b50) { // central header: method, crc, sizes, lengths, local offset
+      fields.push({ at: p + 10, width: 2 }, { at: p + 16, width: 4 }, { at: p + 20, width: 4 });
+      fields.push({ at: p + 24, width: 4 }, { at: p + 28, width: 2 }, { at: p + 30, width: 2 });
+      fields.push({ at: p + 42, width: 4 });
+    } else if (signature === 0x06054b50) { // end record: counts, directory size and offset
+      fields.push({ at: p + 8, width: 2 }, { at: p + 10, width: 2 }, { at: p + 12, width: 4 });
+      fields.push({ at: p + 16, width: 4 }, { at: p + 20, width: 2 });
+    }
+  }
+  return fields.filter((f) => f.at + f.width <= zip.length);
+}
+
+function mutateArchive(zip: Uint8Array, random: Random): { data: Uint8Array; how: string } {
+  switch (random.below(3)) {
+    case 0:
+      return mutateBytes(zip, random);
+    case 1: {
+      const fields = zipFieldOffsets(zip);
+      const { at, width } = random.pick(fields);
+      const data = zip.slice();
+      const view = new DataView(data.buffer);
+      const value = random.pick([0, 1, 8, 0xffff, 0x7fffffff, 0xffffffff, zip.length, random.below(2 ** 32)]);
+      if (width === 2) view.setUint16(at, value & 0xffff, true);
+      else view.setUint32(at, value >>> 0, true);
+      return { data, how: `zip field at ${at} → ${value}` };
+    }
+    default: {
+      // An entry's .npy altered, then re-zipped: the CRC holds, so readNpy sees the damage.
+      const entries = [...readZip(zip)];
+      const k = random.below(entries.length);
+      const changed = random.below(2)
+        ? mutateNpyHeader(entries[k][1], random)
+        : mutateBytes(entries[k][1], random);
+      entries[k] = [entries[k][0], changed.data];
+      return {
+        data: writeZip(entries, random.below(2) === 1),
+        how: `entry "${entries[k][0]}": ${changed.how}`,
+      };
+    }
+  }
+}
+
+Deno.test("fuzz: mutated .npz and .npy files read or fail with an AttnroundError", () => {
+  const archives = sampleArchives();
+  const calib = readFixture("calib.npz");
+  const failures: Failure[] = [];
+  let cases = 0;
+  for (let seed = 0; seed < 500; seed++) {
+    const random = generator(30_000 + seed);
+    const k = random.below(archives.length);
+    const { data, how } = mutateArchive(archives[k], random);
+    check(failures, `sample archive ${k}`, seed, how, () => readNpz(data));
+    cases++;
+  }
+  for (let seed = 0; seed < 60; seed++) {
+    const random = generator(40_000 + seed);
+    const { data, how } = random.below(2) ? mutateBytes(calib, random) : mutateArchive(calib, random);
+    check(failures, "calib.npz", seed, how, () => readNpz(data));
+    cases++;
+  }
+  const arrays = [...readZip(archives[0]).values(), ...readZip(archives[2]).values(), bigEndianFortran()];
+  for (let seed = 0; seed < 300; seed++) {
+    const random = generator(50_000 + seed);
+    const k = random.below(arrays.length);
+    const { data, how } = random.below(2)
+      ? mutateNpyHeader(arrays[k], random)
+      : mutateBytes(arrays[k], random);
+    check(failures, `npy ${k}`, seed, how, () => readNpy(data));
+    cases++;
+  }
+  report(failures, cases);
+});
+
+Deno.test("fuzz: the unmutated samples decode, so the mutants start from valid files", async () => {
+  await init();
+  loadAndDispose(readFixture("tiny_cnn_fmnist.onnx"));
+  for (const zip of sampleArchives()) assert.ok(Object.keys(readNpz(zip)).length >= 2);
+  const fortran = readNpy(bigEndianFortran());
+  assert.deepEqual(fortran.shape, [3, 2]);
+  // Column-major [[0.5, 2.5, 4.5], ...] transposed to rows: element (r, c) = r + 3c + 0.5.
+  assert.deepEqual([...fortran.data as Float32Array], [0.5, 3.5, 1.5, 4.5, 2.5, 5.5]);
+  // And the harness itself tells a stray exception from an AttnroundError.
+  const failures: Failure[] = [];
+  check(failures, "harness", 0, "TypeError", () => (undefined as unknown as { x: number }).x);
+  check(failures, "harness", 1, "AttnroundError", () => readNpy(new Uint8Array(3)));
+  assert.deepEqual(failures.map((f) => f.seed), [0]);
+});

@@ -131,10 +131,25 @@ export function fakeQuantNearest(
 const lsqScaleZero = memory.data(8, 16);
 
 // LSQ forward: the same quantizer with one scale and zero point for n values.
-export function lsqForward(x: usize, n: i32, s: f32, z: f32, qmin: f32, qmax: f32, y: usize): void {
+// With `drop` (a u32 word per value, 0 for none), values whose word is below
+// dropBelow keep their float value (QDrop); y may not be x then.
+export function lsqForward(
+  x: usize, n: i32, s: f32, z: f32, qmin: f32, qmax: f32, y: usize, drop: usize, dropBelow: u32,
+): void {
   store<f32>(lsqScaleZero, s);
   store<f32>(lsqScaleZero, z, 4);
   fakeQuantNearest(x, 1, n, lsqScaleZero, lsqScaleZero + 4, qmin, qmax, y);
+  if (!drop) return;
+  const below = i32x4.splat(dropBelow);
+  let j = 0;
+  for (; j + 4 <= n; j += 4) {
+    const o = <usize> j << 2;
+    v128.store(y + o, v128.bitselect(v128.load(x + o), v128.load(y + o), i32x4.lt_u(v128.load(drop + o), below)));
+  }
+  for (; j < n; j++) {
+    const o = <usize> j << 2;
+    if (load<u32>(drop + o) < dropBelow) store<f32>(y + o, load<f32>(x + o));
+  }
 }
 
 // dŷ/ds per value (LSQ): round(t) - t inside, qmin - z below, qmax - z above,
@@ -145,22 +160,33 @@ function lsqSlope(t: v128, lo: v128, hi: v128): v128 {
   return v128.bitselect(f32x4.sub(f32x4.nearest(t), t), v128.bitselect(lo, hi, f32x4.lt(t, lo)), inside);
 }
 
+// Lanes whose drop word is below `below` (all ones) or none (no drop words).
+@inline
+function dropped(drop: usize, o: usize, below: v128): v128 {
+  return drop ? i32x4.lt_u(v128.load(drop + o), below) : i32x4.splat(0);
+}
+
 // LSQ backward for n values: dx = dy inside the range, 0 outside (skipped when
 // dx is 0); returns Σ dy·dŷ/ds in float64, which the caller scales by the
-// LSQ gradient scale. dx may be dy.
-export function lsqBackward(x: usize, dy: usize, n: i32, s: f32, z: f32, qmin: f32, qmax: f32, dx: usize): f64 {
+// LSQ gradient scale. dx may be dy. Values dropped as in lsqForward pass dy
+// through to dx and add nothing to the sum.
+export function lsqBackward(
+  x: usize, dy: usize, n: i32, s: f32, z: f32, qmin: f32, qmax: f32, dx: usize, drop: usize, dropBelow: u32,
+): f64 {
   const sv = f32x4.splat(s);
   const lo = f32x4.splat(qmin - z), hi = f32x4.splat(qmax - z);
+  const below = i32x4.splat(dropBelow);
   let acc0 = f64x2.splat(0), acc1 = f64x2.splat(0);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
     const o = <usize> j << 2;
     const t = f32x4.div(v128.load(x + o), sv);
     const g = v128.load(dy + o);
-    const e = f32x4.mul(g, lsqSlope(t, lo, hi));
+    const off = dropped(drop, o, below);
+    const e = v128.andnot(f32x4.mul(g, lsqSlope(t, lo, hi)), off);
     acc0 = f64x2.add(acc0, f64x2.promote_low_f32x4(e));
     acc1 = f64x2.add(acc1, f64x2.promote_low_f32x4(i32x4.shuffle(e, e, 2, 3, 2, 3)));
-    if (dx) v128.store(dx + o, v128.and(g, v128.and(f32x4.ge(t, lo), f32x4.le(t, hi))));
+    if (dx) v128.store(dx + o, v128.and(g, v128.or(off, v128.and(f32x4.ge(t, lo), f32x4.le(t, hi)))));
   }
   let sum = f64x2.extract_lane(acc0, 0) + f64x2.extract_lane(acc0, 1);
   sum += f64x2.extract_lane(acc1, 0) + f64x2.extract_lane(acc1, 1);
@@ -168,8 +194,10 @@ export function lsqBackward(x: usize, dy: usize, n: i32, s: f32, z: f32, qmin: f
     const o = <usize> j << 2;
     const t = f32x4.div(f32x4.splat(load<f32>(x + o)), sv);
     const g = f32x4.splat(load<f32>(dy + o));
-    sum += <f64> f32x4.extract_lane(f32x4.mul(g, lsqSlope(t, lo, hi)), 0);
-    if (dx) store<f32>(dx + o, f32x4.extract_lane(v128.and(g, v128.and(f32x4.ge(t, lo), f32x4.le(t, hi))), 0));
+    const off = drop != 0 && load<u32>(drop + o) < dropBelow;
+    if (!off) sum += <f64> f32x4.extract_lane(f32x4.mul(g, lsqSlope(t, lo, hi)), 0);
+    const pass = off ? i32x4.splat(-1) : v128.and(f32x4.ge(t, lo), f32x4.le(t, hi));
+    if (dx) store<f32>(dx + o, f32x4.extract_lane(v128.and(g, pass), 0));
   }
   return sum;
 }

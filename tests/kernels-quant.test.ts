@@ -5,6 +5,7 @@
 import assert from "node:assert/strict";
 import { init } from "../mod.ts";
 import {
+  dropBelow,
   fakeQuantNearest,
   fakeQuantNearestReference,
   fakeQuantValue,
@@ -281,6 +282,36 @@ Deno.test("lsqForward and lsqBackward equal their references (dx bit for bit, dL
     // Without dx, and with an explicit gradient scale.
     assert.equal(lsqBackward(x.ptr, dy.ptr, n, scale, zero, qmin, qmax, 0, 1) * g, dScale);
     x.release("x"), dy.release("dy"), y.release("y"), dx.release("dx");
+  }
+});
+
+Deno.test("QDrop: dropped values keep x, pass dy through and add nothing to dL/ds (vs the references)", async () => {
+  await init();
+  const rand = randomInts(22);
+  for (let trial = 0; trial < 12; trial++) {
+    const n = rand(1, 300), p = [0, 0.25, 0.5, 1][trial % 4];
+    const { qmin, qmax } = quantLevels(4, false);
+    const zero = rand(qmin, qmax), scale = 0.01 * rand(1, 50);
+    const xs = randomFloats(n, trial).map((v) => v * scale * (qmax + 4));
+    const dys = randomFloats(n, trial + 70);
+    const words = Uint32Array.from({ length: n }, () => rand(0, 2 ** 32 - 1));
+    const drop = { words: words, below: dropBelow(p) };
+    const x = fenced(n, xs), dy = fenced(n, dys), y = fenced(n), dx = fenced(n);
+    const w = fenced(n, new Float32Array(words.buffer));
+    lsqForward(x.ptr, n, scale, zero, qmin, qmax, y.ptr, { words: w.ptr, below: drop.below });
+    const refY = lsqForwardReference(xs, scale, zero, qmin, qmax, drop);
+    assert.deepEqual(bits(y.read()), bits(refY), `trial ${trial}`);
+    const kept = words.filter((v) => v >= drop.below).length;
+    if (p === 1) assert.deepEqual(bits(refY), bits(xs));
+    const dScale = lsqBackward(x.ptr, dy.ptr, n, scale, zero, qmin, qmax, dx.ptr, 1, {
+      words: w.ptr,
+      below: drop.below,
+    });
+    const ref = lsqBackwardReference(xs, dys, scale, zero, qmin, qmax, drop);
+    assert.deepEqual(bits(dx.read()), bits(ref.dx), `trial ${trial}: dx`);
+    assert.ok(Math.abs(dScale - ref.sum) <= 1e-12 * (1 + Math.abs(ref.sum)), `${dScale} vs ${ref.sum}`);
+    if (kept === 0) assert.equal(dScale, 0);
+    x.release("x"), dy.release("dy"), y.release("y"), dx.release("dx"), w.release("words");
   }
 });
 

@@ -120,8 +120,23 @@ Deno.test("a run split into resumed slices ends with exactly the model of an uni
   await init();
   const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
   const calib = calibration();
-  const settings = { weightBits: 3, activationBits: 4, iterations: 30, seed: 3, batchSize: 16 };
+  // With QDrop, whose random drops must resume at the same position too.
+  const settings = {
+    weightBits: 3,
+    activationBits: 4,
+    iterations: 30,
+    seed: 3,
+    batchSize: 16,
+    activationDrop: 0.5,
+  };
   const whole = await quantize(model, calib, settings);
+  const withoutDrop = await quantize(model, calib, { ...settings, activationDrop: 0 });
+  assert.notDeepEqual(
+    whole.report.blocks[0].losses,
+    withoutDrop.report.blocks[0].losses,
+    "drop changes training",
+  );
+  withoutDrop.dispose();
   // Each slice: resume from bytes, work a little, save. As an edge function with a CPU budget would.
   let state = (await QuantizationRun.start(model, calib, settings)).state();
   let slices = 0;

@@ -164,7 +164,28 @@ function checkLsq(kernel: string, n: number, scale: number, zero: number, qmin: 
   }
 }
 
-/** LSQ fake quantization of n values, one scale and zero point: y = s·(clamp(round(x/s) + z) - z). */
+/**
+ * QDrop (Wei et al., "QDrop: Randomly dropping quantization for extremely
+ * low-bit post-training quantization", 2022): `words` points at one u32 per
+ * value, and the values whose word is below `below` skip the quantizer.
+ */
+export interface Drop {
+  words: number;
+  below: number;
+}
+
+/** No value dropped. */
+export const NO_DROP: Readonly<Drop> = { words: 0, below: 0 };
+
+/** The drop threshold for probability p: a uniform u32 word is below it with probability p. */
+export function dropBelow(p: number): number {
+  return Math.min(Math.round(p * 2 ** 32), 2 ** 32 - 1);
+}
+
+/**
+ * LSQ fake quantization of n values, one scale and zero point: y = s·(clamp(round(x/s) + z) - z);
+ * dropped values (see Drop) keep x. y may be x only without drop.
+ */
 export function lsqForward(
   x: number,
   n: number,
@@ -173,9 +194,10 @@ export function lsqForward(
   qmin: number,
   qmax: number,
   y: number,
+  drop: Readonly<Drop> = NO_DROP,
 ): void {
   checkLsq("lsqForward", n, scale, zero, qmin, qmax);
-  wasm().lsqForward(x, n, scale, zero, qmin, qmax, y);
+  wasm().lsqForward(x, n, scale, zero, qmin, qmax, y, drop.words, drop.below);
 }
 
 /**
@@ -183,7 +205,7 @@ export function lsqForward(
  * dx = dy where qmin - z <= x/s <= qmax - z, else 0 (skipped when dx is 0;
  * dx may be dy); returns dL/ds = g·Σ dy·∂ŷ/∂s with ∂ŷ/∂s = round(x/s) - x/s
  * inside, qmin - z below, qmax - z above, g = 1/sqrt(n·qmax) unless given.
- * The zero point stays fixed.
+ * The zero point stays fixed. Dropped values pass dy to dx and add nothing to dL/ds.
  */
 export function lsqBackward(
   x: number,
@@ -195,9 +217,10 @@ export function lsqBackward(
   qmax: number,
   dx: number,
   gradScale = lsqGradScale(n, qmax),
+  drop: Readonly<Drop> = NO_DROP,
 ): number {
   checkLsq("lsqBackward", n, scale, zero, qmin, qmax);
-  return gradScale * wasm().lsqBackward(x, dy, n, scale, zero, qmin, qmax, dx);
+  return gradScale * wasm().lsqBackward(x, dy, n, scale, zero, qmin, qmax, dx, drop.words, drop.below);
 }
 
 /** LSQ's step-gradient scale 1 / sqrt(n·qmax) (1 when either is 0). */
@@ -292,9 +315,10 @@ export function lsqForwardReference(
   zero: number,
   qmin: number,
   qmax: number,
+  drop?: { words: Uint32Array; below: number },
 ): Float32Array {
   const s = fr(scale);
-  return x.map((v) => fakeQuantValue(v, s, zero, qmin, qmax));
+  return x.map((v, i) => (drop && drop.words[i] < drop.below ? v : fakeQuantValue(v, s, zero, qmin, qmax)));
 }
 
 /** dx and the unscaled Σ dy·∂ŷ/∂s (float32 terms, float64 sum) of lsqBackward. */
@@ -305,11 +329,16 @@ export function lsqBackwardReference(
   zero: number,
   qmin: number,
   qmax: number,
+  drop?: { words: Uint32Array; below: number },
 ): { dx: Float32Array; sum: number } {
   const s = fr(scale), lo = qmin - zero, hi = qmax - zero;
   const dx = new Float32Array(x.length);
   let sum = 0;
   for (let i = 0; i < x.length; i++) {
+    if (drop && drop.words[i] < drop.below) {
+      dx[i] = dy[i];
+      continue;
+    }
     const t = fr(x[i] / s);
     const inside = t >= lo && t <= hi;
     const slope = inside ? fr(roundHalfEven(t) - t) : t < lo ? lo : hi;

@@ -2,14 +2,17 @@
 // "attnround"), each with its backward beside it:
 // - AttentionRound: latent v (levels) → ŵ, stochastic or expectation (SPEC §4);
 // - AdaRound: float weight w and latent α → ŵ (rectified sigmoid, soft);
-// - FakeQuantActivation: LSQ fake quantization with a learned step.
+// - FakeQuantActivation: LSQ fake quantization with a learned step; in
+//   training graphs optionally with QDrop (each value skips the quantizer with
+//   probability `drop`, drawn afresh every iteration from a Philox stream).
 // Weights are in rows layout [R, k]: R channels of one scale each.
-import { attrInt, attrString } from "../graph/ir.ts";
+import { attrFloat, attrInt, attrString } from "../graph/ir.ts";
 import { TRAINING_DOMAIN } from "../engine/ops/loss.ts";
 import { opError, required } from "../engine/ops/util.ts";
 import { registerGradients, registerOps } from "../engine/registry.ts";
 import { type Value, WasmValue } from "../engine/value.ts";
-import { lsqBackward, lsqForward } from "../kernels/quant.ts";
+import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
+import { philoxBlocksWasm } from "../kernels/random.ts";
 import {
   adaroundForward,
   attentionExpectedForward,
@@ -78,11 +81,25 @@ registerOps(
       adaroundForward(w.ptr, alpha.ptr, m, k, scale.ptr, zero.ptr, qmin, qmax, false, wHat.ptr, slope.ptr);
       return [wHat, slope];
     },
-    /** inputs: x, step [1]; attributes zero, qmin, qmax. */
+    /**
+     * inputs: x, step [1], and with attribute drop > 0 rng int64 [2] (seed,
+     * iteration); attributes zero, qmin, qmax, drop. outputs: y, and with drop
+     * the drop words (one u32 per value, Philox block (0, iteration) on of key
+     * (seed, 0), rounded up to whole blocks).
+     */
     FakeQuantActivation: (ctx, inputs) => {
       const node = ctx.node;
       const x = wasmInput(node, inputs, 0), step = wasmInput(node, inputs, 1);
       const y = ctx.outputF32(x.shape);
+      const p = attrFloat(node, "drop", 0);
+      let drop: Drop = NO_DROP, words: WasmValue | undefined;
+      if (p > 0) {
+        const [seed, iteration] = Array.from(required(node, inputs, 2).data as BigInt64Array, Number);
+        const blocks = Math.ceil(x.size / 4);
+        words = ctx.outputF32([blocks * 4]);
+        philoxBlocksWasm([seed, 0], [0, iteration, 0, 0], blocks, words.ptr);
+        drop = { words: words.ptr, below: dropBelow(p) };
+      }
       lsqForward(
         x.ptr,
         x.size,
@@ -91,8 +108,9 @@ registerOps(
         attrInt(node, "qmin", 0),
         attrInt(node, "qmax", 255),
         y.ptr,
+        drop,
       );
-      return [y];
+      return words ? [y, words] : [y];
     },
   },
   {},
@@ -117,12 +135,13 @@ registerGradients({
     undefined,
     ctx.wants(1) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
   ],
-  FakeQuantActivation: (ctx, inputs, _outputs, [dy]) => {
+  FakeQuantActivation: (ctx, inputs, [, words], [dy]) => {
     const node = ctx.node;
     const x = inputs[0] as WasmValue, step = inputs[1] as WasmValue;
     if (!dy) return [undefined, undefined];
     const dx = ctx.outputF32(x.shape);
     const dStep = ctx.wants(1) ? ctx.outputF32(step.shape) : undefined;
+    const qmax = attrInt(node, "qmax", 255);
     const g = lsqBackward(
       x.ptr,
       dy.ptr,
@@ -130,8 +149,10 @@ registerGradients({
       step.data[0],
       attrInt(node, "zero", 0),
       attrInt(node, "qmin", 0),
-      attrInt(node, "qmax", 255),
+      qmax,
       dx.ptr,
+      lsqGradScale(x.size, qmax),
+      words ? { words: (words as WasmValue).ptr, below: dropBelow(attrFloat(node, "drop", 0)) } : NO_DROP,
     );
     if (dStep) dStep.data[0] = g;
     return [ctx.wants(0) ? dx : undefined, dStep];

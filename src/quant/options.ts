@@ -1,6 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError } from "../errors.ts";
+import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
 export type RoundingMode = "attention" | "adaround" | "nearest";
 
@@ -38,12 +39,25 @@ export interface QuantizeOptions {
   learningRate: number;
   /** Adam learning rate on the activation steps (LSQ). */
   activationLearningRate: number;
+  /**
+   * QDrop (Wei et al., 2022): during reconstruction each activation value
+   * skips its quantizer with this probability, drawn afresh every iteration;
+   * 0 turns it off. The final model quantizes every value.
+   */
+  activationDrop: number;
   symmetricWeights: boolean;
   attention: AttentionOptions;
   /** Calibration samples held back for the fidelity check (taken from the end). */
   holdout: number;
   /** Per-layer overrides of the bit widths, by node name. */
   layers: Record<string, { weightBits?: number; activationBits?: number }>;
+  /**
+   * Weight bits per layer from each layer's lossy coding length, averaging
+   * `averageBits` (parameter-weighted) over the layers it sets: all but the
+   * first and last layer (8 bits) and those with a weightBits override.
+   * Replaces weightBits for those layers. Candidates default to [2, 3, 4, 5, 6, 8].
+   */
+  mixedPrecision?: MixedPrecisionOptions;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -57,6 +71,7 @@ export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "sign
   seed: 0,
   learningRate: 1e-3,
   activationLearningRate: 4e-5,
+  activationDrop: 0,
   symmetricWeights: true,
   attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "stochastic" as const }),
   holdout: 64,
@@ -89,6 +104,7 @@ export function resolveOptions(options: Partial<QuantizeOptions> = {}): Quantize
       checkBits(`layers["${name}"].activationBits`, layer.activationBits, true);
     }
   }
+  if (o.mixedPrecision !== undefined) o.mixedPrecision = resolveMixedPrecision(o.mixedPrecision);
   if (!["attention", "adaround", "nearest"].includes(o.rounding)) {
     invalid(`rounding must be "attention", "adaround" or "nearest", got "${o.rounding}"`);
   }
@@ -105,6 +121,9 @@ export function resolveOptions(options: Partial<QuantizeOptions> = {}): Quantize
   positiveInt("holdout", 0);
   if (!(o.learningRate > 0) || !(o.activationLearningRate > 0)) {
     invalid("learning rates must be positive numbers");
+  }
+  if (!(o.activationDrop >= 0 && o.activationDrop < 1)) {
+    invalid(`activationDrop must be in [0, 1), got ${o.activationDrop}`);
   }
   if (!(o.attention.sigma0 >= 0) || !(o.attention.decay > 0 && o.attention.decay <= 1)) {
     invalid("attention.sigma0 must be ≥ 0 and attention.decay in (0, 1]");

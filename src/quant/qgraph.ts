@@ -24,12 +24,22 @@ export const quantizedName = (tensor: string) => `${tensor}:quantized`;
 export const stepName = (tensor: string) => `${tensor}:step`;
 export const latentName = (weight: string) => `${weight}:latent`;
 export const rngName = (weight: string) => `${weight}:rng`;
+export const dropRngName = (tensor: string) => `${tensor}:drop_rng`;
 export const SIGMA = "attnround:sigma";
 export const TARGET = "attnround:target";
 export const LOSS = "attnround:loss";
 
-/** Inserts FakeQuantActivation nodes; `stepAsInput` makes each step a graph input instead of a constant. */
-function withActivationQuantizers(graph: Graph, acts: ActivationQuantizer[], stepAsInput: boolean): Graph {
+/**
+ * Inserts FakeQuantActivation nodes. For training, `trainingDrop` makes each
+ * step a graph input instead of a constant, and with a probability > 0 turns
+ * on QDrop with a drop-rng graph input per quantizer.
+ */
+function withActivationQuantizers(
+  graph: Graph,
+  acts: ActivationQuantizer[],
+  trainingDrop?: number,
+): Graph {
+  const stepAsInput = trainingDrop !== undefined, drop = trainingDrop ?? 0;
   const present = new Set([
     ...graph.nodes.flatMap((n) => [...n.inputs, ...n.outputs]),
     ...graph.inputs.map((i) => i.name),
@@ -43,15 +53,18 @@ function withActivationQuantizers(graph: Graph, acts: ActivationQuantizer[], ste
   for (const a of used) {
     if (stepAsInput) inputs.push({ name: stepName(a.tensor), dtype: "float32" });
     else initializers.set(stepName(a.tensor), new Tensor(new Float32Array([a.step]), [1]));
+    if (drop > 0) inputs.push({ name: dropRngName(a.tensor), dtype: "int64" });
   }
-  const quantizerNode = (a: ActivationQuantizer) =>
-    node(`${a.tensor}:fake_quant`, "FakeQuantActivation", [a.tensor, stepName(a.tensor)], [
-      quantizedName(a.tensor),
-    ], [
-      ["zero", a.zero],
-      ["qmin", a.qmin],
-      ["qmax", a.qmax],
-    ]);
+  const quantizerNode = (a: ActivationQuantizer) => {
+    const ins = [a.tensor, stepName(a.tensor)], outs = [quantizedName(a.tensor)];
+    const attributes: [string, unknown][] = [["zero", a.zero], ["qmin", a.qmin], ["qmax", a.qmax]];
+    if (drop > 0) {
+      ins.push(dropRngName(a.tensor));
+      outs.push(`${a.tensor}:drop_words`);
+      attributes.push(["drop", drop]);
+    }
+    return node(`${a.tensor}:fake_quant`, "FakeQuantActivation", ins, outs, attributes);
+  };
   // A quantizer right where its tensor appears: after its producer, or first for graph inputs.
   for (const a of used) if (graph.inputs.some((i) => i.name === a.tensor)) nodes.push(quantizerNode(a));
   for (const n of graph.nodes) {
@@ -85,7 +98,7 @@ export function quantizedGraph(
   const base = withoutWeights(graph, new Set(weights.keys()));
   const initializers = new Map(base.initializers);
   for (const [name, t] of weights) initializers.set(name, t);
-  return withActivationQuantizers({ ...base, initializers }, acts, false);
+  return withActivationQuantizers({ ...base, initializers }, acts);
 }
 
 export interface TrainingLayer {
@@ -98,7 +111,7 @@ export interface TrainingLayer {
  * A block's training graph: weights of `layers` = rounding(latent) (rows layout,
  * transposed back where needed), activation steps as inputs, loss =
  * MSE(block output, target). Graph inputs: the block input, TARGET, SIGMA,
- * each latent and rng, each step.
+ * each latent and rng, each step (and drop rng with QDrop).
  */
 export function trainingGraph(
   block: Graph,
@@ -106,6 +119,7 @@ export function trainingGraph(
   acts: ActivationQuantizer[],
   rounding: Exclude<RoundingMode, "nearest">,
   variant: "stochastic" | "expectation",
+  activationDrop: number,
 ): Graph {
   const base = withoutWeights(block, new Set(layers.map((l) => l.layer.weight)));
   const nodes: Node[] = [];
@@ -144,7 +158,7 @@ export function trainingGraph(
     if (!identity) nodes.push(node(`${w}:unrows`, "Transpose", [rowsOut], [w], [["perm", back]], ""));
   }
   const withWeights: Graph = { ...base, nodes: [...nodes, ...base.nodes], initializers, inputs };
-  const withActs = withActivationQuantizers(withWeights, acts, true);
+  const withActs = withActivationQuantizers(withWeights, acts, activationDrop);
   const output = block.outputs[0].name;
   return {
     ...withActs,

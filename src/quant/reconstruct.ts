@@ -23,7 +23,7 @@ import { alloc, f32, free } from "../wasm.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
-import { latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
+import { dropRngName, latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
 
 /** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
 export class SampleRng {
@@ -76,7 +76,7 @@ export class BlockTrainer {
   /** Per layer: its latent, and the float weight, scales and zero points it is rounded against (in wasm). */
   private readonly latents:
     (Trained & { q: WeightQuantizer; seed: number; w: number; s: number; z: number })[];
-  private readonly steps: (Trained & { a: ActivationQuantizer })[];
+  private readonly steps: (Trained & { a: ActivationQuantizer; dropSeed: number })[];
   private readonly owned: number[] = [];
   private readonly rounding: "attention" | "adaround";
   private readonly sampler: SampleRng;
@@ -95,7 +95,7 @@ export class BlockTrainer {
     private readonly o: QuantizeOptions,
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
-    const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant);
+    const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant, o.activationDrop);
     const wrt = [...layers.map((l) => latentName(l.layer.weight)), ...acts.map((a) => stepName(a.tensor))];
     const withGrads = addGradients(graph, LOSS, wrt);
     this.gradients = withGrads.gradients;
@@ -115,7 +115,7 @@ export class BlockTrainer {
     this.steps = acts.map((a) => {
       const t = this.trained(a.tensor, [1]);
       f32(t.value, 1)[0] = a.step;
-      return { ...t, a };
+      return { ...t, a, dropSeed: seedFor(o.seed, `${a.tensor} drop`) };
     });
     this.batch = Math.min(o.batchSize, inputs.length);
     this.x = this.zeroed(this.batch * inputs.sampleSize);
@@ -172,7 +172,12 @@ export class BlockTrainer {
           );
         }
       }
-      for (const s of this.steps) feeds[stepName(s.name)] = new WasmValue(s.value, [1]);
+      for (const s of this.steps) {
+        feeds[stepName(s.name)] = new WasmValue(s.value, [1]);
+        if (o.activationDrop > 0) {
+          feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
+        }
+      }
       const out = this.engine.runInPlace(feeds);
       const loss = out[LOSS].data[0] as number;
       if (it % this.lossEvery === 0) this.losses.push(loss);

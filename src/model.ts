@@ -36,22 +36,62 @@ export class Model {
 
   /** Runs the float model. Inputs by name; returns every graph output by name. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
-    for (const input of this.graph.inputs) checkFeed(input, feeds[input.name]);
-    for (const name of Object.keys(feeds)) {
-      if (!this.graph.inputs.some((i) => i.name === name)) {
-        throw new AttnroundError(
-          "INVALID_ARGUMENT",
-          `the model has no input "${name}" (its inputs: ${this.graph.inputs.map((i) => i.name).join(", ")})`,
-        );
-      }
+    checkFeeds(this.graph.inputs, feeds);
+    try {
+      return this.engine.run(feeds);
+    } catch (e) {
+      throw inputShapeError(this.graph.inputs, feeds, e);
     }
-    return this.engine.run(feeds);
   }
 
   /** Frees the wasm memory this model holds. */
   dispose(): void {
     this.engine.dispose();
   }
+}
+
+/** Checks feeds against the declared inputs: every input present, of its dtype and (known) shape, no others. */
+export function checkFeeds(inputs: readonly ValueInfo[], feeds: Record<string, Tensor>): void {
+  if (feeds === null || typeof feeds !== "object") {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `run takes the inputs by name, e.g. { ${inputs[0]?.name ?? "input"}: new Tensor(data, shape) }`,
+    );
+  }
+  for (const input of inputs) checkFeed(input, feeds[input.name]);
+  for (const name of Object.keys(feeds)) {
+    if (!inputs.some((i) => i.name === name)) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        `the model has no input "${name}" (its inputs: ${inputs.map((i) => i.name).join(", ")})`,
+      );
+    }
+  }
+}
+
+/**
+ * An op that cannot take its inputs fails with INVALID_MODEL. When the model's
+ * inputs have dynamic dimensions, that is the fed shape's fault, not the
+ * model's: such errors become SHAPE_MISMATCH naming the shapes fed.
+ */
+export function inputShapeError(
+  inputs: readonly ValueInfo[],
+  fed: Record<string, { shape: readonly number[] }>,
+  error: unknown,
+): unknown {
+  const dynamic = inputs.some((i) => !i.shape || i.shape.some((d) => typeof d !== "number"));
+  if (!(error instanceof AttnroundError) || error.code !== "INVALID_MODEL" || !dynamic) return error;
+  if (!error.message.startsWith("node ")) return error;
+  const given = Object.entries(fed).map(([name, t]) => `"${name}" of shape [${t.shape}]`).join(", ");
+  const declared = inputs.map((i) =>
+    i.shape ? `"${i.name}" as [${i.shape.map((d) => d ?? "?")}]` : `no shape for "${i.name}"`
+  ).join(", ");
+  return new AttnroundError(
+    "SHAPE_MISMATCH",
+    `the model cannot take input ${given} (it declares ${declared}, so only its ops check the shape): ` +
+      error.message,
+    { cause: error },
+  );
 }
 
 function checkFeed(input: ValueInfo, feed: Tensor | undefined): void {

@@ -39,7 +39,15 @@ const { VARINT, I64, LEN, I32 } = WireType;
 /** Decodes an ONNX model. Throws AttnroundError "INVALID_MODEL" for anything that is not one. */
 export function decodeModel(bytes: Uint8Array): ModelProto {
   const r = readerFor(bytes, "decodeModel");
-  const model = decodeModelFields(r);
+  let model: ModelFields;
+  try {
+    model = decodeModelFields(r);
+  } catch (e) {
+    if (!(e instanceof AttnroundError)) throw e;
+    throw new AttnroundError("INVALID_MODEL", `not an ONNX model, or a damaged one: ${e.message}`, {
+      cause: e,
+    });
+  }
   const problem = model.irVersion === undefined
     ? "ir_version (field 1) is missing"
     : model.irVersion < 1n

@@ -49,9 +49,18 @@ export class WireReader {
     this.#view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
-  fail(problem: string, at = this.pos): never {
+  fail(problem: string, at = this.pos, hint = ""): never {
     const where = this.#path.length > 0 ? ` (in ${this.#path.join(" > ")})` : "";
-    throw new AttnroundError("INVALID_MODEL", `invalid protobuf: ${problem} at byte ${at}${where}`);
+    throw new AttnroundError("INVALID_MODEL", `invalid protobuf: ${problem} at byte ${at}${where}${hint}`);
+  }
+
+  /** Fails for a value that needs more bytes than its message has left, saying so when the input itself ends. */
+  #short(problem: string, at: number): never {
+    this.fail(
+      problem,
+      at,
+      this.limit === this.bytes.length ? "; the data ends early: is the file truncated?" : "",
+    );
   }
 
   more(): boolean {
@@ -147,7 +156,7 @@ export class WireReader {
     this.#varint();
     const left = this.limit - this.pos;
     if (this.#hi !== 0 || this.#lo >>> 0 > left) {
-      this.fail(`length ${this.#bigValue()} runs past the end of its message (${left} bytes left)`, at);
+      this.#short(`length ${this.#bigValue()} runs past the end of its message (${left} bytes left)`, at);
     }
     return this.#lo >>> 0;
   }
@@ -201,13 +210,13 @@ export class WireReader {
   /** Advances by n bytes within the current message and returns where they start. */
   #take(n: number): number {
     const at = this.pos;
-    if (n > this.limit - at) this.fail(`truncated: needs ${n} bytes, ${this.limit - at} left`);
+    if (n > this.limit - at) this.#short(`truncated: needs ${n} bytes, ${this.limit - at} left`, at);
     this.pos = at + n;
     return at;
   }
 
   #byte(): number {
-    if (this.pos >= this.limit) this.fail("truncated varint");
+    if (this.pos >= this.limit) this.#short("truncated varint", this.pos);
     return this.bytes[this.pos++];
   }
 

@@ -12,7 +12,7 @@ import { WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
-import type { Model } from "../model.ts";
+import { inputShapeError, Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
 import { alloc, f32, free, wasm } from "../wasm.ts";
 import { ActivationCache } from "./cache.ts";
@@ -177,6 +177,12 @@ export class QuantizationRun {
     calibration: CalibrationInput,
     options: Partial<QuantizeOptions> = {},
   ): Promise<QuantizationRun> {
+    if (!(model instanceof Model)) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        "quantize takes a Model, as loadModel(onnxBytes) returns it",
+      );
+    }
     const o = resolveOptions(options);
     const graph = model.graph;
     if (graph.inputs.length !== 1) {
@@ -190,7 +196,13 @@ export class QuantizationRun {
     const weights = planWeightQuantizers(graph, o);
     const acts = planActivationQuantizers(weights, o);
     o.onProgress?.({ phase: "calibrate" });
-    initActivationSteps(graph, acts, calib);
+    try {
+      initActivationSteps(graph, acts, calib);
+    } catch (e) {
+      throw inputShapeError(graph.inputs, {
+        [graph.inputs[0].name]: { shape: [calib.count, ...calib.sampleShape] },
+      }, e);
+    }
     const print = fingerprint(calib.data, ...weights.map((q) => q.rows));
     return new QuantizationRun(model, calib, o, weights, acts, partitionBlocks(graph), print);
   }

@@ -2,7 +2,7 @@
 // engine, and carries the integer weights (for export) and the report.
 import { Engine } from "../engine/engine.ts";
 import type { Graph } from "../graph/ir.ts";
-import type { Model } from "../model.ts";
+import { checkFeeds, inputShapeError, type Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import type { QuantizeOptions } from "./options.ts";
@@ -64,7 +64,12 @@ export class QuantizedModel {
 
   /** The simulated-quantized forward pass. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
-    return this.engine.run(feeds);
+    checkFeeds(this.float.inputs, feeds);
+    try {
+      return this.engine.run(feeds);
+    } catch (e) {
+      throw inputShapeError(this.float.inputs, feeds, e);
+    }
   }
 
   /** Integer levels of a layer's weight, rows layout: round(ŵ/s) + z. */

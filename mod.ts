@@ -11,6 +11,8 @@ export { loadModel, Model } from "./src/model.ts";
 export { QuantizationRun, quantize } from "./src/quant/quantize.ts";
 export type { QuantizationReport, QuantizedModel } from "./src/quant/quantized-model.ts";
 export type { ProgressEvent, QuantizeOptions, RoundingMode } from "./src/quant/options.ts";
+export { reportToHtml } from "./src/report/html.ts";
+export type { HtmlReportOptions } from "./src/report/html.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";
 export { readNpy, readNpz, writeNpy, writeNpz } from "./src/data/npy.ts";
 export { inputsFromNpz } from "./src/data/inputs.ts";

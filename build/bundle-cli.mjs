@@ -1,0 +1,48 @@
+// Bundles the command line (src/cli/main.ts and everything it imports,
+// the embedded wasm included) into one ES module for Node:
+// dist/attnround-cli.mjs, which bin/attnround.mjs runs. Packages stay
+// external (fflate resolves from node_modules at run time).
+//   node build/bundle-cli.mjs        (npm run build:cli; also run by npm pack)
+import { build } from "esbuild";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const bundlePath = join(root, "dist", "attnround-cli.mjs");
+
+// `npm:name@version/path` specifiers (Deno) become the bare package names Node resolves.
+const npmSpecifiers = {
+  name: "npm-specifiers",
+  setup(b) {
+    b.onResolve({ filter: /^npm:/ }, (args) => ({
+      path: args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"),
+      external: true,
+    }));
+  },
+};
+
+/** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
+export async function bundleCli(outfile = bundlePath) {
+  const result = await build({
+    entryPoints: [join(root, "src", "cli", "main.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "node",
+    target: "node20",
+    packages: "external",
+    plugins: [npmSpecifiers],
+    write: false,
+    outfile,
+    logLevel: "error",
+  });
+  mkdirSync(dirname(outfile), { recursive: true });
+  const temp = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(temp, result.outputFiles[0].contents);
+  renameSync(temp, outfile);
+  return outfile;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  console.log(`wrote ${await bundleCli()}`);
+}

@@ -1,0 +1,83 @@
+// What the commands share: their console, and models and .npz samples read
+// from files with errors that name the file.
+import { AttnroundError } from "../errors.ts";
+import { loadModel, type Model } from "../model.ts";
+import { Tensor } from "../tensor.ts";
+import { type Samples, samplesFromNpz } from "./capabilities.ts";
+import { CliError } from "./errors.ts";
+import { readInput } from "./files.ts";
+import type { Runtime } from "./runtime.ts";
+
+/** What a command prints: human text unless --json, nothing but errors with --quiet. */
+export class Console {
+  constructor(readonly rt: Runtime, readonly json: boolean, readonly quiet: boolean) {}
+  /** Human-readable output (stdout). */
+  info(text: string): void {
+    if (!this.json && !this.quiet) this.rt.stdout.write(text + "\n");
+  }
+  /** The command's result: JSON on stdout with --json. */
+  result(value: unknown): void {
+    if (this.json) this.rt.stdout.write(JSON.stringify(value) + "\n");
+  }
+  warn(text: string): void {
+    this.rt.stderr.write(`attnround: warning: ${text}\n`);
+  }
+}
+
+/** Loads a model file; errors name the file. */
+export async function loadModelFile(
+  rt: Runtime,
+  path: string,
+  what = "the model",
+): Promise<{ model: Model; bytes: Uint8Array }> {
+  const bytes = await readInput(rt, path, what);
+  try {
+    return { model: loadModel(bytes), bytes };
+  } catch (e) {
+    if (e instanceof AttnroundError) throw new AttnroundError(e.code, `${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+export async function loadSamples(rt: Runtime, path: string, model: Model, flag: string): Promise<Samples> {
+  const bytes = await readInput(rt, path, flag);
+  try {
+    return samplesFromNpz(bytes, model.inputs[0], path);
+  } catch (e) {
+    if (e instanceof AttnroundError && !e.message.includes(path)) {
+      throw new AttnroundError(e.code, `${flag} ${path}: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}
+
+/** Arg-max class of each row of every batch of `x` through `run`. */
+export function predictClasses(
+  run: (x: Tensor) => Tensor,
+  x: Tensor,
+  batch: number,
+  what: string,
+): Int32Array {
+  const n = x.shape[0], per = x.size / n;
+  const classes = new Int32Array(n);
+  for (let start = 0; start < n; start += batch) {
+    const count = Math.min(batch, n - start);
+    const input = new Tensor((x.data as Float32Array).subarray(start * per, (start + count) * per), [
+      count,
+      ...x.shape.slice(1),
+    ]);
+    const y = run(input);
+    if (y.shape.length !== 2 || y.shape[0] !== count) {
+      throw new CliError(
+        `${what}: its first output has shape [${y.shape}]; eval needs class scores [N, classes]`,
+      );
+    }
+    const c = y.shape[1], v = y.data as Float32Array;
+    for (let r = 0; r < count; r++) {
+      let best = 0;
+      for (let k = 1; k < c; k++) if (v[r * c + k] > v[r * c + best]) best = k;
+      classes[start + r] = best;
+    }
+  }
+  return classes;
+}

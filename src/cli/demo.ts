@@ -1,0 +1,173 @@
+// attnround demo: the main job end to end on the bundled fixtures. Quantizes
+// resnet18_fmnist at W4A4 with Attention Round on the 1,024-image calibration
+// set (the settings of `deno task bench:accuracy`, so the top-1 it prints is
+// the accuracy table's), evaluates float and quantized top-1 on the bundled
+// test images, re-runs the exported ONNX, and writes ONNX, npz, JSON and HTML.
+import { quantize } from "../quant/quantize.ts";
+import { reportToHtml } from "../report/html.ts";
+import { Tensor } from "../tensor.ts";
+import { init } from "../init.ts";
+import type { CommandSpec, FlagValue } from "./args.ts";
+import { exportAvailable, toNpz, toOnnx } from "./capabilities.ts";
+import { type Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
+import { CliError } from "./errors.ts";
+import { checkWritable, joinPath, writeOutput } from "./files.ts";
+import { formatDuration, ProgressPrinter } from "./progress.ts";
+import type { Runtime } from "./runtime.ts";
+
+export const demoSpec: CommandSpec = {
+  name: "demo",
+  summary:
+    "Quantize the bundled ResNet-18 (Fashion-MNIST) at W4A4 with Attention Round and compare it with the float model.",
+  positionals: [],
+  flags: {
+    fast: {
+      type: "boolean",
+      help: "200 iterations per block and 2,000 test images (about a minute) instead of 2,000 and 10,000",
+    },
+    out: {
+      type: "string",
+      value: "DIR",
+      default: "demo-out",
+      help: "where to write the ONNX, npz, JSON and HTML",
+    },
+    fixtures: {
+      type: "string",
+      value: "DIR",
+      default: "tests/fixtures",
+      help: "where resnet18_fmnist.onnx, calib.npz and test.npz are",
+    },
+  },
+  examples: ["deno task demo --fast", "npm run demo"],
+};
+
+const MODEL = "resnet18_fmnist";
+
+export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: Console): Promise<number> {
+  const fast = flags.fast === true;
+  const iterations = fast ? 200 : 2000;
+  const evalCount = fast ? 2000 : 10000;
+  const dir = (flags.out as string | undefined) ?? "demo-out";
+  const fixtures = (flags.fixtures as string | undefined) ?? "tests/fixtures";
+  const started = performance.now();
+  if (!exportAvailable()) {
+    throw new CliError("this build of attnround cannot write quantized ONNX models (no export)");
+  }
+  const files = {
+    onnx: joinPath(dir, `${MODEL}.w4a4.onnx`),
+    npz: joinPath(dir, `${MODEL}.w4a4.npz`),
+    json: joinPath(dir, "report.json"),
+    html: joinPath(dir, "report.html"),
+  };
+  try {
+    await rt.mkdir(dir);
+  } catch (e) {
+    throw new CliError(
+      `cannot create the output directory ${dir} (${(e as Error).message}); choose another with --out`,
+    );
+  }
+  for (const path of Object.values(files)) await checkWritable(rt, path, "--out");
+
+  await init();
+  const modelPath = joinPath(fixtures, `${MODEL}.onnx`);
+  const { model, bytes: modelBytes } = await loadModelFile(
+    rt,
+    modelPath,
+    "the demo model (run the demo from the repository's root, or pass --fixtures DIR)",
+  );
+  const calib = await loadSamples(rt, joinPath(fixtures, "calib.npz"), model, "the calibration set");
+  const test = await loadSamples(rt, joinPath(fixtures, "test.npz"), model, "the test set");
+  const n = Math.min(evalCount, test.x.shape[0]);
+  const x = test.x;
+  const xs = new Tensor(
+    (x.data as Float32Array).subarray(0, n * (x.size / x.shape[0])),
+    [n, ...x.shape.slice(1)],
+  );
+  const labels = test.y!;
+  const top1 = (c: Int32Array) => c.filter((v, i) => v === labels[i]).length / n;
+  const input = model.inputs[0].name, output = model.outputs[0].name;
+
+  out.info(
+    `attnround demo: ${MODEL} at W4A4 with Attention Round, ${iterations} iterations per block, ` +
+      `${calib.x.shape[0]} calibration images; top-1 on ${n} test images${fast ? " (--fast)" : ""}`,
+  );
+  const floatClasses = predictClasses((t) => model.run({ [input]: t })[output], xs, 250, modelPath);
+  const floatTop1 = top1(floatClasses);
+  out.info(`float top-1: ${(100 * floatTop1).toFixed(2)} %`);
+
+  const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
+  const quantStarted = performance.now();
+  const q = await quantize(model, calib.x, {
+    weightBits: 4,
+    activationBits: 4,
+    rounding: "attention",
+    iterations,
+    seed: 0,
+    onProgress: printer && ((e) => printer.event(e)),
+  }).finally(() => printer?.finish());
+  const quantSeconds = (performance.now() - quantStarted) / 1000;
+  const quantClasses = predictClasses((t) => q.run({ [input]: t })[output], xs, 250, "the quantized model");
+  const quantTop1 = top1(quantClasses);
+  const agreement = quantClasses.filter((v, i) => v === floatClasses[i]).length / n;
+
+  const onnx = toOnnx(q);
+  const npz = toNpz(q);
+  await writeOutput(rt, files.onnx, onnx);
+  await writeOutput(rt, files.npz, npz);
+  // The exported file, loaded back and run by the engine: what a user of the ONNX gets.
+  const { model: exported } = await loadModelFile(rt, files.onnx, "the exported model");
+  const exportedTop1 = top1(
+    predictClasses(
+      (t) => exported.run({ [exported.inputs[0].name]: t })[exported.outputs[0].name],
+      xs,
+      250,
+      files.onnx,
+    ),
+  );
+  const report = q.report;
+  await writeOutput(rt, files.json, JSON.stringify(report, null, 2) + "\n");
+  await writeOutput(
+    rt,
+    files.html,
+    reportToHtml(report, {
+      title: "attnround demo: resnet18_fmnist at W4A4",
+      model: `${MODEL}.onnx`,
+      accuracy: { samples: n, float: floatTop1, quantized: quantTop1 },
+      sizes: { floatModel: modelBytes.length, quantizedModel: onnx.length, npz: npz.length },
+    }),
+  );
+  const mib = (b: number) => `${(b / 1024 ** 2).toFixed(2)} MiB`;
+  const pct = (v: number) => `${(100 * v).toFixed(2)} %`;
+  out.info("");
+  out.info(`                           top-1 (${n} test images)   size`);
+  out.info(
+    `float                      ${pct(floatTop1).padStart(8)}                 ${mib(modelBytes.length)} ONNX`,
+  );
+  out.info(
+    `quantized W4A4 attention   ${pct(quantTop1).padStart(8)}                 ${mib(onnx.length)} ONNX, ${
+      mib(npz.length)
+    } npz`,
+  );
+  out.info(`exported ONNX, re-run      ${pct(exportedTop1).padStart(8)}`);
+  out.info(`agreement with float       ${pct(agreement).padStart(8)}`);
+  out.info(
+    `time: quantization ${formatDuration(quantSeconds)}, whole demo ${
+      formatDuration((performance.now() - started) / 1000)
+    }`,
+  );
+  out.info(`wrote ${Object.values(files).join(", ")}`);
+  out.result({
+    model: MODEL,
+    iterations,
+    testImages: n,
+    top1: { float: floatTop1, quantized: quantTop1, exportedOnnx: exportedTop1 },
+    agreement,
+    bytes: { floatModel: modelBytes.length, quantizedModel: onnx.length, npz: npz.length },
+    seconds: { quantization: quantSeconds, total: (performance.now() - started) / 1000 },
+    files,
+  });
+  q.dispose();
+  exported.dispose();
+  model.dispose();
+  return 0;
+}

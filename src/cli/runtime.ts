@@ -1,0 +1,143 @@
+// The little the command line needs from its host, for Deno and for Node:
+// arguments, files, the terminal, Ctrl-C and the exit code. Nothing else in
+// src/cli/ touches Deno.* or node:*.
+
+export interface Output {
+  write(text: string): void;
+  readonly isTTY: boolean;
+  /** Terminal width, when known. */
+  readonly columns?: number;
+}
+
+export interface Runtime {
+  readonly name: "deno" | "node";
+  readonly args: string[];
+  readonly pid: number;
+  readonly stdout: Output;
+  readonly stderr: Output;
+  readFile(path: string): Promise<Uint8Array>;
+  writeFile(path: string, data: Uint8Array): Promise<void>;
+  /** Replaces `to` atomically (same directory). */
+  rename(from: string, to: string): Promise<void>;
+  remove(path: string): Promise<void>;
+  mkdir(path: string): Promise<void>;
+  /** undefined when nothing is there. */
+  stat(path: string): Promise<{ isDirectory: boolean; size: number } | undefined>;
+  /** Calls `handler` on Ctrl-C (SIGINT); returns a function that stops listening. */
+  onInterrupt(handler: () => void): () => void;
+  exit(code: number): never;
+}
+
+/** Whether the error is the host's "no such file or directory". */
+export function isNotFound(e: unknown): boolean {
+  const err = e as { code?: string; name?: string };
+  return err?.code === "ENOENT" || err?.name === "NotFound";
+}
+
+/** Whether the error is the host's "permission denied" (or a read-only file system). */
+export function isPermissionDenied(e: unknown): boolean {
+  const err = e as { code?: string; name?: string };
+  return err?.code === "EACCES" || err?.code === "EPERM" || err?.code === "EROFS" ||
+    err?.name === "PermissionDenied" || err?.name === "NotCapable";
+}
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
+
+function denoRuntime(Deno: Any): Runtime {
+  const encoder = new TextEncoder();
+  const output = (file: Any): Output => ({
+    write(text: string) {
+      const bytes = encoder.encode(text);
+      for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+    },
+    get isTTY() {
+      return file.isTerminal();
+    },
+    get columns() {
+      try {
+        return Deno.consoleSize().columns;
+      } catch {
+        return undefined;
+      }
+    },
+  });
+  return {
+    name: "deno",
+    args: [...Deno.args],
+    pid: Deno.pid,
+    stdout: output(Deno.stdout),
+    stderr: output(Deno.stderr),
+    readFile: (path) => Deno.readFile(path),
+    writeFile: (path, data) => Deno.writeFile(path, data),
+    rename: (from, to) => Deno.rename(from, to),
+    remove: (path) => Deno.remove(path),
+    mkdir: (path) => Deno.mkdir(path, { recursive: true }),
+    async stat(path) {
+      try {
+        const s = await Deno.stat(path);
+        return { isDirectory: s.isDirectory, size: s.size };
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      }
+    },
+    onInterrupt(handler) {
+      Deno.addSignalListener("SIGINT", handler);
+      return () => Deno.removeSignalListener("SIGINT", handler);
+    },
+    exit: (code): never => Deno.exit(code) as never,
+  };
+}
+
+async function nodeRuntime(process: Any): Promise<Runtime> {
+  const fs = await import("node:fs/promises");
+  const output = (stream: Any): Output => ({
+    write: (text: string) => void stream.write(text),
+    get isTTY() {
+      return Boolean(stream.isTTY);
+    },
+    get columns() {
+      return stream.columns;
+    },
+  });
+  return {
+    name: "node",
+    args: process.argv.slice(2),
+    pid: process.pid,
+    stdout: output(process.stdout),
+    stderr: output(process.stderr),
+    readFile: async (path) => new Uint8Array(await fs.readFile(path)),
+    writeFile: (path, data) => fs.writeFile(path, data),
+    rename: (from, to) => fs.rename(from, to),
+    remove: (path) => fs.rm(path, { force: true }),
+    mkdir: async (path) => void await fs.mkdir(path, { recursive: true }),
+    async stat(path) {
+      try {
+        const s = await fs.stat(path);
+        return { isDirectory: s.isDirectory(), size: s.size };
+      } catch (e) {
+        if (isNotFound(e)) return undefined;
+        throw e;
+      }
+    },
+    onInterrupt(handler) {
+      process.on("SIGINT", handler);
+      return () => process.off("SIGINT", handler);
+    },
+    exit(code) {
+      // Let piped output drain before the process ends.
+      process.exitCode = code;
+      process.stdout.write("", () => process.exit(code));
+      return undefined as never;
+    },
+  };
+}
+
+/** The host runtime: Deno when `Deno` is defined, else Node. */
+export function detectRuntime(): Promise<Runtime> {
+  const g = globalThis as Any;
+  if (g.Deno?.version?.deno) return Promise.resolve(denoRuntime(g.Deno));
+  if (g.process?.versions?.node) return nodeRuntime(g.process);
+  throw new Error("the attnround command line runs in Deno or Node");
+}

@@ -28,3 +28,4 @@ export { averagePool2dBackward, globalAveragePoolBackward, maxPool2dBackward } f
 export { reduceToShape } from "./binary-grad";
 export { unaryGrad } from "./unary-grad";
 export { stridedCopy } from "./strided-copy";
+export { choleskyLogDet, gramSmaller } from "./coding-length";

@@ -67,6 +67,8 @@ export interface KernelExports {
     beta: number,
   ): void;
   stridedCopy(src: number, dst: number, ...dimsAndStrides: number[]): void;
+  gramSmaller(w: number, m: number, n: number, g: number): number;
+  choleskyLogDet(a: number, s: number, c: number): number;
 }
 
 export interface InitOptions {
@@ -136,6 +138,8 @@ async function instantiate(options: InitOptions): Promise<void> {
       "reduceToShape",
       "unaryGrad",
       "stridedCopy",
+      "gramSmaller",
+      "choleskyLogDet",
     ] as const
   ) {
     if (!(name in exports)) {

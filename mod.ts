@@ -3,7 +3,7 @@
  * in TypeScript over WebAssembly SIMD. This file is the public API and nothing else.
  * @module
  */
-export { init } from "./src/wasm.ts";
+export { init } from "./src/init.ts";
 export type { InitOptions } from "./src/wasm.ts";
 export { Tensor } from "./src/tensor.ts";
 export type { DType, TensorData } from "./src/tensor.ts";

@@ -4,7 +4,11 @@
 //
 // No @assemblyscript/loader: every export takes and returns plain numbers and
 // pointers, so instantiation plus an `abort` import is all a loader would do.
-import { wasmBase64 } from "../build/attnround.wasm.ts";
+//
+// Where the module comes from is the entry point's business, not this file's:
+// mod.ts compiles the bytes embedded in build/attnround.wasm.ts (src/init.ts),
+// mod.edge.ts hands over the module its runtime's bundler precompiled
+// (src/init-edge.ts), and a caller may always pass one in.
 import { AttnroundError } from "./errors.ts";
 
 export interface KernelExports {
@@ -82,10 +86,16 @@ let viewBuffer: ArrayBufferLike | undefined;
 let viewF32: Float32Array = new Float32Array(0);
 let viewU8: Uint8Array = new Uint8Array(0);
 
-/** Instantiates the wasm kernels. Safe to call more than once. */
-export function init(options: InitOptions = {}): Promise<void> {
+/**
+ * Instantiates the wasm kernels from `options.module`, or else from the module
+ * `fallback` gives (each entry point's own source). Safe to call more than once.
+ */
+export function initKernels(
+  options: InitOptions,
+  fallback: () => Promise<WebAssembly.Module>,
+): Promise<void> {
   if (kernels) return Promise.resolve();
-  pending ??= instantiate(options).catch((cause) => {
+  pending ??= instantiate(options.module ?? fallback()).catch((cause) => {
     pending = undefined;
     if (cause instanceof AttnroundError) throw cause;
     throw new AttnroundError("WASM_INIT_FAILED", `could not instantiate the wasm kernels: ${cause}`, {
@@ -95,8 +105,16 @@ export function init(options: InitOptions = {}): Promise<void> {
   return pending;
 }
 
-async function instantiate(options: InitOptions): Promise<void> {
-  const module = options.module ?? await WebAssembly.compile(decodeBase64(wasmBase64));
+async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Module>): Promise<void> {
+  const module = await source;
+  if (!(module instanceof WebAssembly.Module)) {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `init({ module }) takes a WebAssembly.Module (build/attnround.wasm, compiled), got ${
+        Object.prototype.toString.call(module)
+      }`,
+    );
+  }
   const instance = await WebAssembly.instantiate(module, { env: { abort } });
   const exports = instance.exports as unknown as KernelExports;
   for (
@@ -150,13 +168,6 @@ async function instantiate(options: InitOptions): Promise<void> {
     }
   }
   kernels = exports;
-}
-
-function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
-  const binary = atob(text);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
-  return bytes;
 }
 
 // AssemblyScript calls this on a failed allocation or a trap it checks for.

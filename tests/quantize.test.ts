@@ -3,6 +3,7 @@ import { AttnroundError, init, loadModel, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { QuantizationRun, quantize } from "../src/quant/quantize.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
+import { modelDigest, quantizeInSlices } from "./slices.ts";
 
 const calibration = () => imagesToInput(readNpz(readFixture("calib.npz")).x);
 const testSet = () => {
@@ -138,29 +139,14 @@ Deno.test("a run split into resumed slices ends with exactly the model of an uni
   );
   withoutDrop.dispose();
   // Each slice: resume from bytes, work a little, save. As an edge function with a CPU budget would.
-  let state = (await QuantizationRun.start(model, calib, settings)).state();
-  let slices = 0;
-  for (;;) {
-    const run = await QuantizationRun.resume(model, calib, state);
-    const finished = run.advance({ milliseconds: 15 });
-    slices++;
-    if (finished) {
-      const sliced = run.result();
-      for (const w of whole.weights) {
-        assert.deepEqual(
-          sliced.finalRows.get(w.layer.weight),
-          whole.finalRows.get(w.layer.weight),
-          w.layer.name,
-        );
-      }
-      assert.deepEqual(sliced.report.activations, whole.report.activations);
-      assert.deepEqual(sliced.report.blocks.map((b) => b.losses), whole.report.blocks.map((b) => b.losses));
-      sliced.dispose();
-      break;
-    }
-    state = run.state();
-    run.dispose();
+  const { result: sliced, slices } = await quantizeInSlices(model, calib, settings, 15);
+  for (const w of whole.weights) {
+    assert.deepEqual(sliced.finalRows.get(w.layer.weight), whole.finalRows.get(w.layer.weight), w.layer.name);
   }
+  assert.deepEqual(sliced.report.activations, whole.report.activations);
+  assert.deepEqual(sliced.report.blocks.map((b) => b.losses), whole.report.blocks.map((b) => b.losses));
+  assert.equal(await modelDigest(sliced), await modelDigest(whole));
+  sliced.dispose();
   assert.ok(slices > 3, `expected several slices, got ${slices}`);
   whole.dispose();
 });

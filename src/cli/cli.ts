@@ -271,7 +271,9 @@ async function quantizeCommand(
         fid.top1Agreement === undefined ? "n/a" : (100 * fid.top1Agreement).toFixed(1) + " %"
       }, SNR ${
         fid.snrDb.toFixed(1)
-      } dB on ${fid.samples} held-back samples): try more --iters, more bits or --rounding attention`,
+      } dB on ${fid.samples} held-back samples): try more --iters or bits (--w, --a)${
+        options.rounding === "attention" ? "" : ", or --rounding attention"
+      }`,
     );
   }
   out.info(`wrote ${written.join(", ")}`);

@@ -1,0 +1,299 @@
+// The command line as a user runs it: a subprocess, `deno run src/cli/main.ts`
+// under Deno and `node bin/attnround.mjs` under Node (tests/run-node.mjs), on
+// the tiny fixture model with few iterations. Exit codes, --json, errors that
+// name what is wrong, outputs that are whole or absent, and eval's top-1
+// against an independent computation.
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import process from "node:process";
+import { fileURLToPath } from "node:url";
+import { init, loadModel, readNpz } from "../mod.ts";
+import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
+import { ortNodeRun } from "./ort.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const fixture = (name: string) => join(root, "tests", "fixtures", name);
+const MODEL = fixture("tiny_cnn_fmnist.onnx");
+const CALIB = fixture("calib.npz");
+const TEST = fixture("test.npz");
+const inDeno = Boolean(process.versions.deno);
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(...args: string[]): Run {
+  const command = inDeno
+    ? ["run", "--allow-read", "--allow-write", "--allow-env", join(root, "src", "cli", "main.ts"), ...args]
+    : [join(root, "bin", "attnround.mjs"), ...args];
+  const r = spawnSync(process.execPath, command, {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1" },
+    timeout: 120_000,
+  });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function tempDir(): string {
+  return mkdtempSync(join(tmpdir(), "attnround-cli-"));
+}
+
+Deno.test("cli: --help on every command exits 0; no command or an unknown one is bad usage (2)", () => {
+  for (const command of ["quantize", "eval", "inspect", "demo"]) {
+    const r = cli(command, "--help");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`usage: attnround ${command}`));
+    assert.match(r.stdout, /--json/);
+  }
+  assert.match(cli("--help").stdout, /quantize MODEL\.onnx --calib CALIB\.npz --out OUT\.onnx/);
+  assert.equal(cli().code, 2);
+  const unknown = cli("quantise", MODEL);
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.stderr, /unknown command "quantise"; did you mean "quantize"\?/);
+});
+
+Deno.test("cli: bad flags and values exit 2 and name the flag", () => {
+  const typo = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--iter", "3");
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /unknown option --iter for "attnround quantize"; did you mean --iters\?/);
+  assert.match(typo.stderr, /attnround quantize --help/);
+  const bits = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--w", "9");
+  assert.equal(bits.code, 2);
+  assert.match(bits.stderr, /--w must be 2 to 8, got "9"/);
+  const notNumber = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--iters", "many");
+  assert.equal(notNumber.code, 2);
+  assert.match(notNumber.stderr, /--iters must be an integer, got "many"/);
+  const rounding = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--rounding", "stochastic");
+  assert.equal(rounding.code, 2);
+  assert.match(rounding.stderr, /--rounding must be one of attention, adaround, nearest/);
+  const missing = cli("quantize", MODEL, "--out", "x.onnx");
+  assert.equal(missing.code, 2);
+  assert.match(missing.stderr, /needs --calib CALIB\.npz/);
+  const noValue = cli("eval", MODEL, "--data");
+  assert.equal(noValue.code, 2);
+  assert.match(noValue.stderr, /--data needs a value/);
+  // With --json, stdout still holds exactly one JSON object.
+  const json = cli("eval", MODEL, "--data", TEST, "--bogus", "--json");
+  assert.equal(json.code, 2);
+  assert.equal(JSON.parse(json.stdout).error.code, "USAGE");
+});
+
+Deno.test("cli: a missing or broken input fails with 1 and names the file", () => {
+  const missing = cli("inspect", join(root, "no-such-model.onnx"));
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /cannot read the model .*no-such-model\.onnx \(no such file or directory\)/);
+  const notOnnx = cli("eval", CALIB, "--data", TEST);
+  assert.equal(notOnnx.code, 1);
+  assert.match(notOnnx.stderr, /\[INVALID_MODEL\] .*calib\.npz: not an ONNX model/);
+  const notNpz = cli("eval", MODEL, "--data", MODEL);
+  assert.equal(notNpz.code, 1);
+  assert.match(notNpz.stderr, /tiny_cnn_fmnist\.onnx.*not a zip archive/);
+});
+
+Deno.test("cli: an output path that cannot be written fails with 1 before quantizing, leaving no file", () => {
+  const dir = tempDir();
+  try {
+    writeFileSync(join(dir, "a-file"), "x");
+    mkdirSync(join(dir, "a-dir"));
+    const cases: [string, RegExp][] = [
+      [join(dir, "missing", "q.onnx"), /--out .*missing\/q\.onnx: the directory .*missing does not exist/],
+      [join(dir, "a-dir"), /--out .*a-dir is a directory/],
+      [join(dir, "a-file", "q.onnx"), /--out .*a-file\/q\.onnx: .*a-file is not a directory/],
+    ];
+    for (const [out, message] of cases) {
+      // 100,000 iterations per block: only a check made before the work can return in time.
+      const started = performance.now();
+      const r = cli("quantize", MODEL, "--calib", CALIB, "--out", out, "--iters", "100000");
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, message);
+      assert.ok(performance.now() - started < 60_000);
+    }
+    const report = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--out",
+      join(dir, "q.onnx"),
+      "--html",
+      join(dir, "missing", "r.html"),
+    );
+    assert.equal(report.code, 1);
+    assert.match(report.stderr, /--html .*missing\/r\.html/);
+    const same = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--out",
+      join(dir, "q.onnx"),
+      "--report",
+      join(dir, "q.onnx"),
+    );
+    assert.equal(same.code, 2);
+    assert.match(same.stderr, /--out and --report name the same file/);
+    // A failure after the checks (calibration data the model cannot take) writes nothing either.
+    const badData = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      MODEL,
+      "--out",
+      join(dir, "q.onnx"),
+      "--report",
+      join(dir, "r.json"),
+    );
+    assert.equal(badData.code, 1);
+    assert.deepEqual(readdirSync(dir).sort(), ["a-dir", "a-file"]);
+    assert.deepEqual(readdirSync(join(dir, "a-dir")), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("cli: eval prints one JSON line whose top-1 matches an independent computation", async () => {
+  const r = cli("eval", MODEL, "--data", TEST, "--compare", MODEL);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.length, 1);
+  const result = JSON.parse(lines[0]);
+  // The library on the same images, prepared without the CLI's .npz handling.
+  await init();
+  const { x, y } = readNpz(readFixture("test.npz"));
+  const images = imagesToInput(x), labels = y.data as Uint8Array;
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const classes = argmaxRows(model.run({ input: images }).logits);
+  const top1 = classes.filter((c, i) => c === labels[i]).length / labels.length;
+  model.dispose();
+  assert.equal(result.n, 10000);
+  assert.equal(result.top1, top1);
+  assert.equal(result.agreement, 1);
+  // And onnxruntime on the same model, up to near-ties between two classes.
+  const ort = await ortNodeRun(readFixture("tiny_cnn_fmnist.onnx"), { input: images });
+  const ortClasses = argmaxRows(Object.values(ort)[0]);
+  const ortTop1 = ortClasses.filter((c, i) => c === labels[i]).length / labels.length;
+  assert.ok(Math.abs(result.top1 - ortTop1) <= 2 / 10000, `cli ${result.top1} vs onnxruntime ${ortTop1}`);
+  assert.ok(result.top1 > 0.8, `tiny_cnn reaches ${result.top1}`);
+});
+
+Deno.test("cli: inspect --json describes the model", () => {
+  const r = cli("inspect", MODEL, "--json");
+  assert.equal(r.code, 0, r.stderr);
+  const info = JSON.parse(r.stdout);
+  assert.deepEqual(info.ops, {
+    Sub: 1,
+    Div: 1,
+    Conv: 2,
+    Relu: 2,
+    MaxPool: 1,
+    GlobalAveragePool: 1,
+    Flatten: 1,
+    Gemm: 1,
+  });
+  assert.deepEqual(info.layers.map((l: { name: string }) => l.name), [
+    "/conv1/Conv",
+    "/conv2/Conv",
+    "/fc/Gemm",
+  ]);
+  assert.deepEqual(info.layers.map((l: { parameters: number }) => l.parameters), [
+    8 * 9,
+    16 * 8 * 9,
+    10 * 16,
+  ]);
+  assert.equal(info.blocks.length, 2);
+  assert.equal(info.inputs[0].name, "input");
+  const text = cli("inspect", MODEL);
+  assert.match(text.stdout, /\/conv2\/Conv\s+Conv\s+\[16×8×3×3\]\s+1152/);
+});
+
+Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json prints only the result", () => {
+  const dir = tempDir();
+  try {
+    const out = join(dir, "q.onnx");
+    const r = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--out",
+      out,
+      "--npz",
+      join(dir, "q.npz"),
+      "--report",
+      join(dir, "r.json"),
+      "--html",
+      join(dir, "r.html"),
+      "--iters",
+      "20",
+      "--w",
+      "3",
+      "--json",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.trim().split("\n");
+    assert.equal(lines.length, 1, "one line of JSON on stdout");
+    const result = JSON.parse(lines[0]);
+    assert.equal(result.out, out);
+    assert.equal(result.settings.weightBits, 3);
+    assert.deepEqual(
+      readdirSync(dir).sort(),
+      ["q.npz", "q.onnx", "r.html", "r.json"],
+      "no temporary files left",
+    );
+    assert.equal(result.bytes.quantizedModel, readFileSync(out).length);
+    const report = JSON.parse(readFileSync(join(dir, "r.json"), "utf8"));
+    assert.deepEqual(report.layers.map((l: { weightBits: number }) => l.weightBits), [8, 3, 8]);
+    assert.equal(report.settings.iterations, 20);
+    assert.match(readFileSync(join(dir, "r.html"), "utf8"), /^<!DOCTYPE html>[\s\S]*<svg data-plot="loss"/);
+    // The written model runs, and eval reads it.
+    const again = cli("eval", out, "--data", TEST, "--compare", MODEL);
+    assert.equal(again.code, 0, again.stderr);
+    const e = JSON.parse(again.stdout);
+    // 20 iterations at W3A4 leave the tiny model well short of float, but far above chance (0.1).
+    assert.ok(e.agreement > 0.5 && e.top1 > 0.5, again.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", () => {
+  const dir = tempDir();
+  try {
+    const r = cli("quantize", MODEL, "--calib", CALIB, "--out", join(dir, "q.onnx"), "--iters", "30");
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(!r.stdout.includes("\r"), "no carriage returns when stdout is not a terminal");
+    assert.match(r.stdout, /block 1\/2 +iter 30\/30 +loss \S+ +[\d.]+ it\/s +done in/);
+    assert.match(r.stdout, /block 2\/2 +iter 30\/30/);
+    assert.match(r.stdout, /fidelity on \d+ held-back samples: top-1 agreement/);
+    const quiet = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--out",
+      join(dir, "q.onnx"),
+      "--iters",
+      "5",
+      "--quiet",
+    );
+    assert.equal(quiet.code, 0, quiet.stderr);
+    assert.equal(quiet.stdout, "");
+    assert.ok(existsSync(join(dir, "q.onnx")));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

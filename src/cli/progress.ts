@@ -39,7 +39,9 @@ export class ProgressPrinter {
 
   private show(text: string): void {
     if (this.live) {
-      const width = Math.max(20, (this.out.columns ?? 100) - 1);
+      // Some terminals report no width (0): assume 100 columns there.
+      const columns = this.out.columns;
+      const width = columns && columns > 20 ? columns - 1 : 100;
       this.out.write(`\r${text.slice(0, width).padEnd(Math.min(width, 80))}`);
       this.lineOpen = true;
     } else {

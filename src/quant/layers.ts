@@ -2,11 +2,19 @@
 // range, per-channel scales from the Lp search, in "rows" layout: channel axis
 // first) and every activation quantizer (at the data input of a quantized layer).
 // Conventions (SPEC §3): first and last layer's weights at 8 bits, the first
-// layer's input at 8 bits; per-layer overrides win.
+// layer's input at 8 bits; per-layer overrides win. With mixedPrecision the
+// other layers' bits come from their coding lengths (mixed.ts).
 import { attrTensor, type Graph } from "../graph/ir.ts";
 import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
 import { Tensor } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
+import {
+  type BitsSource,
+  defaultEpsilonRule,
+  type EpsilonRule,
+  layerCodingLength,
+  planBits,
+} from "./mixed.ts";
 import type { QuantizeOptions } from "./options.ts";
 import { gatherStrided, stridesOf } from "../engine/ops/util.ts";
 import { type QuantizableLayer, quantizableLayers } from "./partition.ts";
@@ -23,6 +31,11 @@ export interface WeightQuantizer {
   /** Per-row scale and zero point. */
   scale: Float32Array;
   zero: Float32Array;
+  /** Lossy coding length of the float weight (rows as samples) in bits, and per weight. */
+  codingLength: number;
+  codingLengthPerWeight: number;
+  /** Where `bits` came from: the uniform setting, the first/last-layer convention, an override or the mixed-precision allocation. */
+  bitsSource: BitsSource;
 }
 
 export interface ActivationQuantizer {
@@ -67,23 +80,63 @@ export function inversePerm(perm: readonly number[]): number[] {
   return inv;
 }
 
+/** A layer's float weight in rows layout (channel axis first) and that layout's shape. */
+export function layerRows(
+  graph: Graph,
+  layer: QuantizableLayer,
+): { rows: Float32Array; rowsShape: number[] } {
+  const w = weightValue(graph, layer.weight);
+  const perm = toRowsPerm(layer.weightShape.length, layer.channelAxis);
+  return {
+    rows: permute(w.data as Float32Array, layer.weightShape, perm),
+    rowsShape: perm.map((p) => layer.weightShape[p]),
+  };
+}
+
+/** Every quantizable layer with its rows and coding length (ε by `rule`), in graph order. */
+export function measureLayers(graph: Graph, rule: EpsilonRule = defaultEpsilonRule) {
+  return quantizableLayers(graph).map((layer) => {
+    const { rows, rowsShape } = layerRows(graph, layer);
+    const what = `layer "${layer.name}" (weight "${layer.weight}")`;
+    const coding = layerCodingLength(rows, rowsShape[0], what, rule);
+    return {
+      layer,
+      rows,
+      rowsShape,
+      ...coding,
+      key: `${layer.name}\u0000${layer.weight}`,
+      name: layer.name,
+      parameters: rows.length,
+    };
+  });
+}
+
 export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQuantizer[] {
-  const layers = quantizableLayers(graph);
-  return layers.map((layer, index) => {
-    const edge = index === 0 || index === layers.length - 1;
-    const bits = o.layers[layer.name]?.weightBits ?? (edge ? 8 : o.weightBits);
+  const measured = measureLayers(graph);
+  const plan = planBits(measured, o);
+  return measured.map(({ layer, rows, rowsShape, codingLength, codingLengthPerWeight }, index) => {
+    const bits = plan.bits[index];
     const { qmin, qmax } = quantLevels(bits, o.symmetricWeights);
-    const w = weightValue(graph, layer.weight);
-    const perm = toRowsPerm(layer.weightShape.length, layer.channelAxis);
-    const rows = permute(w.data as Float32Array, layer.weightShape, perm);
-    const rowsShape = perm.map((p) => layer.weightShape[p]);
     const m = rowsShape[0], k = rows.length / m;
     const pw = alloc(rows.length * 4), ps = alloc(m * 4), pz = alloc(m * 4);
     try {
       f32(pw, rows.length).set(rows);
       searchWeightScales(pw, m, k, bits, o.symmetricWeights, ps, pz);
       const scale = f32(ps, m).slice(), zero = f32(pz, m).slice();
-      return { layer, bits, symmetric: o.symmetricWeights, qmin, qmax, rows, rowsShape, scale, zero };
+      return {
+        layer,
+        bits,
+        symmetric: o.symmetricWeights,
+        qmin,
+        qmax,
+        rows,
+        rowsShape,
+        scale,
+        zero,
+        codingLength,
+        codingLengthPerWeight,
+        bitsSource: plan.source[index],
+      };
     } finally {
       free(pw), free(ps), free(pz);
     }

@@ -5,6 +5,7 @@ import type { Graph } from "../graph/ir.ts";
 import { checkFeeds, inputShapeError, type Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
+import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
 import type { QuantizeOptions } from "./options.ts";
 
 export interface Fidelity {
@@ -26,7 +27,12 @@ export interface LayerReport {
   weight: string;
   shape: number[];
   weightBits: number;
+  /** Where weightBits came from: uniform setting, first/last-layer convention, override, or mixed precision. */
+  bitsFrom: BitsSource;
   parameters: number;
+  /** Lossy coding length of the float weight in bits (ε rule in `codingLengthEpsilon`), and per weight (ρ). */
+  codingLength: number;
+  codingLengthPerWeight: number;
   scale: { min: number; max: number; mean: number };
   /** ‖ŵ − w‖ / ‖w‖ with round-to-nearest and with the final rounding. */
   weightError: { nearest: number; final: number };
@@ -38,6 +44,21 @@ export interface QuantizationReport {
   activations: { tensor: string; bits: number; step: number; zero: number }[];
   blocks: { index: number; layers: string[]; losses: number[]; lossEvery: number; msPerIteration: number }[];
   fidelity?: Fidelity;
+  /** How ε of the coding lengths scales with each layer. */
+  codingLengthEpsilon: string;
+  /**
+   * With mixedPrecision: the budget covers only the layers the allocation set
+   * (bitsFrom "mixed"); the first and last layer (8 bits) and overridden ones
+   * do not count in it. Average bits and parameters of those layers.
+   */
+  mixedPrecision?: {
+    averageBits: number;
+    candidates: number[];
+    firstLastInBudget: false;
+    budgetLayers: number;
+    budgetParameters: number;
+    achievedAverageBits: number;
+  };
   totals: { parameters: number; floatBytes: number; quantizedWeightBytes: number; seconds: number };
   /**
    * Memory: the activation caches (block inputs and targets, outside the wasm
@@ -116,7 +137,10 @@ export class QuantizedModel {
         weight: q.layer.weight,
         shape: q.layer.weightShape,
         weightBits: q.bits,
+        bitsFrom: q.bitsSource,
         parameters: rows.length,
+        codingLength: q.codingLength,
+        codingLengthPerWeight: q.codingLengthPerWeight,
         scale: {
           min: Math.min(...q.scale),
           max: Math.max(...q.scale),
@@ -126,6 +150,8 @@ export class QuantizedModel {
       };
     });
     const parameters = layers.reduce((a, l) => a + l.parameters, 0);
+    const budget = layers.filter((l) => l.bitsFrom === "mixed");
+    const budgetParameters = budget.reduce((a, l) => a + l.parameters, 0);
     return {
       settings,
       layers,
@@ -137,6 +163,17 @@ export class QuantizedModel {
       })),
       blocks,
       fidelity,
+      codingLengthEpsilon: describeEpsilonRule(defaultEpsilonRule),
+      mixedPrecision: o.mixedPrecision && {
+        averageBits: o.mixedPrecision.averageBits,
+        candidates: o.mixedPrecision.candidates ?? [],
+        firstLastInBudget: false,
+        budgetLayers: budget.length,
+        budgetParameters,
+        achievedAverageBits: budgetParameters
+          ? budget.reduce((a, l) => a + l.weightBits * l.parameters, 0) / budgetParameters
+          : 0,
+      },
       totals: {
         parameters,
         floatBytes: parameters * 4,

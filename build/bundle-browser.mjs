@@ -1,0 +1,52 @@
+// Bundles mod.ts (the library, the embedded wasm and fflate included) into one
+// ES module for browsers: dist/attnround.browser.mjs. esbuild's browser
+// platform refuses `node:*` imports, so the bundle also checks that nothing
+// reachable from mod.ts needs Node.
+//   node build/bundle-browser.mjs [OUTFILE]   (deno task bundle; also run by npm pack)
+import { build } from "esbuild";
+import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
+
+// `npm:name@version/path` specifiers (Deno) resolve to the package installed in node_modules, and are bundled.
+const npmSpecifiers = {
+  name: "npm-specifiers",
+  setup(b) {
+    b.onResolve(
+      { filter: /^npm:/ },
+      (args) =>
+        b.resolve(args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"), {
+          kind: args.kind,
+          resolveDir: args.resolveDir,
+        }),
+    );
+  },
+};
+
+/** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
+export async function bundleBrowser(outfile = browserBundlePath) {
+  const result = await build({
+    entryPoints: [join(root, "mod.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    plugins: [npmSpecifiers],
+    write: false,
+    outfile,
+    logLevel: "error",
+  });
+  mkdirSync(dirname(outfile), { recursive: true });
+  const temp = `${outfile}.${process.pid}.tmp`;
+  writeFileSync(temp, result.outputFiles[0].contents);
+  renameSync(temp, outfile);
+  return outfile;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const outfile = process.argv[2] ? resolve(process.argv[2]) : browserBundlePath;
+  console.log(`wrote ${await bundleBrowser(outfile)}`);
+}

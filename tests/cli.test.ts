@@ -215,6 +215,15 @@ Deno.test("cli: inspect --json describes the model", () => {
     10 * 16,
   ]);
   assert.equal(info.blocks.length, 2);
+  // Coding lengths, and the bits --mixed 2/3/4 would give: the first and last layer stay at 8.
+  for (const l of info.layers) {
+    assert.ok(l.codingLength > 0 && l.codingLengthPerWeight > 0, JSON.stringify(l));
+  }
+  assert.deepEqual(info.layers.map((l: { mixedBits: Record<string, number> }) => l.mixedBits), [
+    { 2: 8, 3: 8, 4: 8 },
+    { 2: 2, 3: 3, 4: 4 },
+    { 2: 8, 3: 8, 4: 8 },
+  ]);
   assert.equal(info.inputs[0].name, "input");
   const text = cli("inspect", MODEL);
   assert.match(text.stdout, /\/conv2\/Conv\s+Conv\s+\[16×8×3×3\]\s+1152/);
@@ -273,12 +282,27 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json p
 Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", () => {
   const dir = tempDir();
   try {
-    const r = cli("quantize", MODEL, "--calib", CALIB, "--out", join(dir, "q.onnx"), "--iters", "30");
+    const r = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--out",
+      join(dir, "q.onnx"),
+      "--iters",
+      "30",
+      "--mixed",
+      "3",
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes("\r"), "no carriage returns when stdout is not a terminal");
     assert.match(r.stdout, /block 1\/2 +iter 30\/30 +loss \S+ +[\d.]+ it\/s +done in/);
     assert.match(r.stdout, /block 2\/2 +iter 30\/30/);
     assert.match(r.stdout, /fidelity on \d+ held-back samples: top-1 agreement/);
+    assert.match(
+      r.stdout,
+      /mixed precision: 3\.000 bits on average over 1 layers \(asked 3; .*\); bits per layer: 8 3 8/,
+    );
     const quiet = cli(
       "quantize",
       MODEL,

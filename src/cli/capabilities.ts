@@ -8,6 +8,7 @@ import type { Model } from "../model.ts";
 import { QuantizedModel } from "../quant/quantized-model.ts";
 import type { Tensor } from "../tensor.ts";
 import { readNpz } from "../data/npy.ts";
+import { inspectMixedPrecision } from "../quant/inspect.ts";
 import { inputsFromNpz } from "../data/inputs.ts";
 
 interface Exporting {
@@ -30,9 +31,6 @@ export function toNpz(q: QuantizedModel): Uint8Array {
   return (q as unknown as Exporting).toNpz();
 }
 
-/** Whether `quantize` takes `mixedPrecision` in this build. */
-export const mixedPrecisionAvailable = false;
-
 /** Coding lengths and the bits mixed precision would give, per quantizable layer (src/quant/inspect.ts). */
 export interface CodingInspection {
   budgets: number[];
@@ -48,9 +46,9 @@ export interface CodingInspection {
   }[];
 }
 
-/** The coding lengths and `--mixed B` bits for each B in `budgets`; undefined when this build lacks them. */
-export function inspectCoding(_model: Model, _budgets: number[]): CodingInspection | undefined {
-  return undefined;
+/** The coding lengths and `--mixed B` bits for each B in `budgets`. */
+export function inspectCoding(model: Model, budgets: number[]): CodingInspection | undefined {
+  return inspectMixedPrecision(model, { budgets });
 }
 
 export interface Samples {

@@ -12,7 +12,7 @@ import type { Tensor } from "../tensor.ts";
 import { init } from "../init.ts";
 import { type CommandSpec, type FlagValue, helpText, parseArgs, suggest } from "./args.ts";
 import { Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
-import { exportAvailable, inspectCoding, mixedPrecisionAvailable, toNpz, toOnnx } from "./capabilities.ts";
+import { exportAvailable, inspectCoding, toNpz, toOnnx } from "./capabilities.ts";
 import { demo, demoSpec } from "./demo.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { basename, checkWritable, writeOutput } from "./files.ts";
@@ -199,12 +199,6 @@ async function quantizeCommand(
   const npzPath = flags.npz as string | undefined;
   const reportPath = flags.report as string | undefined;
   const htmlPath = flags.html as string | undefined;
-  if (flags.mixed !== undefined && !mixedPrecisionAvailable) {
-    throw new UsageError(
-      "--mixed: mixed precision is not in this build of attnround; leave --mixed out",
-      "quantize",
-    );
-  }
   if (!exportAvailable()) {
     throw new CliError("this build of attnround cannot write quantized ONNX models (no export)");
   }
@@ -220,7 +214,7 @@ async function quantizeCommand(
     `${basename(modelPath)}: ${quantizableLayers(model.graph).length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
   );
-  const options: Partial<QuantizeOptions> & { mixedPrecision?: { averageBits: number } } = {
+  const options: Partial<QuantizeOptions> = {
     weightBits: (flags.w as number) ?? 4,
     activationBits: (flags.a as number) ?? 4,
     rounding: (flags.rounding as QuantizeOptions["rounding"]) ?? "attention",
@@ -290,6 +284,16 @@ async function quantizeCommand(
         `SNR ${fid.snrDb.toFixed(1)} dB${fid.ok ? "" : " (NOT OK)"}`,
     );
   }
+  if (report.mixedPrecision) {
+    const mp = report.mixedPrecision;
+    const bits = report.layers.map((l) => l.weightBits).join(" ");
+    out.info(
+      `mixed precision: ${
+        mp.achievedAverageBits.toFixed(3)
+      } bits on average over ${mp.budgetLayers} layers ` +
+        `(asked ${mp.averageBits}; first and last layer at 8); bits per layer: ${bits}`,
+    );
+  }
   out.info(`time: ${formatDuration(report.totals.seconds)}`);
   out.result({
     model: modelPath,
@@ -316,6 +320,7 @@ async function quantizeCommand(
       quantizedWeights: report.totals.quantizedWeightBytes,
     },
     fidelity: fid,
+    mixedPrecision: report.mixedPrecision,
     seconds: report.totals.seconds,
   });
   q.dispose();

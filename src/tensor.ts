@@ -1,4 +1,7 @@
 // A tensor is a typed array plus a shape (row-major) and an ONNX-style dtype.
+// The 4-bit types hold one value per element (int4 in an Int8Array, values
+// −8…7; uint4 in a Uint8Array, 0…15); they are packed two to a byte only in
+// ONNX files.
 import { AttnroundError } from "./errors.ts";
 
 export type DType =
@@ -12,7 +15,9 @@ export type DType =
   | "uint32"
   | "int64"
   | "uint64"
-  | "bool";
+  | "bool"
+  | "int4"
+  | "uint4";
 
 export type TensorData =
   | Float32Array
@@ -39,6 +44,9 @@ const dtypeOfArray = new Map<unknown, DType>([
   [BigUint64Array, "uint64"],
 ]);
 
+/** Dtypes held in the typed array of a wider one. */
+const containerOf: Partial<Record<DType, DType>> = { bool: "uint8", int4: "int8", uint4: "uint8" };
+
 export class Tensor {
   readonly data: TensorData;
   readonly shape: readonly number[];
@@ -48,7 +56,7 @@ export class Tensor {
     const natural = dtypeOfArray.get(data.constructor);
     if (!natural) throw new AttnroundError("INVALID_ARGUMENT", "Tensor data must be a typed array");
     const resolved = dtype ?? natural;
-    if (resolved !== natural && !(resolved === "bool" && natural === "uint8")) {
+    if (resolved !== natural && containerOf[resolved] !== natural) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
         `Tensor dtype "${resolved}" does not match its ${data.constructor.name} data`,

@@ -36,10 +36,12 @@ const dtypeOfCode: Record<string, DType> = {
   u8: "uint64",
   b1: "bool",
 };
-const codeOfDtype = Object.fromEntries(Object.entries(dtypeOfCode).map(([c, d]) => [d, c])) as Record<
-  DType,
-  string
->;
+// numpy has no 4-bit types: int4 and uint4 tensors are written as int8 and uint8.
+const codeOfDtype = {
+  ...Object.fromEntries(Object.entries(dtypeOfCode).map(([c, d]) => [d, c])),
+  int4: "i1",
+  uint4: "u1",
+} as Record<DType, string>;
 const arrayOfDtype: Record<DType, ArrayConstructor> = {
   float32: Float32Array,
   float64: Float64Array,
@@ -52,6 +54,8 @@ const arrayOfDtype: Record<DType, ArrayConstructor> = {
   int64: BigInt64Array,
   uint64: BigUint64Array,
   bool: Uint8Array,
+  int4: Int8Array,
+  uint4: Uint8Array,
 };
 
 const hostLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;

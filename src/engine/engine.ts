@@ -319,6 +319,8 @@ const hostArray: Record<DType, new (n: number) => TensorData> = {
   int64: BigInt64Array,
   uint64: BigUint64Array,
   bool: Uint8Array,
+  int4: Int8Array,
+  uint4: Uint8Array,
 };
 
 export function newHostTensor(shape: readonly number[], dtype: DType): Tensor {

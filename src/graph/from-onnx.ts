@@ -32,6 +32,9 @@ export function dtypeFromOnnx(code: number): DType | undefined {
   return onnxTypes[code];
 }
 
+/** The 4-bit types, which graph inputs and outputs may have but no op other than (De)QuantizeLinear computes in. */
+const fourBit: Record<number, DType> = { [DataType.UINT4]: "uint4", [DataType.INT4]: "int4" };
+
 const text = new TextDecoder();
 
 // Very old exporters leave `type` unset; the populated field tells it.
@@ -80,8 +83,10 @@ function valueInfo(v: ValueInfoProto): ValueInfo {
       `graph input/output "${v.name}" is not a tensor (sequences, maps and optionals are not supported)`,
     );
   }
-  // float16 values are read into float32 (see tensorFromProto) and computed in float32.
-  const computable = (code: number) => code === 0 || code === DataType.FLOAT16 || dtypeFromOnnx(code);
+  // float16 values are read into float32 (see tensorFromProto) and computed in float32;
+  // int4/uint4 ones (QuantizeLinear outputs) are held one per element.
+  const computable = (code: number) =>
+    code === 0 || code === DataType.FLOAT16 || dtypeFromOnnx(code) || fourBit[code];
   if (tensor && !computable(tensor.elemType)) {
     throw new AttnroundError(
       "UNSUPPORTED_MODEL",
@@ -92,7 +97,7 @@ function valueInfo(v: ValueInfoProto): ValueInfo {
   }
   return {
     name: v.name,
-    dtype: tensor ? dtypeFromOnnx(tensor.elemType) : undefined,
+    dtype: tensor ? dtypeFromOnnx(tensor.elemType) ?? fourBit[tensor.elemType] : undefined,
     shape: tensor?.shape?.dim.map((d) => d.dimValue ?? (d.dimParam || undefined)),
   };
 }

@@ -4,16 +4,21 @@
 // at an odd offset inside the model bytes, and a Float32Array cannot view
 // unaligned memory (nor should a tensor keep a whole model alive).
 // FLOAT16 tensors become float32 tensors (exactly: every half is a float);
-// the engine computes in float32 anyway. Strings, bfloat16, float8, 4-bit and
-// complex types are UNSUPPORTED_MODEL for now.
+// the engine computes in float32 anyway. INT4 and UINT4 are packed two to a
+// byte, the first element in the low nibble (in raw_data, and in int32_data
+// one byte per entry), and unpack to int4/uint4 tensors of one value per
+// element. Strings, bfloat16, float8, float4, 2-bit and complex types are
+// UNSUPPORTED_MODEL for now.
 import { AttnroundError } from "../errors.ts";
 import { type DType, Tensor, type TensorData } from "../tensor.ts";
 import { DataLocation, DataType, dataTypeName, type TensorProto } from "./types.ts";
 
 interface Layout {
   dtype: DType;
-  /** Bytes per element in raw_data. */
+  /** Bytes per element in raw_data (for packed 4-bit types: per pair of elements). */
   width: number;
+  /** Two 4-bit elements per byte, the first in the low nibble. */
+  packed?: boolean;
   /** The typed field that holds the values when raw_data is absent. */
   field: "floatData" | "doubleData" | "int32Data" | "int64Data" | "uint64Data";
 }
@@ -31,6 +36,8 @@ const layouts = new Map<number, Layout>([
   [DataType.INT64, { dtype: "int64", width: 8, field: "int64Data" }],
   [DataType.UINT64, { dtype: "uint64", width: 8, field: "uint64Data" }],
   [DataType.BOOL, { dtype: "bool", width: 1, field: "int32Data" }],
+  [DataType.INT4, { dtype: "int4", width: 1, field: "int32Data", packed: true }],
+  [DataType.UINT4, { dtype: "uint4", width: 1, field: "int32Data", packed: true }],
 ]);
 
 const dataTypeOfDtype: Record<DType, number> = {
@@ -45,6 +52,8 @@ const dataTypeOfDtype: Record<DType, number> = {
   int64: DataType.INT64,
   uint64: DataType.UINT64,
   bool: DataType.BOOL,
+  int4: DataType.INT4,
+  uint4: DataType.UINT4,
 };
 
 const arrayOfDtype = {
@@ -59,6 +68,8 @@ const arrayOfDtype = {
   int64: BigInt64Array,
   uint64: BigUint64Array,
   bool: Uint8Array,
+  int4: Int8Array,
+  uint4: Uint8Array,
 } as const;
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -87,35 +98,46 @@ export function tensorFromProto(t: TensorProto): Tensor {
   }
   const count = elementCount(t.dims, label);
   const shape = `dims [${t.dims.join(", ")}]`;
+  // Packed 4-bit types: one byte (raw) or int32_data entry per pair of elements.
+  const stored = layout.packed ? Math.ceil(count / 2) : count;
   let data: TensorData;
   if (t.rawData !== undefined) {
     const bytes = t.rawData;
-    if (bytes.length !== count * layout.width) {
+    if (bytes.length !== stored * layout.width) {
       throw new AttnroundError(
         "INVALID_MODEL",
         `${label}: raw_data has ${bytes.length} bytes, but ${shape} of ${dataTypeName(t.dataType)} need ` +
-          `${count * layout.width}`,
+          `${stored * layout.width}`,
       );
     }
-    data = fromRaw(bytes, t.dataType, layout);
+    data = layout.packed
+      ? unpack4(bytes, count, layout.dtype === "int4")
+      : fromRaw(bytes, t.dataType, layout);
   } else {
     const values = t[layout.field];
-    if (values.length !== count) {
+    if (values.length !== stored) {
       throw new AttnroundError(
         "INVALID_MODEL",
-        `${label} has ${values.length} values in ${snake(layout.field)}, but ${shape} need ${count}`,
+        `${label} has ${values.length} values in ${snake(layout.field)}, but ${shape} need ${stored}`,
       );
     }
-    data = fromTyped(values, t.dataType, layout);
+    data = layout.packed
+      ? unpack4(Uint8Array.from(values as number[]), count, layout.dtype === "int4")
+      : fromTyped(values, t.dataType, layout);
   }
   return new Tensor(data, t.dims, layout.dtype);
 }
 
-/** A TensorProto holding `tensor` in raw_data (little-endian). */
+/** A TensorProto holding `tensor` in raw_data (little-endian; int4/uint4 packed two to a byte). */
 export function tensorToProto(name: string, tensor: Tensor): TensorProto {
   const data = tensor.data;
-  const rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
-  if (!littleEndian) swapBytes(rawData, data.BYTES_PER_ELEMENT);
+  let rawData: Uint8Array;
+  if (tensor.dtype === "int4" || tensor.dtype === "uint4") {
+    rawData = pack4(data as Int8Array | Uint8Array, tensor.dtype, name);
+  } else {
+    rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
+    if (!littleEndian) swapBytes(rawData, data.BYTES_PER_ELEMENT);
+  }
   return {
     dims: [...tensor.shape],
     dataType: dataTypeOfDtype[tensor.dtype],
@@ -187,6 +209,33 @@ function fromTyped(values: number[] | bigint[], dataType: number, layout: Layout
       return Typed.from(values as number[]);
     }
   }
+}
+
+/** `count` 4-bit values from bytes holding two each, the first in the low nibble; int4 sign-extends. */
+function unpack4(bytes: Uint8Array, count: number, signed: boolean): Int8Array | Uint8Array {
+  const out = signed ? new Int8Array(count) : new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const nibble = (bytes[i >> 1] >> ((i & 1) * 4)) & 0xf;
+    out[i] = signed ? (nibble << 28) >> 28 : nibble;
+  }
+  return out;
+}
+
+/** Packs 4-bit values two to a byte, the first in the low nibble (a lone last value: high nibble 0). */
+function pack4(values: Int8Array | Uint8Array, dtype: "int4" | "uint4", name: string): Uint8Array {
+  const [lo, hi] = dtype === "int4" ? [-8, 7] : [0, 15];
+  const out = new Uint8Array(Math.ceil(values.length / 2));
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v < lo || v > hi) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        `tensor "${name}" (${dtype}) holds ${v} at element ${i}, outside [${lo}, ${hi}]`,
+      );
+    }
+    out[i >> 1] |= (v & 0xf) << ((i & 1) * 4);
+  }
+  return out;
 }
 
 /** IEEE 754 half (as its 16 bits) to a number; exact. */

@@ -533,6 +533,8 @@ function layerNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
 }
 
 const quantRange: Partial<Record<DType, [number, number]>> = {
+  uint4: [0, 15],
+  int4: [-8, 7],
   uint8: [0, 255],
   int8: [-128, 127],
   uint16: [0, 65535],
@@ -554,7 +556,7 @@ function paramIndex(node: Node, x: Value, param: Value): (i: number) => number {
 function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const node = ctx.node;
   const x = required(node, inputs, 0), scale = required(node, inputs, 1), zp = inputs[2];
-  const outType: DType = zp?.dtype ?? "uint8";
+  const outType: DType = zp?.dtype ?? quantizedTypes[attrInt(node, "output_dtype", 0)] ?? "uint8";
   const range = quantRange[outType];
   if (!range) throw opError(node, `quantizing to ${outType} is not supported`);
   const y = ctx.output(x.shape, outType);
@@ -590,15 +592,27 @@ function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[
   return [y];
 }
 
+/** QuantizeLinear's output_dtype codes (ONNX DataType) the engine quantizes to. */
+const quantizedTypes: Record<number, DType> = {
+  2: "uint8",
+  3: "int8",
+  4: "uint16",
+  5: "int16",
+  21: "uint4",
+  22: "int4",
+};
+
 /**
  * What the (de)quantizers do not implement, said at load: blocked quantization
- * (opset 21 block_size), and QuantizeLinear's output_dtype other than uint8
- * when no zero point gives the type.
+ * (opset 21 block_size), and QuantizeLinear's output_dtype other than the
+ * integer types above when no zero point gives the type.
  */
 function quantizeCheck(node: Node): string | undefined {
   if (attrInt(node, "block_size", 0) > 0) return "blocked quantization (block_size) is not supported";
   const outputType = attrInt(node, "output_dtype", 0);
-  if (node.opType === "QuantizeLinear" && outputType !== 0 && outputType !== 2 && !node.inputs[2]) {
+  if (
+    node.opType === "QuantizeLinear" && outputType !== 0 && !quantizedTypes[outputType] && !node.inputs[2]
+  ) {
     return `output_dtype ${outputType} without a zero point is not supported`;
   }
   return undefined;

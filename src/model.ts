@@ -3,8 +3,8 @@
 import { Engine } from "./engine/engine.ts";
 import { AttnroundError } from "./errors.ts";
 import { graphFromModel } from "./graph/from-onnx.ts";
-import { type Graph, topologicalOrder, type ValueInfo } from "./graph/ir.ts";
-import { foldBatchNorm, removeDeadNodes } from "./graph/passes.ts";
+import type { Graph, ValueInfo } from "./graph/ir.ts";
+import { prepareGraph } from "./graph/passes.ts";
 import { decodeModel } from "./onnx/codec.ts";
 import type { ModelProto } from "./onnx/types.ts";
 import { Tensor } from "./tensor.ts";
@@ -20,9 +20,7 @@ export class Model {
     wasm(); // fail early, with advice, if init() has not run
     this.proto = proto;
     this.graph = graphFromModel(proto);
-    this.graph.nodes = topologicalOrder(this.graph);
-    foldBatchNorm(this.graph);
-    removeDeadNodes(this.graph);
+    prepareGraph(this.graph);
     this.engine = new Engine(this.graph);
   }
 

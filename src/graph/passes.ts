@@ -2,7 +2,7 @@
 // Gemm before it (the folded weights are what gets quantized), and removal of
 // nodes that no graph output depends on.
 import { Tensor } from "../tensor.ts";
-import { attrFloat, attrInt, type Graph, type Node } from "./ir.ts";
+import { attrFloat, attrInt, type Graph, type Node, topologicalOrder } from "./ir.ts";
 
 function consumers(graph: Graph, name: string): Node[] {
   return graph.nodes.filter((n) => n.inputs.includes(name));
@@ -11,6 +11,17 @@ function consumers(graph: Graph, name: string): Node[] {
 function floatInitializer(graph: Graph, name: string | undefined): Float32Array | undefined {
   const t = name ? graph.initializers.get(name) : undefined;
   return t?.dtype === "float32" ? (t.data as Float32Array) : undefined;
+}
+
+/**
+ * What loadModel does to a freshly decoded graph before running it: nodes in
+ * topological order, BatchNorm folded, dead nodes dropped. Node objects keep
+ * their identity (the export maps them back to the ONNX nodes they came from).
+ */
+export function prepareGraph(graph: Graph): void {
+  graph.nodes = topologicalOrder(graph);
+  foldBatchNorm(graph);
+  removeDeadNodes(graph);
 }
 
 /** Folds every inference-mode BatchNormalization whose input comes only from a Conv or Gemm with constant weights. */

@@ -1,6 +1,8 @@
 // The result of quantize(): runs the simulated-quantized graph on the same
 // engine, and carries the integer weights (for export) and the report.
 import { Engine } from "../engine/engine.ts";
+import { npzBytes } from "../export/npz.ts";
+import { qdqBytes } from "../export/qdq.ts";
 import type { Graph } from "../graph/ir.ts";
 import { checkFeeds, inputShapeError, type Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
@@ -102,6 +104,20 @@ export class QuantizedModel {
       for (let i = r * k; i < (r + 1) * k; i++) out[i] = Math.round(rows[i] / q.scale[r]) + q.zero[r];
     }
     return out;
+  }
+
+  /**
+   * The model as ONNX in QDQ form for onnxruntime: integer weights (int8, or
+   * int4 at 4 bits and below) with per-channel scales feeding
+   * DequantizeLinear, activations as QuantizeLinear → DequantizeLinear pairs.
+   */
+  toOnnx(): Uint8Array {
+    return qdqBytes(this);
+  }
+
+  /** Integer weights, scales and zero points per layer, as an .npz that numpy.load reads. */
+  toNpz(): Uint8Array {
+    return npzBytes(this);
   }
 
   dispose(): void {

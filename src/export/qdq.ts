@@ -1,0 +1,444 @@
+// The quantized model as ONNX in QDQ form (SPEC §7), for onnxruntime.
+//
+// The graph is the original model's, as the quantizer saw it: BatchNorm
+// folded into the Conv/Gemm before it (the folded weights are what was
+// quantized), dead nodes dropped, and raised to the opset the Q/DQ ops need
+// (13 for per-channel DequantizeLinear, 21 when a 4-bit type is used; see
+// ./opset.ts). Graph inputs, outputs, their names and the model's metadata
+// stay; the method, bits per layer and settings are added to metadata_props.
+//
+// Weights: the integer levels q of each quantized weight, in the weight's own
+// layout, feeding DequantizeLinear(q, scale, zero_point, axis = output-channel
+// axis), whose output keeps the weight's name. Signed grids (symmetric
+// weights) are stored as int8, or int4 at 4 bits and below; unsigned grids
+// (asymmetric weights) as uint8 or uint4. Every level of a b-bit grid fits its
+// container, so DequantizeLinear gives back exactly the library's weights:
+// (q − z)·s in float32 is how both compute them. A weight held in a Constant
+// node is quantized where it stands: the Constant then holds the integers.
+//
+// Activations: at each tensor the library quantizes (the data input of a
+// quantized layer), QuantizeLinear → DequantizeLinear → Clip with the learned
+// step s and zero point z, read by the quantized layers only (other
+// consumers, such as a residual Add, read the float tensor, as in the
+// simulated model). Containers: a 4-bit grid (levels 0…15, or −8…7) uses
+// uint4 (int4), an 8-bit grid uint8 (int8); onnxruntime has no 2-, 3-, 5-,
+// 6- or 7-bit type, so those grids use the 8-bit type. So does a 4-bit grid
+// on a tensor that a data-movement op (MaxPool, Reshape, Slice, …) produces:
+// onnxruntime's optimizer moves the Q/DQ pair up across such ops and runs
+// them on the integers, and MaxPool and most others have no 4-bit kernel
+// ("Type 'tensor(uint4)' of input parameter … of operator (MaxPool) … is
+// invalid" at session creation, onnxruntime 1.30).
+//
+// The Clip(min = (qmin − z)·s, max = (qmax − z)·s), bounds in float32, gives
+// the library's grid exactly in any container: clamping the level to
+// [qmin, qmax] and clamping its dequantized value to those bounds give the
+// same float32 value, because (q − z)·s is monotonic in q. It stays on full
+// 4- and 8-bit grids too, where it changes no value, because it also keeps
+// the layer's float bias as it is: onnxruntime's WeightBiasQuantization
+// (optimization level "basic" and up) rounds the float bias of a Conv, Gemm
+// or ConvTranspose whose input comes straight from a DequantizeLinear to
+// int32 on the grid input scale × weight scale. That moves the outputs by up
+// to half a bias step per channel, which the library's model does not do;
+// measured on resnet18_fmnist W2A4 (20 iterations, 2,000 test images), the
+// arg-max then agreed with the library's on 78 % of the images, against 100 %
+// with the Clip. Together with round-half-to-even in QuantizeLinear (which the
+// library's quantizers also use) and x / s as a float32 division in both,
+// the exported activations take exactly the library's levels.
+//
+// Biases stay float, and the layers run in float on the dequantized values,
+// as in the simulated model (no QLinearConv-style integer kernels, which
+// would requantize with an int32 bias and their own rounding). For the same
+// reason a 2-D weight quantized along its last axis (MatMul, Gemm with
+// transB = 0) passes through a Clip to its own smallest and largest value,
+// which changes nothing: onnxruntime (extended level) otherwise turns
+// DequantizeLinear → MatMul into MatMulNBits, whose default accuracy level 4
+// quantizes the activations to int8 on the fly (outputs off by ~1e-2 on a
+// small test model, against 3e-8 with the Clip).
+import { AttnroundError } from "../errors.ts";
+import { graphFromModel } from "../graph/from-onnx.ts";
+import { type AttributeValue, type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import { prepareGraph } from "../graph/passes.ts";
+import { encodeModel } from "../onnx/codec.ts";
+import { tensorToProto } from "../onnx/tensor-proto.ts";
+import {
+  type AttributeProto,
+  AttributeType,
+  type ModelProto,
+  type NodeProto,
+  type StringStringEntryProto,
+  type TensorProto,
+} from "../onnx/types.ts";
+import type { ActivationQuantizer, WeightQuantizer } from "../quant/layers.ts";
+import { inversePerm, permute, toRowsPerm } from "../quant/layers.ts";
+import type { QuantizedModel } from "../quant/quantized-model.ts";
+import { type DType, Tensor } from "../tensor.ts";
+import { Names } from "./names.ts";
+import { upgradeOpset } from "./opset.ts";
+import { attributeProto, nodeProto } from "./proto.ts";
+
+/** Opset of per-axis DequantizeLinear, and of the int4/uint4 types. */
+const PER_AXIS_OPSET = 13, INT4_OPSET = 21;
+/** Lowest IR version that goes with an opset (onnx/helper.py VERSION_TABLE). */
+const IR_VERSION_FOR_OPSET: [number, bigint][] = [[21, 10n], [19, 9n], [15, 8n], [13, 7n]];
+
+/** Metadata keys the export writes (an existing entry with the same key is replaced). */
+export const METADATA_KEYS = {
+  method: "attnround.method",
+  weightBits: "attnround.weight_bits",
+  activationBits: "attnround.activation_bits",
+  settings: "attnround.settings",
+} as const;
+
+/** Attributes whose numbers are FLOAT(S) when the export adds them to a node. */
+const FLOAT_ATTRIBUTES = new Set([
+  "alpha",
+  "beta",
+  "gamma",
+  "epsilon",
+  "momentum",
+  "bias",
+  "lambd",
+  "ratio",
+  "min",
+  "max",
+  "value",
+  "scale",
+  "spatial_scale",
+  "extrapolation_value",
+  "cubic_coeff_a",
+  "threshold",
+]);
+
+type IntType = "int8" | "uint8" | "int4" | "uint4";
+
+const RANGES: Record<IntType, [number, number]> = {
+  int4: [-8, 7],
+  uint4: [0, 15],
+  int8: [-128, 127],
+  uint8: [0, 255],
+};
+
+/** The smallest ONNX integer type holding the levels [qmin, qmax] (4-bit only for 4-bit grids when `exact4`). */
+function containerOf(qmin: number, qmax: number, exact4: boolean, allow4 = true): IntType | undefined {
+  const signed = qmin < 0;
+  const four: IntType = signed ? "int4" : "uint4", eight: IntType = signed ? "int8" : "uint8";
+  const fits = (t: IntType) => qmin >= RANGES[t][0] && qmax <= RANGES[t][1];
+  const full = (t: IntType) => qmin === RANGES[t][0] && qmax === RANGES[t][1];
+  if (allow4 && (exact4 ? full(four) : fits(four))) return four;
+  return fits(eight) ? eight : undefined;
+}
+
+/** Weights: int4/uint4 for grids of 4 bits or less, int8/uint8 above. */
+export function weightType(q: WeightQuantizer): IntType {
+  const t = containerOf(q.qmin, q.qmax, false);
+  if (!t) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `layer "${q.layer.name}": weight levels [${q.qmin}, ${q.qmax}] fit no 8-bit ONNX type`,
+    );
+  }
+  return t;
+}
+
+/**
+ * Ops that onnxruntime's QDQ optimizer runs on quantized integers when a Q/DQ
+ * pair follows them (QDQ propagation and its drop-Q/DQ rules).
+ */
+const RUN_ON_INTEGERS = new Set([
+  "MaxPool",
+  "Reshape",
+  "Flatten",
+  "Transpose",
+  "Squeeze",
+  "Unsqueeze",
+  "Gather",
+  "GatherElements",
+  "Slice",
+  "Split",
+  "Expand",
+  "Tile",
+  "Resize",
+  "Upsample",
+  "SpaceToDepth",
+  "DepthToSpace",
+  "Identity",
+]);
+
+/** Activations: a 4-bit type for 4-bit grids (unless `allow4` is false), else an 8-bit one. */
+export function activationType(a: ActivationQuantizer, allow4 = true): IntType {
+  const type = containerOf(a.qmin, a.qmax, true, allow4);
+  if (!type) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `activation "${a.tensor}": levels [${a.qmin}, ${a.qmax}] fit no 8-bit ONNX type`,
+    );
+  }
+  return type;
+}
+
+function intTensor(values: ArrayLike<number>, shape: readonly number[], type: IntType): Tensor {
+  const data = type === "int8" || type === "int4" ? Int8Array.from(values) : Uint8Array.from(values);
+  return new Tensor(data, shape, type as DType);
+}
+
+/** A layer's integer levels in the weight's own layout (the quantizer keeps them channel-first). */
+export function weightLevels(q: QuantizedModel, w: WeightQuantizer): Int32Array {
+  const rows = q.integerWeights(w);
+  for (let i = 0; i < rows.length; i++) {
+    if (!(rows[i] >= w.qmin && rows[i] <= w.qmax)) {
+      throw new Error(
+        `layer "${w.layer.name}": level ${rows[i]} at ${i} lies outside [${w.qmin}, ${w.qmax}]`,
+      );
+    }
+  }
+  const back = inversePerm(toRowsPerm(w.layer.weightShape.length, w.layer.channelAxis));
+  return Int32Array.from(permute(Float32Array.from(rows), w.rowsShape, back));
+}
+
+function isQuantizedLayer(n: Node): boolean {
+  return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+}
+
+function newNode(
+  name: string,
+  opType: string,
+  inputs: string[],
+  outputs: string[],
+  attributes: Record<string, AttributeValue> = {},
+): Node {
+  return { name, opType, domain: "", inputs, outputs, attributes: new Map(Object.entries(attributes)) };
+}
+
+/** The float model's graph as the quantizer saw it, each node tied to the NodeProto it came from. */
+interface SourceGraph {
+  graph: Graph;
+  origin: Map<Node, NodeProto>;
+  /** Each original node's attributes as decoded, to tell which ones the export changed. */
+  attributes: Map<Node, Map<string, AttributeValue>>;
+  /** The decoded initializers, to tell which ones the export changed. */
+  initializers: Map<string, Tensor>;
+}
+
+function sourceGraph(proto: ModelProto): SourceGraph {
+  const graph = graphFromModel(proto);
+  const origin = new Map(graph.nodes.map((n, i) => [n, proto.graph.node[i]]));
+  const attributes = new Map(graph.nodes.map((n) => [n, new Map(n.attributes)]));
+  const initializers = new Map(graph.initializers);
+  prepareGraph(graph);
+  return { graph, origin, attributes, initializers };
+}
+
+class QdqBuilder {
+  private readonly names: Names;
+  /** Nodes to place right after a tensor's producer (or first, for graph inputs and constants). */
+  private readonly after = new Map<string, Node[]>();
+  private readonly first: Node[] = [];
+
+  constructor(private readonly q: QuantizedModel, private readonly src: SourceGraph) {
+    this.names = new Names(src.graph);
+  }
+
+  private get graph(): Graph {
+    return this.src.graph;
+  }
+
+  private place(tensor: string, nodes: Node[]): void {
+    const producer = this.graph.nodes.find((n) => n.outputs.includes(tensor));
+    if (!producer) this.first.push(...nodes);
+    else this.after.set(tensor, [...(this.after.get(tensor) ?? []), ...nodes]);
+  }
+
+  build(): Graph {
+    const { graph } = this;
+    for (const w of this.q.weights) {
+      const node = graph.nodes.find((n) => n.name === w.layer.name);
+      if (!node || node.inputs[1] !== w.layer.weight) {
+        throw new Error(`layer "${w.layer.name}" reading "${w.layer.weight}" is not in the model's graph`);
+      }
+    }
+    const needs4 = this.q.weights.some((w) => weightType(w).endsWith("4")) ||
+      this.q.activations.some((a) => this.activationType(a).endsWith("4"));
+    upgradeOpset(graph, needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
+    const done = new Set<string>();
+    for (const w of this.q.weights) {
+      if (done.has(w.layer.weight)) continue;
+      done.add(w.layer.weight);
+      this.quantizeWeight(w);
+    }
+    const present = new Set([...graph.nodes.flatMap((n) => n.outputs), ...graph.inputs.map((i) => i.name)]);
+    for (const a of this.q.activations) if (present.has(a.tensor)) this.quantizeActivation(a);
+    const nodes: Node[] = [...this.first];
+    for (const n of graph.nodes) {
+      nodes.push(n);
+      for (const out of n.outputs) nodes.push(...(this.after.get(out) ?? []));
+    }
+    graph.nodes = nodes;
+    graph.nodes = topologicalOrder(graph);
+    return graph;
+  }
+
+  private quantizeWeight(w: WeightQuantizer): void {
+    const { graph, names } = this;
+    const name = w.layer.weight;
+    const type = weightType(w);
+    const levels = intTensor(weightLevels(this.q, w), w.layer.weightShape, type);
+    const scale = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
+    const zero = intTensor(w.zero, [w.zero.length], type);
+    const qName = names.fresh(`${name}_quantized`);
+    const sName = names.fresh(`${name}_scale`), zName = names.fresh(`${name}_zero_point`);
+    // A MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).
+    const matmulLike = w.layer.weightShape.length === 2 && w.layer.channelAxis === 1;
+    const dqOut = matmulLike ? names.fresh(`${name}_dequantized`) : name;
+    const dq = newNode(names.fresh(`${name}_DequantizeLinear`), "DequantizeLinear", [qName, sName, zName], [
+      dqOut,
+    ], {
+      axis: w.layer.channelAxis,
+    });
+    const nodes = [dq];
+    if (matmulLike) {
+      const values = this.q.finalRows.get(name)!;
+      const lo = names.fresh(`${name}_min`), hi = names.fresh(`${name}_max`);
+      graph.initializers.set(lo, new Tensor(new Float32Array([values.reduce((a, b) => Math.min(a, b))]), []));
+      graph.initializers.set(hi, new Tensor(new Float32Array([values.reduce((a, b) => Math.max(a, b))]), []));
+      nodes.push(newNode(names.fresh(`${name}_Clip`), "Clip", [dqOut, lo, hi], [name]));
+    }
+    if (graph.initializers.has(name)) {
+      graph.initializers.delete(name);
+      graph.initializers.set(qName, levels);
+      graph.initializers.set(sName, scale);
+      graph.initializers.set(zName, zero);
+      this.first.push(...nodes);
+      return;
+    }
+    const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+    if (!constant) throw new Error(`weight "${name}" is neither an initializer nor a Constant node`);
+    constant.outputs = [qName];
+    constant.attributes.set("value", levels);
+    this.after.set(qName, [
+      newNode(names.fresh(`${name}_scale_Constant`), "Constant", [], [sName], { value: scale }),
+      newNode(names.fresh(`${name}_zero_point_Constant`), "Constant", [], [zName], { value: zero }),
+      ...nodes,
+    ]);
+  }
+
+  private activationType(a: ActivationQuantizer): IntType {
+    const producer = this.graph.nodes.find((n) => n.outputs.includes(a.tensor));
+    return activationType(a, !producer || !RUN_ON_INTEGERS.has(producer.opType));
+  }
+
+  private quantizeActivation(a: ActivationQuantizer): void {
+    const { graph, names } = this;
+    const type = this.activationType(a);
+    const t = a.tensor;
+    const sName = names.fresh(`${t}_scale`), zName = names.fresh(`${t}_zero_point`);
+    graph.initializers.set(sName, new Tensor(new Float32Array([a.step]), []));
+    graph.initializers.set(zName, intTensor([a.zero], [], type));
+    const qName = names.fresh(`${t}_quantized`), dqName = names.fresh(`${t}_dequantized`);
+    // float32 bounds computed as the library computes a level's value: (q − z)·s.
+    const step = Math.fround(a.step);
+    const lo = names.fresh(`${t}_clip_min`), hi = names.fresh(`${t}_clip_max`);
+    graph.initializers.set(lo, new Tensor(new Float32Array([(a.qmin - a.zero) * step]), []));
+    graph.initializers.set(hi, new Tensor(new Float32Array([(a.qmax - a.zero) * step]), []));
+    const out = names.fresh(`${t}_clipped`);
+    const nodes = [
+      newNode(names.fresh(`${t}_QuantizeLinear`), "QuantizeLinear", [t, sName, zName], [qName]),
+      newNode(names.fresh(`${t}_DequantizeLinear`), "DequantizeLinear", [qName, sName, zName], [dqName]),
+      newNode(names.fresh(`${t}_Clip`), "Clip", [dqName, lo, hi], [out]),
+    ];
+    for (const n of graph.nodes) {
+      if (isQuantizedLayer(n) && n.inputs[0] === t) n.inputs = [out, ...n.inputs.slice(1)];
+    }
+    this.place(t, nodes);
+  }
+}
+
+function numberType(original: number): number | undefined {
+  return original === AttributeType.FLOAT || original === AttributeType.FLOATS ||
+      original === AttributeType.INT || original === AttributeType.INTS
+    ? original
+    : undefined;
+}
+
+function hint(name: string, value: AttributeValue): number | undefined {
+  if (!FLOAT_ATTRIBUTES.has(name)) return undefined;
+  return Array.isArray(value) ? AttributeType.FLOATS : AttributeType.FLOAT;
+}
+
+/** A node as a NodeProto: an original node keeps its proto, with what the export changed re-encoded. */
+function encodeNode(node: Node, src: SourceGraph): NodeProto {
+  const original = src.origin.get(node);
+  if (!original) {
+    const attributes = [...node.attributes].map(([name, v]) => attributeProto(name, v, hint(name, v)));
+    return nodeProto(node.opType, node.name, node.inputs, node.outputs, attributes, node.domain);
+  }
+  const decoded = src.attributes.get(node)!;
+  const attribute: AttributeProto[] = [];
+  for (const a of original.attribute) {
+    if (!decoded.has(a.name)) attribute.push(a); // not read into the IR (e.g. a subgraph): kept as it was
+    else if (node.attributes.has(a.name)) {
+      const v = node.attributes.get(a.name)!;
+      attribute.push(v === decoded.get(a.name) ? a : attributeProto(a.name, v, numberType(a.type)));
+    }
+  }
+  for (const [name, v] of node.attributes) {
+    if (!original.attribute.some((a) => a.name === name)) {
+      attribute.push(attributeProto(name, v, hint(name, v)));
+    }
+  }
+  return { ...original, input: node.inputs, output: node.outputs, opType: node.opType, attribute };
+}
+
+function metadata(q: QuantizedModel): StringStringEntryProto[] {
+  const { settings } = q.report;
+  const entry = (key: string, value: unknown): StringStringEntryProto => ({
+    key,
+    value: typeof value === "string" ? value : JSON.stringify(value),
+  });
+  return [
+    entry(METADATA_KEYS.method, settings.rounding),
+    entry(METADATA_KEYS.weightBits, Object.fromEntries(q.weights.map((w) => [w.layer.name, w.bits]))),
+    entry(METADATA_KEYS.activationBits, Object.fromEntries(q.activations.map((a) => [a.tensor, a.bits]))),
+    entry(METADATA_KEYS.settings, settings),
+  ];
+}
+
+/** The QDQ ModelProto of a quantized model. */
+export function qdqModel(q: QuantizedModel): ModelProto {
+  const proto = q.float.proto;
+  const src = sourceGraph(proto);
+  const graph = new QdqBuilder(q, src).build();
+
+  const initializerProtos = new Map(proto.graph.initializer.map((t) => [t.name, t]));
+  const initializer: TensorProto[] = [...graph.initializers].map(([name, t]) =>
+    t === src.initializers.get(name) ? initializerProtos.get(name)! : tensorToProto(name, t)
+  );
+  const inputs = new Set(graph.inputs.map((i) => i.name));
+  const unchanged = (name: string) =>
+    graph.initializers.has(name) && graph.initializers.get(name) === src.initializers.get(name);
+  const produced = new Set(graph.nodes.flatMap((n) => n.outputs));
+  const opset = graph.opset;
+  const irVersion = IR_VERSION_FOR_OPSET.find(([o]) => opset >= o)?.[1] ?? proto.irVersion;
+  const ours = new Set<string>(Object.values(METADATA_KEYS));
+  const opsetImport = proto.opsetImport.some((o) => o.domain === "" || o.domain === "ai.onnx")
+    ? proto.opsetImport.map((o) => (o.domain === "" || o.domain === "ai.onnx" ? { ...o, version: opset } : o))
+    : [...proto.opsetImport, { domain: "", version: opset }];
+  return {
+    ...proto,
+    irVersion: irVersion > proto.irVersion ? irVersion : proto.irVersion,
+    opsetImport,
+    metadataProps: [...proto.metadataProps.filter((e) => !ours.has(e.key)), ...metadata(q)],
+    graph: {
+      ...proto.graph,
+      node: graph.nodes.map((n) => encodeNode(n, src)),
+      initializer,
+      // Initializers listed as inputs (older exporters) stay listed only while unchanged.
+      input: proto.graph.input.filter((v) => inputs.has(v.name) || unchanged(v.name)),
+      valueInfo: proto.graph.valueInfo.filter((v) => produced.has(v.name)),
+    },
+  };
+}
+
+/** The QDQ model's bytes. */
+export function qdqBytes(q: QuantizedModel): Uint8Array {
+  return encodeModel(qdqModel(q));
+}

@@ -405,6 +405,10 @@ const tinySettings: [string, Partial<QuantizeOptions>][] = [
     },
   }],
   ["W4A8 asymmetric weights", { weightBits: 4, activationBits: 8, symmetricWeights: false }],
+  ["mixed 3 (mixedPrecision, 3 bits on average), A4", {
+    mixedPrecision: { averageBits: 3 },
+    activationBits: 4,
+  }],
 ];
 
 for (const [label, options] of tinySettings) {

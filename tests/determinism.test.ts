@@ -1,22 +1,28 @@
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { quantizationDigest } from "./determinism.ts";
+import { readNpz } from "../mod.ts";
+import {
+  inOtherRuntime,
+  otherRuntime,
+  quantizationDigest,
+  SAME_RUNS,
+  sameRunNpz,
+  sha256Hex,
+} from "./determinism.ts";
 
-// The same seed must give bit-identical results in Deno and in Node: compute
-// the digest here, and in the other runtime as a child process.
-Deno.test("quantization is bit-identical in Deno and Node", async () => {
+// The same seed must give bit-identical results in Deno and in Node: computed
+// here, and in the other runtime as a child process.
+Deno.test("quantization is bit-identical in Deno and Node (tiny_cnn_fmnist: weights, steps, losses)", async () => {
   const here = await quantizationDigest();
-  const inDeno = typeof (globalThis as { Deno?: { version?: unknown } }).Deno?.version === "object";
-  const [command, args] = inDeno
-    ? ["node", ["tests/run-node.mjs", "--main", "tests/determinism.ts"]]
-    : ["deno", ["run", "-A", "tests/determinism.ts"]];
-  const child = spawnSync(command, args, { encoding: "utf8", cwd: new URL("..", import.meta.url).pathname });
-  assert.equal(child.status, 0, `${command} failed: ${child.stderr}`);
-  const there = child.stdout.match(/digest ([0-9a-f]{8})/)?.[1];
-  assert.ok(there, `no digest in: ${child.stdout}`);
-  assert.equal(
-    there,
-    here,
-    `${inDeno ? "Node" : "Deno"} gives ${there}, ${inDeno ? "Deno" : "Node"} ${here}`,
-  );
+  const { digest: there } = inOtherRuntime(["digest"]);
+  assert.equal(there, here, `${otherRuntime} gives ${there}, this runtime ${here}`);
+});
+
+Deno.test("a short resnet18_fmnist run exports byte-identical .npz files in Deno and Node", async () => {
+  const npz = await sameRunNpz(SAME_RUNS.resnet18);
+  // The control: the export holds all 21 quantized layers (20 Conv, 1 Gemm), not an empty archive.
+  const layers = Object.keys(readNpz(npz)).filter((k) => k.endsWith(".weight_int"));
+  assert.equal(layers.length, 21, `the .npz holds ${layers.length} layers`);
+  const here = await sha256Hex(npz);
+  const there = inOtherRuntime(["npz:resnet18"])["npz:resnet18"];
+  assert.equal(there, here, `${otherRuntime} exports ${there}, this runtime ${here}`);
 });

@@ -4,6 +4,7 @@
 import { AttnroundError } from "../errors.ts";
 import type { Model } from "../model.ts";
 import type { QuantizeOptions } from "../quant/options.ts";
+import { inspectMixedPrecision } from "../quant/inspect.ts";
 import { partitionBlocks, quantizableLayers } from "../quant/partition.ts";
 import { quantize } from "../quant/quantize.ts";
 import type { QuantizedModel } from "../quant/quantized-model.ts";
@@ -12,7 +13,6 @@ import type { Tensor } from "../tensor.ts";
 import { init } from "../init.ts";
 import { type CommandSpec, type FlagValue, helpText, parseArgs, suggest } from "./args.ts";
 import { Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
-import { exportAvailable, inspectCoding, toNpz, toOnnx } from "./capabilities.ts";
 import { demo, demoSpec } from "./demo.ts";
 import { CliError, UsageError } from "./errors.ts";
 import { basename, checkWritable, writeOutput } from "./files.ts";
@@ -199,9 +199,6 @@ async function quantizeCommand(
   const npzPath = flags.npz as string | undefined;
   const reportPath = flags.report as string | undefined;
   const htmlPath = flags.html as string | undefined;
-  if (!exportAvailable()) {
-    throw new CliError("this build of attnround cannot write quantized ONNX models (no export)");
-  }
   await checkOutputs(
     rt,
     [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
@@ -236,12 +233,12 @@ async function quantizeCommand(
     printer?.finish();
   }
   const report = q.report;
-  const onnx = toOnnx(q);
+  const onnx = q.toOnnx();
   await writeOutput(rt, outPath, onnx);
   const written = [outPath];
   let npzBytes: number | undefined;
   if (npzPath) {
-    const npz = toNpz(q);
+    const npz = q.toNpz();
     npzBytes = npz.length;
     await writeOutput(rt, npzPath, npz);
     written.push(npzPath);
@@ -381,8 +378,8 @@ async function inspectCommand(
   const layers = quantizableLayers(graph);
   const blocks = partitionBlocks(graph);
   const budgets = [2, 3, 4];
-  const coding = inspectCoding(model, budgets);
-  const codingOf = new Map(coding?.layers.map((l) => [l.name, l]));
+  const coding = inspectMixedPrecision(model, { budgets });
+  const codingOf = new Map(coding.layers.map((l) => [l.name, l]));
   const layerInfo = layers.map((l) => {
     const c = codingOf.get(l.name);
     return {
@@ -415,7 +412,7 @@ async function inspectCommand(
     parameters,
     quantizableParameters: layerInfo.reduce((a, l) => a + l.parameters, 0),
     blocks: blocks.map((b) => ({ index: b.index, nodes: b.nodes.length, layers: b.layers })),
-    codingLengthEpsilon: coding?.epsilon ?? null,
+    codingLengthEpsilon: coding.epsilon,
     layers: layerInfo,
   };
   const shape = (s?: (string | number | null)[]) => `[${(s ?? []).map((d) => d ?? "?").join(", ")}]`;
@@ -471,11 +468,8 @@ async function inspectCommand(
       "  " + r.map((v, c) => (c === 1 || c === 2 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join("  "),
     );
   }
-  if (!coding) out.info("  (coding lengths and mixed-precision bits are not in this build)");
-  else {
-    out.info(`  L: lossy coding length of the weight (${coding.epsilon}); ρ = L per weight`);
-    out.info("  bits@B: the weight bits --mixed B gives each layer (first and last layer stay at 8)");
-  }
+  out.info(`  L: lossy coding length of the weight (${coding.epsilon}); ρ = L per weight`);
+  out.info("  bits@B: the weight bits --mixed B gives each layer (first and last layer stay at 8)");
   out.result(info);
   model.dispose();
   return 0;

@@ -1,9 +1,11 @@
 // What the commands share: their console, and models and .npz samples read
 // from files with errors that name the file.
 import { AttnroundError } from "../errors.ts";
+import type { ValueInfo } from "../graph/ir.ts";
 import { loadModel, type Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
-import { type Samples, samplesFromNpz } from "./capabilities.ts";
+import { inputsFromNpz } from "../data/inputs.ts";
+import { readNpz } from "../data/npy.ts";
 import { CliError } from "./errors.ts";
 import { readInput } from "./files.ts";
 import type { Runtime } from "./runtime.ts";
@@ -35,6 +37,24 @@ export async function loadModelFile(
     return { model: loadModel(bytes), bytes };
   } catch (e) {
     if (e instanceof AttnroundError) throw new AttnroundError(e.code, `${path}: ${e.message}`, { cause: e });
+    throw e;
+  }
+}
+
+export interface Samples {
+  /** The model's input tensor, float32, samples along the first axis. */
+  x: Tensor;
+  /** Class labels, when the file has `y`. */
+  y?: Int32Array;
+}
+
+/** A .npz as model inputs and labels (SPEC §8, through inputsFromNpz); errors name the file. */
+export function samplesFromNpz(bytes: Uint8Array, input: ValueInfo, file: string): Samples {
+  try {
+    const { x, y } = inputsFromNpz(readNpz(bytes), input);
+    return { x, y: y && Int32Array.from(y.data as ArrayLike<number | bigint>, Number) };
+  } catch (e) {
+    if (e instanceof AttnroundError) throw new AttnroundError(e.code, `${file}: ${e.message}`, { cause: e });
     throw e;
   }
 }

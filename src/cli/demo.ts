@@ -8,7 +8,6 @@ import { reportToHtml } from "../report/html.ts";
 import { Tensor } from "../tensor.ts";
 import { init } from "../init.ts";
 import type { CommandSpec, FlagValue } from "./args.ts";
-import { exportAvailable, toNpz, toOnnx } from "./capabilities.ts";
 import { type Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
 import { CliError } from "./errors.ts";
 import { checkWritable, joinPath, writeOutput } from "./files.ts";
@@ -50,9 +49,6 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   const dir = (flags.out as string | undefined) ?? "demo-out";
   const fixtures = (flags.fixtures as string | undefined) ?? "tests/fixtures";
   const started = performance.now();
-  if (!exportAvailable()) {
-    throw new CliError("this build of attnround cannot write quantized ONNX models (no export)");
-  }
   const files = {
     onnx: joinPath(dir, `${MODEL}.w4a4.onnx`),
     npz: joinPath(dir, `${MODEL}.w4a4.npz`),
@@ -110,8 +106,8 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   const quantTop1 = top1(quantClasses);
   const agreement = quantClasses.filter((v, i) => v === floatClasses[i]).length / n;
 
-  const onnx = toOnnx(q);
-  const npz = toNpz(q);
+  const onnx = q.toOnnx();
+  const npz = q.toNpz();
   await writeOutput(rt, files.onnx, onnx);
   await writeOutput(rt, files.npz, npz);
   // The exported file, loaded back and run by the engine: what a user of the ONNX gets.

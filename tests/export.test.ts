@@ -363,6 +363,42 @@ Deno.test("export: the engine's QuantizeLinear/DequantizeLinear on int4/uint4 ma
   }
 });
 
+Deno.test("export: the engine's fused QuantizeLinear → DequantizeLinear gives onnxruntime's values bit for bit", async () => {
+  await init();
+  // Ties (k + ½ steps) both ways, saturation, and ordinary values, one scale and zero point per tensor.
+  const step = 0.1875;
+  const values = [0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 1000, -1000, 0.3, -7.2, 3.3333, 0].map((k) =>
+    Math.fround(k * step)
+  );
+  const x = new Tensor(Float32Array.from(values), [2, 6]);
+  for (
+    const [dtype, code, zero] of [
+      ["uint8", DataType.UINT8, 3],
+      ["int8", DataType.INT8, -2],
+      ["uint4", DataType.UINT4, 5],
+      ["int4", DataType.INT4, 1],
+    ] as const
+  ) {
+    const Ints = dtype.startsWith("u") ? Uint8Array : Int8Array;
+    const m = decodeModel(
+      qdqNodeModel(
+        "QuantizeLinear",
+        DataType.FLOAT,
+        code,
+        new Tensor(Ints.from([zero]), [], dtype),
+        new Tensor(new Float32Array([step]), []),
+      ),
+    );
+    m.graph.node.push(nodeProto("DequantizeLinear", "dq", ["y", "s", "z"], ["xq"]));
+    m.graph.input = [valueInfoProto("x", DataType.FLOAT, [2, 6])];
+    m.graph.output = [valueInfoProto("xq", DataType.FLOAT, [2, 6])];
+    const bytes = encodeModel(m);
+    const ours = loadModel(bytes).run({ x }).xq.data as Float32Array;
+    const theirs = (await ortNodeRun(bytes, { x })).xq.data as Float32Array;
+    assert.deepEqual([...ours], [...theirs], dtype);
+  }
+});
+
 /** onnxruntime's int4/uint4 outputs as numbers (its JS tensors hold them packed). */
 async function ortQuantized(bytes: Uint8Array, x: Tensor): Promise<number[]> {
   // Dequantizing with scale 1 and zero point 0 inside the same model gives the levels as floats.

@@ -8,7 +8,7 @@ import { AttnroundError } from "../errors.ts";
 import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
 import { type DType, Tensor, type TensorData } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
-import { fuseConvActivations } from "./fuse.ts";
+import { fuseConvActivations, fuseQuantizePairs } from "./fuse.ts";
 import { kernelFor, type OpContext, type OpRun, unsupportedVariant } from "./registry.ts";
 import { sizeOf, type Value, WasmValue } from "./value.ts";
 import "./ops/index.ts";
@@ -55,7 +55,7 @@ export class Engine {
   private readonly lastUse = new Map<string, number>();
 
   constructor(readonly graph: Graph) {
-    this.order = fuseConvActivations(topologicalOrder(graph), graph);
+    this.order = fuseConvActivations(fuseQuantizePairs(topologicalOrder(graph), graph), graph);
     const unsupported = this.order.filter((n) => !kernelFor(n));
     if (unsupported.length > 0) {
       const types = [...new Set(unsupported.map((n) => (n.domain ? `${n.domain}.` : "") + n.opType))];

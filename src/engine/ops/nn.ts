@@ -4,6 +4,7 @@ import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
 import { globalAveragePool } from "../../kernels/pool.ts";
+import { lsqForward } from "../../kernels/quant.ts";
 import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";
 import { registerOps } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
@@ -553,12 +554,22 @@ function paramIndex(node: Node, x: Value, param: Value): (i: number) => number {
   return (i) => Math.floor(i / inner) % dim;
 }
 
+/** Set by fuseQuantizePairs on a QuantizeLinear whose DequantizeLinear it took over: output x̂, float32. */
+export const FUSED_DEQUANTIZE = "attnround.dequantize";
+
 function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const node = ctx.node;
   const x = required(node, inputs, 0), scale = required(node, inputs, 1), zp = inputs[2];
   const outType: DType = zp?.dtype ?? quantizedTypes[attrInt(node, "output_dtype", 0)] ?? "uint8";
   const range = quantRange[outType];
   if (!range) throw opError(node, `quantizing to ${outType} is not supported`);
+  if (attrInt(node, FUSED_DEQUANTIZE, 0) === 1) {
+    // Quantize and dequantize in one wasm pass: s·(clamp(round(x / s) + z) − z), the same float32 values.
+    if (!(x instanceof WasmValue)) throw opError(node, "a fused quantizer needs a float32 input");
+    const y = ctx.outputF32(x.shape);
+    lsqForward(x.ptr, x.size, Number(scale.data[0]), zp ? Number(zp.data[0]) : 0, range[0], range[1], y.ptr);
+    return [y];
+  }
   const y = ctx.output(x.shape, outType);
   const at = paramIndex(node, x, scale);
   const xd = x.data as Float32Array,

@@ -2,6 +2,8 @@
 // the outputs of the library's simulated-quantized forward (q.run); the .npz
 // reads back to the same weights; int4/uint4 tensors survive the ONNX codec.
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import process from "node:process";
 import { init, loadModel, quantize, readNpz, Tensor } from "../mod.ts";
 import { attributeProto, nodeProto, valueInfoProto } from "../src/export/proto.ts";
 import { METADATA_KEYS } from "../src/export/qdq.ts";
@@ -652,3 +654,72 @@ for (
     model.dispose();
   });
 }
+
+// ---------------------------------------------------------------- the .npz in numpy
+
+/** Runs a python3 script with `input` on stdin; undefined when python3 with numpy cannot run. */
+function numpy(script: string, input: Uint8Array): string | undefined {
+  const result = spawnSync("python3", ["-c", script], { input, maxBuffer: 64 << 20 });
+  if (result.error || result.status !== 0) {
+    // CI sets ATTNROUND_REQUIRE_NUMPY=1 so that a missing numpy fails instead of skipping.
+    if (process.env.ATTNROUND_REQUIRE_NUMPY === "1") {
+      throw new Error(
+        `python3 with numpy failed: ${result.error ?? new TextDecoder().decode(result.stderr)}`,
+      );
+    }
+    return undefined;
+  }
+  return new TextDecoder().decode(result.stdout);
+}
+
+Deno.test("export: numpy reads the .npz, and the README's recipe gives the weights q.run uses", async () => {
+  await init();
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const q = await quantize(model, calibration(), {
+    weightBits: 3,
+    activationBits: 4,
+    iterations: 20,
+    holdout: 0,
+  });
+  // The recipe from README.md ("Export"), for every layer in the archive.
+  const out = numpy(
+    `
+import io, json, sys
+import numpy as np
+z = np.load(io.BytesIO(sys.stdin.buffer.read()))
+layers = sorted({k.rsplit(".", 1)[0] for k in z.files})
+result = {}
+for k in layers:
+    w, s, zp = z[k + ".weight_int"], z[k + ".scale"], z[k + ".zero_point"]
+    shape = [-1 if i == z[k + ".axis"] else 1 for i in range(w.ndim)]
+    weight = s.reshape(shape) * (w - zp.reshape(shape))
+    result[k] = {"dtype": str(w.dtype), "shape": list(w.shape), "bits": int(z[k + ".bits"]),
+                 "weight": [float(v) for v in weight.astype(np.float32).ravel()]}
+print(json.dumps(result))
+`,
+    q.toNpz(),
+  );
+  if (out !== undefined) {
+    const layers = JSON.parse(out) as Record<
+      string,
+      { dtype: string; shape: number[]; bits: number; weight: number[] }
+    >;
+    assert.deepEqual(
+      Object.keys(layers).sort(),
+      q.weights.map((w) => w.layer.name.replace(/^\/+/, "")).sort(),
+    );
+    for (const w of q.weights) {
+      const l = layers[w.layer.name.replace(/^\/+/, "")];
+      assert.equal(l.dtype, "int8");
+      assert.deepEqual(l.shape, w.layer.weightShape);
+      assert.equal(l.bits, w.bits);
+      // + 0 turns −0 (which the rounding can leave in q.run's weights) into 0, as numpy computes it.
+      const simulated = [...(q.graph.initializers.get(w.layer.weight)!.data as Float32Array)].map((v) =>
+        v + 0
+      );
+      assert.deepEqual(l.weight, simulated);
+    }
+  }
+  q.dispose();
+  model.dispose();
+});

@@ -52,8 +52,10 @@ const percent = (v: number | undefined) => v === undefined ? "–" : `${(100 * v
 
 /** A layer name short enough for an axis label: its last two path parts without the op type. */
 function shortName(name: string): string {
-  const parts = name.replace(/^\//, "").split("/").filter(Boolean);
+  let parts = name.replace(/^\//, "").split("/").filter(Boolean);
   if (parts.length > 1 && /^(Conv|ConvTranspose|Gemm|MatMul)(_\d+)?$/.test(parts.at(-1)!)) parts.pop();
+  // Exporters repeat module paths ("layer2/layer2.0/downsample/downsample.0"): keep the longer of each pair.
+  parts = parts.filter((p, i) => i === parts.length - 1 || !parts[i + 1].startsWith(p));
   const short = parts.slice(-2).join("/") || name;
   return short.length > 22 ? "…" + short.slice(-21) : short;
 }
@@ -342,7 +344,7 @@ figure{margin:8px 0 16px}figcaption{color:#555;font-size:13px;margin-top:4px}
 svg{max-width:100%;height:auto;display:block}svg .tick{font-size:11px;fill:#444}svg .label{font-size:13px;fill:#222}
 svg .axis-title{font-size:12px}svg .note{font-size:13px;fill:#666}
 table{border-collapse:collapse;font-size:12.5px;width:100%;margin:6px 0}th,td{border-bottom:1px solid #eee;padding:3px 6px;text-align:left}
-th{background:#f6f6f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+th{background:#f6f6f6}td{overflow-wrap:anywhere}td.num{text-align:right;font-variant-numeric:tabular-nums}
 details{margin:8px 0}summary{cursor:pointer;color:#333}code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 `;
 

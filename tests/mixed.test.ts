@@ -103,24 +103,29 @@ Deno.test("allocateBits: the same layers in any order get the same bits; the sam
   }
 });
 
-Deno.test("allocateBits: targets B + (ρ − ρ̄) where they are candidates; equal ρ gives uniform bits", () => {
+Deno.test("allocateBits: targets B + κ·(ρ − ρ̄) where they are candidates; equal ρ gives uniform bits", () => {
   const layer = (key: string, rho: number, parameters = 100) => ({
     key,
     parameters,
     codingLengthPerWeight: rho,
   });
-  // ρ̄ = 2.5: targets 3, 4, 5 → exactly 4 bits on average.
+  const c = [...defaultCandidates];
+  // κ = 1, ρ̄ = 2.5: targets 3, 4, 5 → exactly 4 bits on average.
+  assert.deepEqual(allocateBits([layer("a", 1.5), layer("b", 2.5), layer("c", 3.5)], 4, c, 1), [3, 4, 5]);
+  // κ = 1/2 (the default) halves the distances: targets 3.5, 4, 4.5 → 3, 4, 4, then "c" steps up.
   assert.deepEqual(allocateBits([layer("a", 1.5), layer("b", 2.5), layer("c", 3.5)], 4), [3, 4, 5]);
+  assert.deepEqual(allocateBits([layer("a", 2), layer("b", 2.5), layer("c", 3)], 4), [4, 4, 4]);
+  assert.deepEqual(allocateBits([layer("a", 0.5), layer("b", 2.5), layer("c", 4.5)], 4), [3, 4, 5]);
   assert.deepEqual(allocateBits([layer("a", 3), layer("b", 3), layer("c", 3)], 3), [3, 3, 3]);
   // B = 3.5 with equal ρ: half the parameters can step up; the tie goes by key ("b" before "a",
   // as "a" would step down first).
   assert.deepEqual(allocateBits([layer("b", 3), layer("a", 3)], 3.5), [4, 3]);
   assert.deepEqual(allocateBits([layer("a", 3), layer("b", 3)], 3.5), [3, 4]);
   // ρ̄ ≈ 4.96: targets -0.96 and 3.04 round to 2 and 3; the slack then lifts the small layer to 3.
-  assert.deepEqual(allocateBits([layer("small", 1, 10), layer("big", 5, 1000)], 3), [3, 3]);
+  assert.deepEqual(allocateBits([layer("small", 1, 10), layer("big", 5, 1000)], 3, c, 1), [3, 3]);
   // ρ̄ = 1.9: targets 2.6, 4.7, 4.7 round to 3, 5, 5, over the budget of 12·100; the layer furthest
   // above its target (0.4 against 0.3) steps down.
-  assert.deepEqual(allocateBits([layer("a", 0.5), layer("b", 2.6), layer("c", 2.6)], 4), [2, 5, 5]);
+  assert.deepEqual(allocateBits([layer("a", 0.5), layer("b", 2.6), layer("c", 2.6)], 4, c, 1), [2, 5, 5]);
   assert.deepEqual(allocateBits([], 3), []);
   assert.deepEqual(allocateBits([layer("a", 1), layer("b", 9)], 2), [2, 2]);
   assert.deepEqual(allocateBits([layer("a", 1), layer("b", 9)], 8), [8, 8]);

@@ -5,16 +5,17 @@
 // length per weight, under the budget Σ b·P ≤ B·Σ P over the layers the
 // allocation sets.
 //
-// The ε rule (chosen by bench/mixed-epsilon.ts on calibration data, see the
-// README): ε² = δ²·n·mean(W²), i.e. a mean squared error of δ² times the mean
-// squared weight in every coordinate of a row, δ = 1/4. Scaling W scales ε
-// with it, so L measures how much there is to code (the spread of W's
-// spectrum and its shape), not the magnitude of the weights.
+// The ε rule: ε² = δ²·n·mean(W²), i.e. a mean squared error of δ² times the
+// mean squared weight in every coordinate of a row, δ = 1/16. Scaling W
+// scales ε with it, so L measures how much there is to code (the spread of
+// W's spectrum and its shape), not the magnitude of the weights.
 //
 // The mapping: ρ is in bits per weight, the rate at which W is coded at that
-// relative distortion, so a layer whose ρ is higher by Δ needs Δ more bits to
-// be coded as well as the others: target t_l = B + (ρ_l − ρ̄), with ρ̄ the
-// parameter-weighted mean of ρ over the layers in the budget. Each target is
+// relative distortion, so a layer whose ρ is higher by Δ gets κ·Δ more bits
+// than the others: target t_l = B + κ·(ρ_l − ρ̄), with ρ̄ the
+// parameter-weighted mean of ρ over the layers in the budget, κ = 1/2.
+// bench/mixed-epsilon.ts chose the rule, δ and κ on training images, never
+// the test set (README, "Mixed precision"). Each target is
 // rounded to the nearest candidate, then a greedy fix-up meets the budget:
 // while over it, the layer furthest above its target steps down one
 // candidate; then, while some layer can step up within the budget (and stay
@@ -34,16 +35,23 @@ export interface MixedPrecisionOptions {
 export const defaultCandidates: readonly number[] = Object.freeze([2, 3, 4, 5, 6, 8]);
 
 /** κ in the targets B + κ·(ρ − ρ̄): bits per bit of coding length per weight (README, "Mixed precision"). */
-export const defaultSpread = 1;
+export const defaultSpread = 0.5;
 
-/** How ε follows the layer. "coordinate": ε² = δ²·n·mean(W²); "spectrum": c·mean eigenvalue of the smaller Gram = 1/δ². */
+/**
+ * How ε follows the layer. "coordinate": ε² = δ²·n·mean(W²); "spectrum": ε
+ * such that c = n/(ε²m) times the mean eigenvalue of the smaller Gram matrix
+ * is 1/δ² (ε² = δ²·n·‖W‖² / (m·min(m, n))).
+ */
 export interface EpsilonRule {
   scale: "coordinate" | "spectrum";
   delta: number;
 }
 
 /** The rule bench/mixed-epsilon.ts chose (README, "Mixed precision"). */
-export const defaultEpsilonRule: Readonly<EpsilonRule> = Object.freeze({ scale: "coordinate", delta: 0.25 });
+export const defaultEpsilonRule: Readonly<EpsilonRule> = Object.freeze({
+  scale: "coordinate",
+  delta: 0.0625,
+});
 
 export function describeEpsilonRule(rule: EpsilonRule): string {
   return rule.scale === "coordinate"
@@ -133,7 +141,7 @@ export interface BudgetLayer {
 }
 
 /**
- * Bits per layer from coding length per weight: targets B + (ρ − ρ̄), rounded
+ * Bits per layer from coding length per weight: targets B + κ·(ρ − ρ̄) (κ = `spread`), rounded
  * to candidates, then the greedy fix-up (see the top of this file) so that
  * Σ b·P ≤ B·Σ P. Deterministic, and independent of the order of `layers`:
  * result i belongs to layers[i].

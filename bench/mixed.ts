@@ -1,0 +1,248 @@
+// Mixed precision from the coding length against other allocations of the
+// same size (SPEC §6, §11): on the fixture models, with attention rounding
+// and the same iterations, at average weight budgets of 3 and 4 bits with
+// 4-bit and float activations:
+//   coding length  bits from ρ = L/(m·n) (src/quant/mixed.ts, as quantize's mixedPrecision gives them)
+//   uniform        every layer in the budget at B bits
+//   reversed       the same rule with ρ negated: most bits to the lowest ρ
+//   random         the ρ values shuffled among the layers (seeded), then the same rule; mean over --seeds
+// The budget: the first and last layer stay at 8 bits in every allocation and
+// are outside it; over the other layers Σ b·P ≤ B·Σ P (P = parameters), which
+// uniform B-bit meets exactly. So every allocation's weights take at most as
+// many bits as uniform B-bit with 8-bit first and last layers: the table gives
+// each one's weight size (integer weights, without the per-channel scales,
+// which are the same for all). Every allocation runs through the same
+// quantize() as per-layer weightBits overrides.
+// Prints a Markdown table and writes the raw results (with every layer's bits) as JSON.
+//   deno task bench:mixed [--fast] [--iters 2000] [--models resnet18_fmnist,mobilenetv2_fmnist]
+//        [--settings W3A4,W3A32,W4A4,W4A32] [--allocations coding-length,uniform,reversed,random]
+//        [--seeds 0,1,2] [--eval 10000] [--data test|train] [--out bench/results/mixed.json] [--shard i/n]
+// --fast: 200 iterations per block and 2,000 test images. --data train: the
+// last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
+import { gunzipSync } from "fflate";
+import { init, loadModel, type Model, readNpz, Tensor } from "../mod.ts";
+import { measureLayers } from "../src/quant/layers.ts";
+import { allocateBits, type BudgetLayer, defaultCandidates } from "../src/quant/mixed.ts";
+import type { QuantizeOptions } from "../src/quant/options.ts";
+import { quantize } from "../src/quant/quantize.ts";
+
+function option(name: string, fallback: string): string {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Deno.args[i + 1] : fallback;
+}
+const fast = Deno.args.includes("--fast");
+const iterations = Number(option("iters", fast ? "200" : "2000"));
+const evalCount = Number(option("eval", fast ? "2000" : "10000"));
+const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
+const settings = option("settings", "W3A4,W3A32,W4A4,W4A32").split(",");
+const allocations = option("allocations", "coding-length,uniform,reversed,random").split(",");
+const seeds = option("seeds", "0,1,2").split(",").map(Number);
+const out = option("out", `bench/results/mixed${fast ? "-fast" : ""}.json`);
+const [shard, shards] = option("shard", "0/1").split("/").map(Number);
+const data = option("data", "test");
+
+await init();
+const read = (path: string) => Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
+const toInput = (x: Tensor) =>
+  new Tensor(Float32Array.from(x.data as Uint8Array, (v) => v / 255), [x.shape[0], 1, 28, 28]);
+const calib = toInput(readNpz(read("calib.npz")).x);
+
+/** The last 10,000 images and labels of the Fashion-MNIST training split (gzipped IDX files). */
+function trainingTail(): { x: Tensor; y: Tensor } {
+  const dir = "/usr/share/datasets/fashion-mnist/";
+  const idx = (file: string) => gunzipSync(Deno.readFileSync(dir + file));
+  const images = idx("train-images-idx3-ubyte.gz").subarray(16),
+    labels = idx("train-labels-idx1-ubyte.gz").subarray(8);
+  return {
+    x: new Tensor(images.slice(50000 * 784), [10000, 28, 28]),
+    y: new Tensor(labels.slice(50000), [10000]),
+  };
+}
+const evalSet = data === "train" ? trainingTail() : readNpz(read("test.npz"));
+const images = toInput(evalSet.x), labels = evalSet.y.data as Uint8Array;
+
+/** Arg-max class of every evaluated image. */
+function predict(run: (input: Tensor) => Tensor): Uint8Array {
+  const classes = new Uint8Array(evalCount);
+  for (let start = 0; start < evalCount; start += 500) {
+    const n = Math.min(500, evalCount - start);
+    const logits = run(new Tensor(images.data.slice(start * 784, (start + n) * 784), [n, 1, 28, 28]))
+      .data as Float32Array;
+    for (let i = 0; i < n; i++) {
+      let best = 0;
+      for (let c = 1; c < 10; c++) if (logits[i * 10 + c] > logits[i * 10 + best]) best = c;
+      classes[start + i] = best;
+    }
+  }
+  return classes;
+}
+const percentSame = (a: Uint8Array, b: Uint8Array) =>
+  (100 * a.filter((v, i) => v === b[i]).length) / evalCount;
+
+/** Seeded shuffle (mulberry32 + Fisher–Yates). */
+function shuffle<T>(items: readonly T[], seed: number): T[] {
+  let state = (seed + 1) >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const out = items.slice();
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(next() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+interface Layer extends BudgetLayer {
+  name: string;
+}
+
+/** Bits of every quantizable layer (first and last at 8) under an allocation of the budget B. */
+function allocation(layers: Layer[], kind: string, budget: number, seed: number): number[] {
+  const middle = layers.slice(1, -1);
+  let ranked: BudgetLayer[] = middle;
+  if (kind === "uniform") {
+    if (!defaultCandidates.includes(budget)) {
+      throw new Error(`uniform needs a whole budget among the candidates, got ${budget}`);
+    }
+    return layers.map((_, i) => (i === 0 || i === layers.length - 1 ? 8 : budget));
+  }
+  if (kind === "reversed") {
+    ranked = middle.map((l) => ({ ...l, codingLengthPerWeight: -l.codingLengthPerWeight }));
+  }
+  if (kind === "random") {
+    const rhos = shuffle(middle.map((l) => l.codingLengthPerWeight), seed);
+    ranked = middle.map((l, i) => ({ ...l, codingLengthPerWeight: rhos[i] }));
+  }
+  return [8, ...allocateBits(ranked, budget, defaultCandidates), 8];
+}
+
+interface Row {
+  model: string;
+  setting: string;
+  allocation: string;
+  seed?: number;
+  top1: number;
+  /** Top-1 agreement with the float model, %. */
+  agreement: number;
+  /** Integer weight bits of all quantized layers, in KiB. */
+  weightKiB: number;
+  /** Σ b·P / Σ P over the layers in the budget. */
+  averageBits: number;
+  bits: number[];
+  seconds: number;
+}
+const rows: Row[] = [];
+type Job = [string, string, string, number | undefined];
+const jobs: Job[] = [];
+for (const m of models) {
+  for (const s of settings) {
+    for (const a of allocations) {
+      if (a === "random") { for (const seed of seeds) jobs.push([m, s, a, seed]); }
+      else jobs.push([m, s, a, undefined]);
+    }
+  }
+}
+const mine = jobs.filter((_, i) => i % shards === shard);
+
+const loaded = new Map<string, { model: Model; layers: Layer[]; floatClasses: Uint8Array; top1: number }>();
+for (const name of models) {
+  const model = loadModel(read(`${name}.onnx`));
+  const layers = measureLayers(model.graph).map(({ key, name, parameters, codingLengthPerWeight }) => ({
+    key,
+    name,
+    parameters,
+    codingLengthPerWeight,
+  }));
+  if (new Set(layers.map((l) => l.name)).size !== layers.length || layers.some((l) => !l.name)) {
+    throw new Error(`${name}: per-layer overrides need unique, non-empty node names`);
+  }
+  const floatClasses = predict((input) => model.run({ input }).logits);
+  loaded.set(name, { model, layers, floatClasses, top1: percentSame(floatClasses, labels) });
+}
+
+for (const [name, setting, kind, seed] of mine) {
+  const [, w, a] = setting.match(/^W(\d+(?:\.\d+)?)A(\d+)$/)!;
+  const budget = Number(w);
+  const { model, layers, floatClasses } = loaded.get(name)!;
+  const bits = allocation(layers, kind, budget, seed ?? 0);
+  const options: Partial<QuantizeOptions> = {
+    weightBits: 8,
+    activationBits: Number(a),
+    rounding: "attention",
+    iterations,
+    seed: 0,
+    layers: Object.fromEntries(layers.map((l, i) => [l.name, { weightBits: bits[i] }])),
+  };
+  const started = performance.now();
+  const q = await quantize(model, calib, options);
+  const seconds = (performance.now() - started) / 1000;
+  const reported = q.report.layers.map((l) => l.weightBits);
+  if (reported.join() !== bits.join()) {
+    throw new Error(`${name} ${setting} ${kind}: quantize used other bits`);
+  }
+  const classes = predict((input) => q.run({ input }).logits);
+  const middle = layers.slice(1, -1), middleBits = bits.slice(1, -1);
+  const budgetParams = middle.reduce((s, l) => s + l.parameters, 0);
+  const averageBits = middle.reduce((s, l, i) => s + middleBits[i] * l.parameters, 0) / budgetParams;
+  if (averageBits > budget * (1 + 1e-12)) throw new Error(`${name} ${setting} ${kind}: over the budget`);
+  rows.push({
+    model: name,
+    setting,
+    allocation: kind,
+    seed,
+    top1: percentSame(classes, labels),
+    agreement: percentSame(classes, floatClasses),
+    weightKiB: layers.reduce((s, l, i) => s + bits[i] * l.parameters, 0) / 8 / 1024,
+    averageBits,
+    bits,
+    seconds,
+  });
+  q.dispose();
+  console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
+}
+
+// Random allocations are summarised by their mean over seeds.
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const evaluated = data === "train" ? "training images 50,000–59,999" : "test images";
+console.log(
+  `\nAttention rounding, ${iterations} iterations per block, batch 32, seed 0; top-1 on ${evalCount} ${evaluated}.` +
+    ` WxAy: average weight budget x bits over all layers but the first and last (8 bits, outside the budget),` +
+    ` activations y bits. Random: mean over seeds ${seeds.join(", ")}.\n`,
+);
+console.log(
+  "| model | setting | allocation | top-1 % | agreement with FP32 % | weights KiB | average bits in budget | time s |",
+);
+console.log("|---|---|---|---:|---:|---:|---:|---:|");
+if (shard === 0) {
+  for (const [name, l] of loaded) {
+    console.log(`| ${name} | FP32 | – | ${l.top1.toFixed(2)} | 100.00 | – | 32 | – |`);
+  }
+}
+for (const m of models) {
+  for (const s of settings) {
+    for (const a of allocations) {
+      const group = rows.filter((r) => r.model === m && r.setting === s && r.allocation === a);
+      if (group.length === 0) continue;
+      const label = a === "random" ? `random (${group.length} seeds)` : a;
+      console.log(
+        `| ${m} | ${s} | ${label} | ${mean(group.map((r) => r.top1)).toFixed(2)} | ${
+          mean(group.map((r) => r.agreement)).toFixed(2)
+        } | ${mean(group.map((r) => r.weightKiB)).toFixed(1)} | ${
+          mean(group.map((r) => r.averageBits)).toFixed(3)
+        } | ${mean(group.map((r) => r.seconds)).toFixed(0)} |`,
+      );
+    }
+  }
+}
+Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
+const file = shards > 1 ? out.replace(/\.json$/, `.${shard}of${shards}.json`) : out;
+const float = Object.fromEntries([...loaded].map(([name, l]) => [name, l.top1]));
+Deno.writeTextFileSync(
+  file,
+  JSON.stringify({ iterations, evalCount, data, seeds, float, rows }, null, 2) + "\n",
+);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { readNpy, readNpz, writeNpy, writeNpz } from "../src/data/npy.ts";
@@ -76,6 +77,16 @@ function assertSameTensor(actual: Tensor, expected: Tensor, what: string) {
     );
   }
 }
+
+Deno.test("0-valid: a Node Buffer (whose slice() is a view) still gives arrays of their own", () => {
+  const file = readFixture("calib.npz");
+  const { x, y } = readNpz(Buffer.from(file));
+  const plain = readNpz(file);
+  assert.deepEqual(x.shape, [1024, 28, 28]);
+  assert.equal(x.data.length, 1024 * 784);
+  assert.deepEqual(x.data, plain.x.data);
+  assert.deepEqual(y.data, plain.y.data);
+});
 
 Deno.test("0-valid: writeNpy → readNpy round-trips every dtype, 0-d and empty arrays", () => {
   for (const [name, tensor] of Object.entries(sampleTensors())) {

@@ -109,7 +109,9 @@ export function readNpy(bytes: Uint8Array): Tensor {
     );
   }
   // A copy: the result owns aligned memory whatever the input's offset was.
-  const copy = bytes.slice(dataStart, dataStart + byteLength);
+  // (Not bytes.slice: on a Node Buffer that is a view of the same memory.)
+  const copy = new Uint8Array(byteLength);
+  copy.set(bytes.subarray(dataStart, dataStart + byteLength));
   if (littleEndian !== hostLittleEndian) swapBytes(copy, ArrayType.BYTES_PER_ELEMENT);
   let data = new ArrayType(copy.buffer);
   if (fortranOrder && shape.length > 1) data = fortranToC(data, shape);

@@ -81,7 +81,7 @@ export function addGradients(graph: Graph, loss: string, wrt: string[]): Gradien
     if (!gradientFor(node)) {
       throw new AttnroundError(
         "UNSUPPORTED_MODEL",
-        `node "${node.name}" (${node.opType}) has no backward, so it cannot sit inside a block that is reconstructed`,
+        `node "${node.name}" (${node.opType}) has no backward, so it cannot sit inside a block that is reconstructed (rounding "nearest" needs none)`,
       );
     }
     const outputs = node.inputs.map((input) => {

@@ -4,27 +4,12 @@
 // reachable from mod.ts needs Node.
 //   node build/bundle-browser.mjs [OUTFILE]   (deno task bundle; also run by npm pack)
 import { build } from "esbuild";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { npmSpecifiers, writeBundle } from "./esbuild-common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
-
-// `npm:name@version/path` specifiers (Deno) resolve to the package installed in node_modules, and are bundled.
-const npmSpecifiers = {
-  name: "npm-specifiers",
-  setup(b) {
-    b.onResolve(
-      { filter: /^npm:/ },
-      (args) =>
-        b.resolve(args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"), {
-          kind: args.kind,
-          resolveDir: args.resolveDir,
-        }),
-    );
-  },
-};
 
 /** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
 export async function bundleBrowser(outfile = browserBundlePath) {
@@ -34,16 +19,12 @@ export async function bundleBrowser(outfile = browserBundlePath) {
     format: "esm",
     platform: "browser",
     target: "es2022",
-    plugins: [npmSpecifiers],
+    plugins: [npmSpecifiers({ bundled: true })],
     write: false,
     outfile,
     logLevel: "error",
   });
-  mkdirSync(dirname(outfile), { recursive: true });
-  const temp = `${outfile}.${process.pid}.tmp`;
-  writeFileSync(temp, result.outputFiles[0].contents);
-  renameSync(temp, outfile);
-  return outfile;
+  return writeBundle(result, outfile);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

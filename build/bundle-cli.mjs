@@ -4,23 +4,12 @@
 // external (fflate resolves from node_modules at run time).
 //   node build/bundle-cli.mjs        (npm run build:cli; also run by npm pack)
 import { build } from "esbuild";
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { npmSpecifiers, writeBundle } from "./esbuild-common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const bundlePath = join(root, "dist", "attnround-cli.mjs");
-
-// `npm:name@version/path` specifiers (Deno) become the bare package names Node resolves.
-const npmSpecifiers = {
-  name: "npm-specifiers",
-  setup(b) {
-    b.onResolve({ filter: /^npm:/ }, (args) => ({
-      path: args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"),
-      external: true,
-    }));
-  },
-};
 
 /** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
 export async function bundleCli(outfile = bundlePath) {
@@ -31,16 +20,12 @@ export async function bundleCli(outfile = bundlePath) {
     platform: "node",
     target: "node20",
     packages: "external",
-    plugins: [npmSpecifiers],
+    plugins: [npmSpecifiers({ bundled: false })],
     write: false,
     outfile,
     logLevel: "error",
   });
-  mkdirSync(dirname(outfile), { recursive: true });
-  const temp = `${outfile}.${process.pid}.tmp`;
-  writeFileSync(temp, result.outputFiles[0].contents);
-  renameSync(temp, outfile);
-  return outfile;
+  return writeBundle(result, outfile);
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {

@@ -13,6 +13,7 @@ import { build } from "esbuild";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { npmSpecifiers } from "../build/esbuild-common.mjs";
 
 const [condition = "workerd", task = "float"] = process.argv.slice(2);
 const tests = dirname(fileURLToPath(import.meta.url));
@@ -35,21 +36,6 @@ const precompiledWasm = {
   },
 };
 
-// Deno's `npm:name@version` specifiers, resolved to the package in node_modules and bundled.
-const npmSpecifiers = {
-  name: "npm-specifiers",
-  setup(b) {
-    b.onResolve(
-      { filter: /^npm:/ },
-      (args) =>
-        b.resolve(args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"), {
-          kind: args.kind,
-          resolveDir: args.resolveDir,
-        }),
-    );
-  },
-};
-
 const bundled = await build({
   entryPoints: [join(tests, "edge-driver.ts")],
   bundle: true,
@@ -58,7 +44,7 @@ const bundled = await build({
   mainFields: ["module", "main"],
   conditions: condition === "default" ? [] : [condition],
   write: false,
-  plugins: [precompiledWasm, npmSpecifiers],
+  plugins: [precompiledWasm, npmSpecifiers({ bundled: true })],
   logLevel: "error",
 });
 const code = bundled.outputFiles[0].text;

@@ -7,6 +7,7 @@ import { build } from "esbuild";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import { npmSpecifiers } from "../build/esbuild-common.mjs";
 
 const testsDir = new URL(".", import.meta.url).pathname;
 const filter = process.argv[2] ?? "";
@@ -17,17 +18,6 @@ mkdirSync(cacheDir, { recursive: true });
 const outDir = mkdtempSync(join(cacheDir, "attnround-tests-"));
 const shim = join(outDir, "deno-shim.mjs");
 writeFileSync(shim, 'export { Deno } from "@deno/shim-deno-test";\n');
-
-// `npm:name@version/path` specifiers (Deno) resolve to the package installed in node_modules.
-const npmSpecifiers = {
-  name: "npm-specifiers",
-  setup(b) {
-    b.onResolve({ filter: /^npm:/ }, (args) => ({
-      path: args.path.slice(4).replace(/^(@[^/]+\/[^@/]+|[^@/]+)@[^/]+/, "$1"),
-      external: true,
-    }));
-  },
-};
 
 // `import.meta.url` keeps naming the source file, not the bundle, so that
 // `new URL("./fixtures/x", import.meta.url)` finds the same file in both runtimes.
@@ -53,7 +43,7 @@ function bundle(entry, outfile) {
     target: "node20",
     packages: "external",
     inject: [shim],
-    plugins: [npmSpecifiers, sourceUrls],
+    plugins: [npmSpecifiers({ bundled: false }), sourceUrls],
     outfile,
     logLevel: "error",
   });

@@ -7,25 +7,16 @@
 // CI is not set (.ci/run installs it).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 import { Buffer } from "node:buffer";
 import { fileURLToPath } from "node:url";
-// deno-lint-ignore no-import-prefix
-import { chromium } from "npm:playwright-core@1.65.1";
+import { type Files, haveChromium, withChromium } from "./chromium.ts";
 import { inOtherRuntime, otherRuntime, SAME_RUNS, sameRunNpz, sha256Hex } from "./determinism.ts";
 import { readFixture } from "./fixtures.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  if (process.env.CI) throw new Error(`${CHROMIUM} is missing on CI: .ci/run should have installed it`);
-  console.log(`browser: ${CHROMIUM} not found, skipping the browser test (apt-get install -y chromium)`);
-}
+const chromiumInstalled = haveChromium("browser");
 const root = fileURLToPath(new URL("..", import.meta.url));
 const BUNDLE = "attnround.browser.mjs";
 const TIMEOUT_MS = 180_000;
@@ -40,19 +31,17 @@ function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
 
 Deno.test({
   name: "browser: the bundle quantizes tiny_cnn_fmnist in Chromium to the same .npz bytes as Deno and Node",
-  ignore: !haveChromium,
+  ignore: !chromiumInstalled,
   async fn() {
     const run = SAME_RUNS.tiny;
     const dir = mkdtempSync(join(tmpdir(), "attnround-browser-"));
-    let server: ReturnType<typeof createServer> | undefined;
-    let browser: Awaited<ReturnType<typeof chromium.launchPersistentContext>> | undefined;
     try {
       const built = spawnSync("node", [join(root, "build", "bundle-browser.mjs"), join(dir, BUNDLE)], {
         encoding: "utf8",
         timeout: 60_000,
       });
       assert.equal(built.status, 0, `bundling mod.ts for the browser failed: ${built.stderr}`);
-      const files: Record<string, [string, Uint8Array]> = {
+      const files: Files = {
         "/": [
           "text/html; charset=utf-8",
           new TextEncoder().encode('<!DOCTYPE html><title>attnround</title><link rel="icon" href="data:,">'),
@@ -61,70 +50,53 @@ Deno.test({
         [`/${run.model}`]: ["application/octet-stream", readFixture(run.model)],
         "/calib.npz": ["application/octet-stream", readFixture("calib.npz")],
       };
-      const requests: string[] = [];
-      server = createServer((req, res) => {
-        requests.push(req.url ?? "");
-        const file = files[req.url ?? ""];
-        res.writeHead(file ? 200 : 404, { "content-type": file?.[0] ?? "text/plain" });
-        res.end(file?.[1] ?? "");
-      });
-      await new Promise<void>((resolve) => server!.listen(0, "127.0.0.1", resolve));
-      const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const inBrowser = await withChromium(
+        files,
+        { timeout: 60_000 },
+        async ({ browser, origin, requests }) => {
+          const page = await browser.newPage();
+          const problems: string[] = [];
+          page.on("pageerror", (e) => problems.push(e.message));
+          page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
+          const loaded: string[] = [];
+          page.on("request", (r) => loaded.push(r.url()));
+          await page.goto(`${origin}/`, { waitUntil: "load" });
 
-      const profile = join(dir, "profile");
-      // A fresh profile each run; playwright passes it to Chromium as --user-data-dir.
-      browser = await chromium.launchPersistentContext(profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        timeout: 60_000,
-        args: [
-          "--headless",
-          "--no-sandbox",
-          "--disable-gpu",
-          "--disable-quic",
-          "--no-first-run",
-          "--disable-background-networking",
-          "--disable-component-update",
-          "--disable-sync",
-        ],
-      });
-      const page = await browser.newPage();
-      const problems: string[] = [];
-      page.on("pageerror", (e) => problems.push(e.message));
-      page.on("console", (m) => m.type() === "error" && problems.push(m.text()));
-      const loaded: string[] = [];
-      page.on("request", (r) => loaded.push(r.url()));
-      await page.goto(`${origin}/`, { waitUntil: "load" });
-
-      const inBrowser = await withTimeout(
-        page.evaluate(async ({ bundle, run }) => {
-          const m = await import(bundle);
-          await m.init();
-          const bytes = async (url: string) => new Uint8Array(await (await fetch(url)).arrayBuffer());
-          const model = m.loadModel(await bytes(`/${run.model}`));
-          const pixels = m.readNpz(await bytes("/calib.npz")).x.data.subarray(0, run.images * 784);
-          const images = new m.Tensor(Float32Array.from(pixels, (v: number) => v / 255), [
-            run.images,
-            1,
-            28,
-            28,
-          ]);
-          const q = await m.quantize(model, images, run.options);
-          const npz: Uint8Array = q.toNpz();
-          q.dispose();
-          model.dispose();
-          let text = "";
-          for (const b of npz) text += String.fromCharCode(b);
-          return btoa(text);
-        }, { bundle: `/${BUNDLE}`, run }),
-        "quantize in Chromium",
-      );
-      assert.deepEqual(problems, [], "no page errors");
-      assert.ok(loaded.every((u) => u.startsWith(origin)), `the page fetched only from ${origin}: ${loaded}`);
-      assert.deepEqual(
-        [...requests].sort(),
-        ["/", `/${BUNDLE}`, "/calib.npz", `/${run.model}`].sort(),
-        "the page loaded itself, the bundle, the model and the calibration set",
+          const encoded = await withTimeout(
+            page.evaluate(async ({ bundle, run }) => {
+              const m = await import(bundle);
+              await m.init();
+              const bytes = async (url: string) => new Uint8Array(await (await fetch(url)).arrayBuffer());
+              const model = m.loadModel(await bytes(`/${run.model}`));
+              const pixels = m.readNpz(await bytes("/calib.npz")).x.data.subarray(0, run.images * 784);
+              const images = new m.Tensor(Float32Array.from(pixels, (v: number) => v / 255), [
+                run.images,
+                1,
+                28,
+                28,
+              ]);
+              const q = await m.quantize(model, images, run.options);
+              const npz: Uint8Array = q.toNpz();
+              q.dispose();
+              model.dispose();
+              let text = "";
+              for (const b of npz) text += String.fromCharCode(b);
+              return btoa(text);
+            }, { bundle: `/${BUNDLE}`, run }),
+            "quantize in Chromium",
+          );
+          assert.deepEqual(problems, [], "no page errors");
+          assert.ok(
+            loaded.every((u) => u.startsWith(origin)),
+            `the page fetched only from ${origin}: ${loaded}`,
+          );
+          assert.deepEqual(
+            [...requests].sort(),
+            ["/", `/${BUNDLE}`, "/calib.npz", `/${run.model}`].sort(),
+            "the page loaded itself, the bundle, the model and the calibration set",
+          );
+          return encoded;
+        },
       );
 
       const browserNpz = new Uint8Array(Buffer.from(inBrowser, "base64"));
@@ -135,8 +107,6 @@ Deno.test({
       const there = inOtherRuntime(["npz:tiny"])["npz:tiny"];
       assert.equal(there, await sha256Hex(here), `${otherRuntime}'s .npz differs from this runtime's`);
     } finally {
-      await browser?.close();
-      await new Promise((resolve) => server ? server.close(resolve) : resolve(undefined));
       rmSync(dir, { recursive: true, force: true });
     }
   },

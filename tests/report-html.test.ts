@@ -6,27 +6,17 @@
 // Skipped only where Chromium is not installed and CI is not set (.ci/run
 // installs it).
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 import process from "node:process";
 import { Buffer } from "node:buffer";
-// deno-lint-ignore no-import-prefix
-import { chromium } from "npm:playwright-core@1.65.1";
 import { init, loadModel } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { quantize } from "../src/quant/quantize.ts";
 import { reportToHtml } from "../src/report/html.ts";
+import { type Files, haveChromium, withChromium } from "./chromium.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-const haveChromium = existsSync(CHROMIUM);
-if (!haveChromium) {
-  if (process.env.CI) throw new Error(`${CHROMIUM} is missing on CI: .ci/run should have installed it`);
-  console.log(`report-html: ${CHROMIUM} not found, skipping the browser test (apt-get install -y chromium)`);
-}
+const chromiumInstalled = haveChromium("report-html");
 
 const PLOTS = ["fidelity", "bits", "loss", "weight-error"];
 
@@ -65,40 +55,17 @@ Deno.test("report html: self-contained, one figure per plot, tables for every la
 
 Deno.test({
   name: "report html: Chromium renders every plot non-empty (screenshot)",
-  ignore: !haveChromium,
+  ignore: !chromiumInstalled,
   async fn() {
     const report = await realReport();
     const html = reportToHtml(report, {
       model: "tiny_cnn_fmnist.onnx",
       accuracy: { samples: 100, float: 0.9, quantized: 0.85 },
     });
-    const requests: string[] = [];
-    const server = createServer((req, res) => {
-      requests.push(req.url ?? "");
-      res.writeHead(req.url === "/" ? 200 : 404, { "content-type": "text/html; charset=utf-8" });
-      res.end(req.url === "/" ? html : "");
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-    const profile = mkdtempSync(join(tmpdir(), "attnround-chromium-"));
-    // A fresh profile each run; playwright passes it to Chromium as --user-data-dir.
-    const browser = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      viewport: { width: 1000, height: 800 },
-      deviceScaleFactor: 1,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
-    try {
+    const files: Files = { "/": ["text/html; charset=utf-8", html] };
+    const launch = { viewport: { width: 1000, height: 800 }, deviceScaleFactor: 1 };
+    await withChromium(files, launch, async ({ browser, origin, requests }) => {
+      const url = `${origin}/`;
       const page = await browser.newPage();
       const loaded: string[] = [];
       page.on("request", (r) => loaded.push(r.url()));
@@ -181,10 +148,6 @@ Deno.test({
         ["/"],
         "the server saw one request for the page",
       );
-    } finally {
-      await browser.close();
-      await new Promise((resolve) => server.close(resolve));
-      rmSync(profile, { recursive: true, force: true });
-    }
+    });
   },
 });

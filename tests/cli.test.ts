@@ -48,6 +48,11 @@ function cli(...args: string[]): Run {
   return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** `attnround quantize` of the tiny model on the calibration fixture, writing `out`. */
+function cliQuantize(out: string, ...flags: string[]): Run {
+  return cli("quantize", MODEL, "--calib", CALIB, "--out", out, ...flags);
+}
+
 function tempDir(): string {
   return mkdtempSync(join(tmpdir(), "attnround-cli-"));
 }
@@ -67,17 +72,17 @@ Deno.test("cli: --help on every command exits 0; no command or an unknown one is
 });
 
 Deno.test("cli: bad flags and values exit 2 and name the flag", () => {
-  const typo = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--iter", "3");
+  const typo = cliQuantize("x.onnx", "--iter", "3");
   assert.equal(typo.code, 2);
   assert.match(typo.stderr, /unknown option --iter for "attnround quantize"; did you mean --iters\?/);
   assert.match(typo.stderr, /attnround quantize --help/);
-  const bits = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--w", "9");
+  const bits = cliQuantize("x.onnx", "--w", "9");
   assert.equal(bits.code, 2);
   assert.match(bits.stderr, /--w must be 2 to 8, got "9"/);
-  const notNumber = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--iters", "many");
+  const notNumber = cliQuantize("x.onnx", "--iters", "many");
   assert.equal(notNumber.code, 2);
   assert.match(notNumber.stderr, /--iters must be an integer, got "many"/);
-  const rounding = cli("quantize", MODEL, "--calib", CALIB, "--out", "x.onnx", "--rounding", "stochastic");
+  const rounding = cliQuantize("x.onnx", "--rounding", "stochastic");
   assert.equal(rounding.code, 2);
   assert.match(rounding.stderr, /--rounding must be one of attention, adaround, nearest/);
   const missing = cli("quantize", MODEL, "--out", "x.onnx");
@@ -117,33 +122,15 @@ Deno.test("cli: an output path that cannot be written fails with 1 before quanti
     for (const [out, message] of cases) {
       // 100,000 iterations per block: only a check made before the work can return in time.
       const started = performance.now();
-      const r = cli("quantize", MODEL, "--calib", CALIB, "--out", out, "--iters", "100000");
+      const r = cliQuantize(out, "--iters", "100000");
       assert.equal(r.code, 1, r.stderr);
       assert.match(r.stderr, message);
       assert.ok(performance.now() - started < 60_000);
     }
-    const report = cli(
-      "quantize",
-      MODEL,
-      "--calib",
-      CALIB,
-      "--out",
-      join(dir, "q.onnx"),
-      "--html",
-      join(dir, "missing", "r.html"),
-    );
+    const report = cliQuantize(join(dir, "q.onnx"), "--html", join(dir, "missing", "r.html"));
     assert.equal(report.code, 1);
     assert.match(report.stderr, /--html .*missing\/r\.html/);
-    const same = cli(
-      "quantize",
-      MODEL,
-      "--calib",
-      CALIB,
-      "--out",
-      join(dir, "q.onnx"),
-      "--report",
-      join(dir, "q.onnx"),
-    );
+    const same = cliQuantize(join(dir, "q.onnx"), "--report", join(dir, "q.onnx"));
     assert.equal(same.code, 2);
     assert.match(same.stderr, /--out and --report name the same file/);
     // A failure after the checks (calibration data the model cannot take) writes nothing either.
@@ -233,12 +220,7 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json p
   const dir = tempDir();
   try {
     const out = join(dir, "q.onnx");
-    const r = cli(
-      "quantize",
-      MODEL,
-      "--calib",
-      CALIB,
-      "--out",
+    const r = cliQuantize(
       out,
       "--npz",
       join(dir, "q.npz"),
@@ -282,18 +264,7 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json p
 Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", () => {
   const dir = tempDir();
   try {
-    const r = cli(
-      "quantize",
-      MODEL,
-      "--calib",
-      CALIB,
-      "--out",
-      join(dir, "q.onnx"),
-      "--iters",
-      "30",
-      "--mixed",
-      "3",
-    );
+    const r = cliQuantize(join(dir, "q.onnx"), "--iters", "30", "--mixed", "3");
     assert.equal(r.code, 0, r.stderr);
     assert.ok(!r.stdout.includes("\r"), "no carriage returns when stdout is not a terminal");
     assert.match(r.stdout, /block 1\/2 +iter 30\/30 +loss \S+ +[\d.]+ it\/s +done in/);
@@ -303,17 +274,7 @@ Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", 
       r.stdout,
       /mixed precision: 3\.000 bits on average over 1 layers \(asked 3; .*\); bits per layer: 8 3 8/,
     );
-    const quiet = cli(
-      "quantize",
-      MODEL,
-      "--calib",
-      CALIB,
-      "--out",
-      join(dir, "q.onnx"),
-      "--iters",
-      "5",
-      "--quiet",
-    );
+    const quiet = cliQuantize(join(dir, "q.onnx"), "--iters", "5", "--quiet");
     assert.equal(quiet.code, 0, quiet.stderr);
     assert.equal(quiet.stdout, "");
     assert.ok(existsSync(join(dir, "q.onnx")));

@@ -22,7 +22,7 @@ export const demoSpec: CommandSpec = {
   flags: {
     fast: {
       type: "boolean",
-      help: "200 iterations per block and 2,000 test images (about a minute) instead of 2,000 and 10,000",
+      help: "200 iterations per block and 2,000 test images (a minute or two) instead of 2,000 and 10,000",
     },
     out: {
       type: "string",

@@ -6,16 +6,19 @@
 //   deno task bench:accuracy [--fast] [--iters 2000] [--models resnet18_fmnist,…]
 //        [--settings W4A32,W4A4,W3A3,W2A4] [--methods nearest,adaround,attention]
 //        [--eval 10000] [--out bench/results/accuracy.json] [--shard i/n]
-//        [--data test|train] [--set key=value,…]
+//        [--data test|train] [--set key=value,…] [--last-input-bits 8]
 // --fast: 200 iterations per block and 2,000 test images.
 // --data train: evaluate on the last 10,000 Fashion-MNIST training images
 //   (Debian package dataset-fashion-mnist) instead of the test set: the split
 //   on which defaults are chosen, so that the test set is never tuned on.
 // --set: extra quantize options, e.g. activationLearningRate=4e-4,attention.sigma0=1.
+// --last-input-bits: the last layer's input at these bits (BRECQ's runs in
+//   PEERS.md keep mobilenetv2's classifier input at 8 bits).
 // Each row also gives the top-1 agreement with the float model.
 import { init, loadModel, type Model, readNpz, Tensor } from "../mod.ts";
 import { gunzipSync } from "fflate";
 import { quantize } from "../src/quant/quantize.ts";
+import { quantizableLayers } from "../src/quant/partition.ts";
 import type { QuantizeOptions, RoundingMode } from "../src/quant/options.ts";
 
 function option(name: string, fallback: string): string {
@@ -31,6 +34,9 @@ const methods = option("methods", "nearest,adaround,attention").split(",") as Ro
 const out = option("out", `bench/results/accuracy${fast ? "-fast" : ""}.json`);
 const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
+const lastInputBits = option("last-input-bits", "");
+const extraOptions = [option("set", ""), lastInputBits && `lastInputBits=${lastInputBits}`].filter(Boolean)
+  .join(",");
 /** Applies `--set a=1,b.c=x` to an options object (numbers where they parse, strings otherwise). */
 function withExtra(options: Record<string, unknown>): Record<string, unknown> {
   for (const kv of option("set", "").split(",").filter(Boolean)) {
@@ -122,6 +128,10 @@ for (const [name, setting, method] of mine) {
     iterations,
     seed: 0,
   }) as Partial<QuantizeOptions>;
+  if (lastInputBits) {
+    const last = quantizableLayers(loaded.get(name)!.graph).at(-1)!.name;
+    options.layers = { ...options.layers, [last]: { activationBits: Number(lastInputBits) } };
+  }
   const started = performance.now();
   const q = await quantize(loaded.get(name)!, calib, options);
   const seconds = (performance.now() - started) / 1000;
@@ -146,7 +156,7 @@ for (const [name, setting, method] of mine) {
 const evaluated = data === "train" ? "training images 50,000–59,999" : "test images";
 console.log(
   `\n${iterations} iterations per block, batch 32, seed 0; top-1 on ${evalCount} ${evaluated}.` +
-    (option("set", "") ? ` Options: ${option("set", "")}.` : "") + "\n",
+    (extraOptions ? ` Options: ${extraOptions}.` : "") + "\n",
 );
 console.log(
   "| model | setting | method | top-1 % | agreement with FP32 % | quantization time s | ms / iteration (mean over blocks) |",
@@ -163,5 +173,5 @@ Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
 const file = shards > 1 ? out.replace(/\.json$/, `.${shard}of${shards}.json`) : out;
 Deno.writeTextFileSync(
   file,
-  JSON.stringify({ iterations, evalCount, data, options: option("set", ""), rows }, null, 2) + "\n",
+  JSON.stringify({ iterations, evalCount, data, options: extraOptions, rows }, null, 2) + "\n",
 );

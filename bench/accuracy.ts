@@ -15,16 +15,12 @@
 // --last-input-bits: the last layer's input at these bits (BRECQ's runs in
 //   PEERS.md keep mobilenetv2's classifier input at 8 bits).
 // Each row also gives the top-1 agreement with the float model.
-import { init, loadModel, type Model, readNpz, Tensor } from "../mod.ts";
-import { gunzipSync } from "fflate";
+import { init, loadModel, type Model, readNpz } from "../mod.ts";
+import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { quantize } from "../src/quant/quantize.ts";
 import { quantizableLayers } from "../src/quant/partition.ts";
 import type { QuantizeOptions, RoundingMode } from "../src/quant/options.ts";
 
-function option(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : fallback;
-}
 const fast = Deno.args.includes("--fast");
 const iterations = Number(option("iters", fast ? "200" : "2000"));
 const evalCount = Number(option("eval", fast ? "2000" : "10000"));
@@ -50,42 +46,9 @@ function withExtra(options: Record<string, unknown>): Record<string, unknown> {
 }
 
 await init();
-const read = (path: string) => Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
-const toInput = (x: Tensor) =>
-  new Tensor(Float32Array.from(x.data as Uint8Array, (v) => v / 255), [x.shape[0], 1, 28, 28]);
-const calib = toInput(readNpz(read("calib.npz")).x);
+const calib = toInput(readNpz(readFixture("calib.npz")).x);
 
-/** The last 10,000 images and labels of the Fashion-MNIST training split (gzipped IDX files). */
-function trainingTail(): { x: Tensor; y: Tensor } {
-  const dir = "/usr/share/datasets/fashion-mnist/";
-  const idx = (file: string) => gunzipSync(Deno.readFileSync(dir + file));
-  const images = idx("train-images-idx3-ubyte.gz").subarray(16),
-    labels = idx("train-labels-idx1-ubyte.gz").subarray(8);
-  return {
-    x: new Tensor(images.slice(50000 * 784), [10000, 28, 28]),
-    y: new Tensor(labels.slice(50000), [10000]),
-  };
-}
-const evalSet = data === "train" ? trainingTail() : readNpz(read("test.npz"));
-const images = toInput(evalSet.x), labels = evalSet.y.data as Uint8Array;
-
-/** Arg-max class of every evaluated image. */
-function predict(run: (input: Tensor) => Tensor): Uint8Array {
-  const classes = new Uint8Array(evalCount);
-  for (let start = 0; start < evalCount; start += 500) {
-    const n = Math.min(500, evalCount - start);
-    const logits = run(new Tensor(images.data.slice(start * 784, (start + n) * 784), [n, 1, 28, 28]))
-      .data as Float32Array;
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (logits[i * 10 + c] > logits[i * 10 + best]) best = c;
-      classes[start + i] = best;
-    }
-  }
-  return classes;
-}
-const percentSame = (a: Uint8Array, b: Uint8Array) =>
-  (100 * a.filter((v, i) => v === b[i]).length) / evalCount;
+const { images, labels } = evaluationSet(data);
 
 interface Row {
   model: string;
@@ -105,9 +68,9 @@ const mine = jobs.filter((_, i) => i % shards === shard);
 const loaded = new Map<string, Model>();
 const floatClasses = new Map<string, Uint8Array>();
 for (const name of models) {
-  const model = loadModel(read(`${name}.onnx`));
+  const model = loadModel(readFixture(`${name}.onnx`));
   loaded.set(name, model);
-  floatClasses.set(name, predict((input) => model.run({ input }).logits));
+  floatClasses.set(name, predict(images, evalCount, (input) => model.run({ input }).logits));
   if (shard === 0) {
     rows.push({
       model: name,
@@ -139,7 +102,7 @@ for (const [name, setting, method] of mine) {
   const msPerIteration = blocks.length
     ? blocks.reduce((s, b) => s + b.msPerIteration, 0) / blocks.length
     : undefined;
-  const classes = predict((input) => q.run({ input }).logits);
+  const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
   rows.push({
     model: name,
     setting,

@@ -19,17 +19,13 @@
 //        [--seeds 0,1,2] [--eval 10000] [--data test|train] [--out bench/results/mixed.json] [--shard i/n]
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
-import { gunzipSync } from "fflate";
-import { init, loadModel, type Model, readNpz, Tensor } from "../mod.ts";
+import { init, loadModel, type Model, readNpz } from "../mod.ts";
+import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates } from "../src/quant/mixed.ts";
 import type { QuantizeOptions } from "../src/quant/options.ts";
 import { quantize } from "../src/quant/quantize.ts";
 
-function option(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : fallback;
-}
 const fast = Deno.args.includes("--fast");
 const iterations = Number(option("iters", fast ? "200" : "2000"));
 const evalCount = Number(option("eval", fast ? "2000" : "10000"));
@@ -42,42 +38,9 @@ const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
 
 await init();
-const read = (path: string) => Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
-const toInput = (x: Tensor) =>
-  new Tensor(Float32Array.from(x.data as Uint8Array, (v) => v / 255), [x.shape[0], 1, 28, 28]);
-const calib = toInput(readNpz(read("calib.npz")).x);
+const calib = toInput(readNpz(readFixture("calib.npz")).x);
 
-/** The last 10,000 images and labels of the Fashion-MNIST training split (gzipped IDX files). */
-function trainingTail(): { x: Tensor; y: Tensor } {
-  const dir = "/usr/share/datasets/fashion-mnist/";
-  const idx = (file: string) => gunzipSync(Deno.readFileSync(dir + file));
-  const images = idx("train-images-idx3-ubyte.gz").subarray(16),
-    labels = idx("train-labels-idx1-ubyte.gz").subarray(8);
-  return {
-    x: new Tensor(images.slice(50000 * 784), [10000, 28, 28]),
-    y: new Tensor(labels.slice(50000), [10000]),
-  };
-}
-const evalSet = data === "train" ? trainingTail() : readNpz(read("test.npz"));
-const images = toInput(evalSet.x), labels = evalSet.y.data as Uint8Array;
-
-/** Arg-max class of every evaluated image. */
-function predict(run: (input: Tensor) => Tensor): Uint8Array {
-  const classes = new Uint8Array(evalCount);
-  for (let start = 0; start < evalCount; start += 500) {
-    const n = Math.min(500, evalCount - start);
-    const logits = run(new Tensor(images.data.slice(start * 784, (start + n) * 784), [n, 1, 28, 28]))
-      .data as Float32Array;
-    for (let i = 0; i < n; i++) {
-      let best = 0;
-      for (let c = 1; c < 10; c++) if (logits[i * 10 + c] > logits[i * 10 + best]) best = c;
-      classes[start + i] = best;
-    }
-  }
-  return classes;
-}
-const percentSame = (a: Uint8Array, b: Uint8Array) =>
-  (100 * a.filter((v, i) => v === b[i]).length) / evalCount;
+const { images, labels } = evaluationSet(data);
 
 /** Seeded shuffle (mulberry32 + Fisher–Yates). */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
@@ -151,7 +114,7 @@ const mine = jobs.filter((_, i) => i % shards === shard);
 
 const loaded = new Map<string, { model: Model; layers: Layer[]; floatClasses: Uint8Array; top1: number }>();
 for (const name of models) {
-  const model = loadModel(read(`${name}.onnx`));
+  const model = loadModel(readFixture(`${name}.onnx`));
   const layers = measureLayers(model.graph).map(({ key, name, parameters, codingLengthPerWeight }) => ({
     key,
     name,
@@ -161,7 +124,7 @@ for (const name of models) {
   if (new Set(layers.map((l) => l.name)).size !== layers.length || layers.some((l) => !l.name)) {
     throw new Error(`${name}: per-layer overrides need unique, non-empty node names`);
   }
-  const floatClasses = predict((input) => model.run({ input }).logits);
+  const floatClasses = predict(images, evalCount, (input) => model.run({ input }).logits);
   loaded.set(name, { model, layers, floatClasses, top1: percentSame(floatClasses, labels) });
 }
 
@@ -185,7 +148,7 @@ for (const [name, setting, kind, seed] of mine) {
   if (reported.join() !== bits.join()) {
     throw new Error(`${name} ${setting} ${kind}: quantize used other bits`);
   }
-  const classes = predict((input) => q.run({ input }).logits);
+  const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
   const middle = layers.slice(1, -1), middleBits = bits.slice(1, -1);
   const budgetParams = middle.reduce((s, l) => s + l.parameters, 0);
   const averageBits = middle.reduce((s, l, i) => s + middleBits[i] * l.parameters, 0) / budgetParams;

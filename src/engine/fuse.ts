@@ -14,7 +14,11 @@ function scalarOf(t: Tensor | undefined): number | undefined {
   return t && t.size === 1 ? Number(t.data[0]) : undefined;
 }
 
-export function fuseConvActivations(order: Node[], graph: Graph): Node[] {
+/**
+ * What both fusions read: constant values by name, how many nodes read each
+ * tensor, the graph outputs, and copies of the nodes to rewrite.
+ */
+function fusionInputs(order: Node[], graph: Graph) {
   const constants = new Map<string, Tensor>(graph.initializers);
   for (const node of order) {
     const value = node.opType === "Constant" ? attrTensor(node, "value") : undefined;
@@ -23,8 +27,13 @@ export function fuseConvActivations(order: Node[], graph: Graph): Node[] {
   const readers = new Map<string, number>();
   for (const node of order) for (const name of node.inputs) readers.set(name, (readers.get(name) ?? 0) + 1);
   const outputs = new Set(graph.outputs.map((o) => o.name));
-  const producer = new Map<string, number>();
   const result = order.map((n) => ({ ...n, attributes: new Map(n.attributes) }));
+  return { constants, readers, outputs, result };
+}
+
+export function fuseConvActivations(order: Node[], graph: Graph): Node[] {
+  const { constants, readers, outputs, result } = fusionInputs(order, graph);
+  const producer = new Map<string, number>();
   const dropped = new Set<number>();
   result.forEach((node, i) => {
     node.outputs.forEach((o) => producer.set(o, i));
@@ -71,16 +80,8 @@ const RANGES: Record<string, [number, number]> = {
  * takes over the DequantizeLinear's output and computes x̂ directly.
  */
 export function fuseQuantizePairs(order: Node[], graph: Graph): Node[] {
-  const constants = new Map<string, Tensor>(graph.initializers);
-  for (const node of order) {
-    const value = node.opType === "Constant" ? attrTensor(node, "value") : undefined;
-    if (value) constants.set(node.outputs[0], value);
-  }
-  const readers = new Map<string, number>();
-  for (const node of order) for (const name of node.inputs) readers.set(name, (readers.get(name) ?? 0) + 1);
-  const outputs = new Set(graph.outputs.map((o) => o.name));
+  const { constants, readers, outputs, result } = fusionInputs(order, graph);
   const quantizers = new Map<string, number>();
-  const result = order.map((n) => ({ ...n, attributes: new Map(n.attributes) }));
   const dropped = new Set<number>();
   const sameScalar = (a: string | undefined, b: string | undefined) => {
     const ta = a ? constants.get(a) : undefined, tb = b ? constants.get(b) : undefined;

@@ -17,12 +17,13 @@
 //   deno task bench:mixed [--fast] [--iters 2000] [--models resnet18_fmnist,mobilenetv2_fmnist]
 //        [--settings W3A4,W3A32,W4A4,W4A32] [--allocations coding-length,uniform,reversed,random]
 //        [--seeds 0,1,2] [--eval 10000] [--data test|train] [--out bench/results/mixed.json] [--shard i/n]
+//        [--spread κ: the mapping's bits per bit of ρ, default src/quant/mixed.ts's]
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
 import { init, loadModel, type Model, readNpz } from "../mod.ts";
 import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
-import { allocateBits, type BudgetLayer, defaultCandidates } from "../src/quant/mixed.ts";
+import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
 import type { QuantizeOptions } from "../src/quant/options.ts";
 import { quantize } from "../src/quant/quantize.ts";
 
@@ -36,6 +37,7 @@ const seeds = option("seeds", "0,1,2").split(",").map(Number);
 const out = option("out", `bench/results/mixed${fast ? "-fast" : ""}.json`);
 const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
+const spread = Number(option("spread", String(defaultSpread)));
 
 await init();
 const calib = toInput(readNpz(readFixture("calib.npz")).x);
@@ -81,7 +83,7 @@ function allocation(layers: Layer[], kind: string, budget: number, seed: number)
     const rhos = shuffle(middle.map((l) => l.codingLengthPerWeight), seed);
     ranked = middle.map((l, i) => ({ ...l, codingLengthPerWeight: rhos[i] }));
   }
-  return [8, ...allocateBits(ranked, budget, defaultCandidates), 8];
+  return [8, ...allocateBits(ranked, budget, defaultCandidates, spread), 8];
 }
 
 interface Row {
@@ -98,19 +100,23 @@ interface Row {
   averageBits: number;
   bits: number[];
   seconds: number;
+  /** The allocation whose run this row reuses, when the bits are the same. */
+  sameAs?: string;
 }
 const rows: Row[] = [];
 type Job = [string, string, string, number | undefined];
-const jobs: Job[] = [];
+// A shard takes whole (model, setting) groups, so that allocations with the same bits share one run.
+const mine: Job[] = [];
+let groupIndex = 0;
 for (const m of models) {
   for (const s of settings) {
+    if (groupIndex++ % shards !== shard) continue;
     for (const a of allocations) {
-      if (a === "random") { for (const seed of seeds) jobs.push([m, s, a, seed]); }
-      else jobs.push([m, s, a, undefined]);
+      if (a === "random") { for (const seed of seeds) mine.push([m, s, a, seed]); }
+      else mine.push([m, s, a, undefined]);
     }
   }
 }
-const mine = jobs.filter((_, i) => i % shards === shard);
 
 const loaded = new Map<string, { model: Model; layers: Layer[]; floatClasses: Uint8Array; top1: number }>();
 for (const name of models) {
@@ -133,6 +139,13 @@ for (const [name, setting, kind, seed] of mine) {
   const budget = Number(w);
   const { model, layers, floatClasses } = loaded.get(name)!;
   const bits = allocation(layers, kind, budget, seed ?? 0);
+  // Quantization is deterministic: an allocation with the bits of one already run has its result.
+  const same = rows.find((r) => r.model === name && r.setting === setting && r.bits.join() === bits.join());
+  if (same) {
+    rows.push({ ...same, allocation: kind, seed, sameAs: same.sameAs ?? same.allocation });
+    console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
+    continue;
+  }
   const options: Partial<QuantizeOptions> = {
     weightBits: 8,
     activationBits: Number(a),
@@ -175,7 +188,7 @@ const evaluated = data === "train" ? "training images 50,000–59,999" : "test i
 console.log(
   `\nAttention rounding, ${iterations} iterations per block, batch 32, seed 0; top-1 on ${evalCount} ${evaluated}.` +
     ` WxAy: average weight budget x bits over all layers but the first and last (8 bits, outside the budget),` +
-    ` activations y bits. Random: mean over seeds ${seeds.join(", ")}.\n`,
+    ` activations y bits. Random: mean over seeds ${seeds.join(", ")}. κ = ${spread}.\n`,
 );
 console.log(
   "| model | setting | allocation | top-1 % | agreement with FP32 % | weights KiB | average bits in budget | time s |",
@@ -191,7 +204,8 @@ for (const m of models) {
     for (const a of allocations) {
       const group = rows.filter((r) => r.model === m && r.setting === s && r.allocation === a);
       if (group.length === 0) continue;
-      const label = a === "random" ? `random (${group.length} seeds)` : a;
+      const label = (a === "random" ? `random (${group.length} seeds)` : a) +
+        (group.every((r) => r.sameAs) ? ` (bits of ${[...new Set(group.map((r) => r.sameAs))].join(", ")})` : "");
       console.log(
         `| ${m} | ${s} | ${label} | ${mean(group.map((r) => r.top1)).toFixed(2)} | ${
           mean(group.map((r) => r.agreement)).toFixed(2)
@@ -207,5 +221,5 @@ const file = shards > 1 ? out.replace(/\.json$/, `.${shard}of${shards}.json`) : 
 const float = Object.fromEntries([...loaded].map(([name, l]) => [name, l.top1]));
 Deno.writeTextFileSync(
   file,
-  JSON.stringify({ iterations, evalCount, data, seeds, float, rows }, null, 2) + "\n",
+  JSON.stringify({ iterations, evalCount, data, seeds, spread, float, rows }, null, 2) + "\n",
 );

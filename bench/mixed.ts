@@ -18,6 +18,7 @@
 //        [--settings W3A4,W3A32,W4A4,W4A32] [--allocations coding-length,uniform,reversed,random]
 //        [--seeds 0,1,2] [--eval 10000] [--data test|train] [--out bench/results/mixed.json] [--shard i/n]
 //        [--spread κ: the mapping's bits per bit of ρ, default src/quant/mixed.ts's]
+//        [--from a.json,b.json: print the table of earlier runs' results (e.g. the shards) instead of running]
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
 import { init, loadModel, type Model, readNpz } from "../mod.ts";
@@ -38,11 +39,7 @@ const out = option("out", `bench/results/mixed${fast ? "-fast" : ""}.json`);
 const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
 const spread = Number(option("spread", String(defaultSpread)));
-
-await init();
-const calib = toInput(readNpz(readFixture("calib.npz")).x);
-
-const { images, labels } = evaluationSet(data);
+const from = option("from", "");
 
 /** Seeded shuffle (mulberry32 + Fisher–Yates). */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
@@ -103,109 +100,151 @@ interface Row {
   /** The allocation whose run this row reuses, when the bits are the same. */
   sameAs?: string;
 }
-const rows: Row[] = [];
-type Job = [string, string, string, number | undefined];
-// A shard takes whole (model, setting) groups, so that allocations with the same bits share one run.
-const mine: Job[] = [];
-let groupIndex = 0;
-for (const m of models) {
-  for (const s of settings) {
-    if (groupIndex++ % shards !== shard) continue;
-    for (const a of allocations) {
-      if (a === "random") { for (const seed of seeds) mine.push([m, s, a, seed]); }
-      else mine.push([m, s, a, undefined]);
+interface Results {
+  iterations: number;
+  evalCount: number;
+  data: string;
+  seeds: number[];
+  spread: number;
+  /** FP32 top-1 per model. */
+  float: Record<string, number>;
+  rows: Row[];
+}
+
+/** Runs this shard's allocations. */
+async function run(): Promise<Results> {
+  await init();
+  const calib = toInput(readNpz(readFixture("calib.npz")).x);
+  const { images, labels } = evaluationSet(data);
+  const rows: Row[] = [];
+  type Job = [string, string, string, number | undefined];
+  // A shard takes whole (model, setting) groups, so that allocations with the same bits share one run.
+  const mine: Job[] = [];
+  let groupIndex = 0;
+  for (const m of models) {
+    for (const s of settings) {
+      if (groupIndex++ % shards !== shard) continue;
+      for (const a of allocations) {
+        if (a === "random") { for (const seed of seeds) mine.push([m, s, a, seed]); }
+        else mine.push([m, s, a, undefined]);
+      }
     }
   }
-}
 
-const loaded = new Map<string, { model: Model; layers: Layer[]; floatClasses: Uint8Array; top1: number }>();
-for (const name of models) {
-  const model = loadModel(readFixture(`${name}.onnx`));
-  const layers = measureLayers(model.graph).map(({ key, name, parameters, codingLengthPerWeight }) => ({
-    key,
-    name,
-    parameters,
-    codingLengthPerWeight,
-  }));
-  if (new Set(layers.map((l) => l.name)).size !== layers.length || layers.some((l) => !l.name)) {
-    throw new Error(`${name}: per-layer overrides need unique, non-empty node names`);
+  const loaded = new Map<string, { model: Model; layers: Layer[]; floatClasses: Uint8Array; top1: number }>();
+  for (const name of models) {
+    const model = loadModel(readFixture(`${name}.onnx`));
+    const layers = measureLayers(model.graph).map(({ key, name, parameters, codingLengthPerWeight }) => ({
+      key,
+      name,
+      parameters,
+      codingLengthPerWeight,
+    }));
+    if (new Set(layers.map((l) => l.name)).size !== layers.length || layers.some((l) => !l.name)) {
+      throw new Error(`${name}: per-layer overrides need unique, non-empty node names`);
+    }
+    const floatClasses = predict(images, evalCount, (input) => model.run({ input }).logits);
+    loaded.set(name, { model, layers, floatClasses, top1: percentSame(floatClasses, labels) });
   }
-  const floatClasses = predict(images, evalCount, (input) => model.run({ input }).logits);
-  loaded.set(name, { model, layers, floatClasses, top1: percentSame(floatClasses, labels) });
-}
 
-for (const [name, setting, kind, seed] of mine) {
-  const [, w, a] = setting.match(/^W(\d+(?:\.\d+)?)A(\d+)$/)!;
-  const budget = Number(w);
-  const { model, layers, floatClasses } = loaded.get(name)!;
-  const bits = allocation(layers, kind, budget, seed ?? 0);
-  // Quantization is deterministic: an allocation with the bits of one already run has its result.
-  const same = rows.find((r) => r.model === name && r.setting === setting && r.bits.join() === bits.join());
-  if (same) {
-    rows.push({ ...same, allocation: kind, seed, sameAs: same.sameAs ?? same.allocation });
+  for (const [name, setting, kind, seed] of mine) {
+    const [, w, a] = setting.match(/^W(\d+(?:\.\d+)?)A(\d+)$/)!;
+    const budget = Number(w);
+    const { model, layers, floatClasses } = loaded.get(name)!;
+    const bits = allocation(layers, kind, budget, seed ?? 0);
+    // Quantization is deterministic: an allocation with the bits of one already run has its result.
+    const same = rows.find((r) => r.model === name && r.setting === setting && r.bits.join() === bits.join());
+    if (same) {
+      rows.push({ ...same, allocation: kind, seed, sameAs: same.sameAs ?? same.allocation });
+      console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
+      continue;
+    }
+    const options: Partial<QuantizeOptions> = {
+      weightBits: 8,
+      activationBits: Number(a),
+      rounding: "attention",
+      iterations,
+      seed: 0,
+      layers: Object.fromEntries(layers.map((l, i) => [l.name, { weightBits: bits[i] }])),
+    };
+    const started = performance.now();
+    const q = await quantize(model, calib, options);
+    const seconds = (performance.now() - started) / 1000;
+    const reported = q.report.layers.map((l) => l.weightBits);
+    if (reported.join() !== bits.join()) {
+      throw new Error(`${name} ${setting} ${kind}: quantize used other bits`);
+    }
+    const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
+    const middle = layers.slice(1, -1), middleBits = bits.slice(1, -1);
+    const budgetParams = middle.reduce((s, l) => s + l.parameters, 0);
+    const averageBits = middle.reduce((s, l, i) => s + middleBits[i] * l.parameters, 0) / budgetParams;
+    if (averageBits > budget * (1 + 1e-12)) throw new Error(`${name} ${setting} ${kind}: over the budget`);
+    rows.push({
+      model: name,
+      setting,
+      allocation: kind,
+      seed,
+      top1: percentSame(classes, labels),
+      agreement: percentSame(classes, floatClasses),
+      weightKiB: layers.reduce((s, l, i) => s + bits[i] * l.parameters, 0) / 8 / 1024,
+      averageBits,
+      bits,
+      seconds,
+    });
+    q.dispose();
     console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
-    continue;
   }
-  const options: Partial<QuantizeOptions> = {
-    weightBits: 8,
-    activationBits: Number(a),
-    rounding: "attention",
-    iterations,
-    seed: 0,
-    layers: Object.fromEntries(layers.map((l, i) => [l.name, { weightBits: bits[i] }])),
-  };
-  const started = performance.now();
-  const q = await quantize(model, calib, options);
-  const seconds = (performance.now() - started) / 1000;
-  const reported = q.report.layers.map((l) => l.weightBits);
-  if (reported.join() !== bits.join()) {
-    throw new Error(`${name} ${setting} ${kind}: quantize used other bits`);
-  }
-  const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
-  const middle = layers.slice(1, -1), middleBits = bits.slice(1, -1);
-  const budgetParams = middle.reduce((s, l) => s + l.parameters, 0);
-  const averageBits = middle.reduce((s, l, i) => s + middleBits[i] * l.parameters, 0) / budgetParams;
-  if (averageBits > budget * (1 + 1e-12)) throw new Error(`${name} ${setting} ${kind}: over the budget`);
-  rows.push({
-    model: name,
-    setting,
-    allocation: kind,
-    seed,
-    top1: percentSame(classes, labels),
-    agreement: percentSame(classes, floatClasses),
-    weightKiB: layers.reduce((s, l, i) => s + bits[i] * l.parameters, 0) / 8 / 1024,
-    averageBits,
-    bits,
-    seconds,
-  });
-  q.dispose();
-  console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
+
+  const float = Object.fromEntries([...loaded].map(([name, l]) => [name, l.top1]));
+  return { iterations, evalCount, data, seeds, spread, float, rows };
 }
 
+/** The results of earlier runs, merged (they must share iterations, images, seeds and κ). */
+function merged(files: string[]): Results {
+  const parts: Results[] = files.map((f) => JSON.parse(Deno.readTextFileSync(f)));
+  for (const p of parts) {
+    for (const k of ["iterations", "evalCount", "data", "seeds", "spread"] as const) {
+      if (JSON.stringify(p[k]) !== JSON.stringify(parts[0][k])) {
+        throw new Error(`--from: the files differ in ${k}`);
+      }
+    }
+  }
+  return {
+    ...parts[0],
+    float: Object.assign({}, ...parts.map((p) => p.float)),
+    rows: parts.flatMap((p) => p.rows),
+  };
+}
+
+const results = from ? merged(from.split(",")) : await run();
+const { rows } = results;
 // Random allocations are summarised by their mean over seeds.
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-const evaluated = data === "train" ? "training images 50,000–59,999" : "test images";
+const evaluated = results.data === "train" ? "training images 50,000–59,999" : "test images";
 console.log(
-  `\nAttention rounding, ${iterations} iterations per block, batch 32, seed 0; top-1 on ${evalCount} ${evaluated}.` +
+  `\nAttention rounding, ${results.iterations} iterations per block, batch 32, seed 0; top-1 on ${results.evalCount} ${evaluated}.` +
     ` WxAy: average weight budget x bits over all layers but the first and last (8 bits, outside the budget),` +
-    ` activations y bits. Random: mean over seeds ${seeds.join(", ")}. κ = ${spread}.\n`,
+    ` activations y bits. Random: mean over seeds ${results.seeds.join(", ")}. κ = ${results.spread}.\n`,
 );
 console.log(
   "| model | setting | allocation | top-1 % | agreement with FP32 % | weights KiB | average bits in budget | time s |",
 );
 console.log("|---|---|---|---:|---:|---:|---:|---:|");
-if (shard === 0) {
-  for (const [name, l] of loaded) {
-    console.log(`| ${name} | FP32 | – | ${l.top1.toFixed(2)} | 100.00 | – | 32 | – |`);
+if (shard === 0 || from) {
+  for (const [name, top1] of Object.entries(results.float)) {
+    console.log(`| ${name} | FP32 | – | ${top1.toFixed(2)} | 100.00 | – | 32 | – |`);
   }
 }
-for (const m of models) {
-  for (const s of settings) {
-    for (const a of allocations) {
+const distinct = (xs: string[]) => [...new Set(xs)];
+for (const m of distinct(rows.map((r) => r.model))) {
+  for (const s of distinct(rows.map((r) => r.setting))) {
+    for (const a of distinct(rows.map((r) => r.allocation))) {
       const group = rows.filter((r) => r.model === m && r.setting === s && r.allocation === a);
       if (group.length === 0) continue;
       const label = (a === "random" ? `random (${group.length} seeds)` : a) +
-        (group.every((r) => r.sameAs) ? ` (bits of ${[...new Set(group.map((r) => r.sameAs))].join(", ")})` : "");
+        (group.every((r) => r.sameAs)
+          ? ` (bits of ${[...new Set(group.map((r) => r.sameAs))].join(", ")})`
+          : "");
       console.log(
         `| ${m} | ${s} | ${label} | ${mean(group.map((r) => r.top1)).toFixed(2)} | ${
           mean(group.map((r) => r.agreement)).toFixed(2)
@@ -216,10 +255,8 @@ for (const m of models) {
     }
   }
 }
-Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
-const file = shards > 1 ? out.replace(/\.json$/, `.${shard}of${shards}.json`) : out;
-const float = Object.fromEntries([...loaded].map(([name, l]) => [name, l.top1]));
-Deno.writeTextFileSync(
-  file,
-  JSON.stringify({ iterations, evalCount, data, seeds, spread, float, rows }, null, 2) + "\n",
-);
+if (!from) {
+  Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
+  const file = shards > 1 ? out.replace(/\.json$/, `.${shard}of${shards}.json`) : out;
+  Deno.writeTextFileSync(file, JSON.stringify(results, null, 2) + "\n");
+}

@@ -57,3 +57,15 @@ export function predict(images: Tensor, count: number, run: (input: Tensor) => T
 /** Percentage of the first a.length entries on which a and b agree. */
 export const percentSame = (a: Uint8Array, b: Uint8Array) =>
   (100 * a.filter((v, i) => v === b[i]).length) / a.length;
+
+/** Seeded uniform numbers in [0, 1) (mulberry32), so that a bench's random choices are the same on every run. */
+export function mulberry32(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

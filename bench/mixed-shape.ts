@@ -8,9 +8,9 @@
 // Spearman rank correlation between ρ and the Gaussian's ρ; writes JSON.
 //   deno task bench:mixed-shape [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/mixed-shape.json]
 import { init, loadModel } from "../mod.ts";
-import { option, readFixture } from "./fmnist.ts";
+import { mulberry32, option, readFixture } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
-import { describeEpsilonRule, defaultEpsilonRule, layerCodingLength } from "../src/quant/mixed.ts";
+import { defaultEpsilonRule, describeEpsilonRule, layerCodingLength } from "../src/quant/mixed.ts";
 
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const out = option("out", "bench/results/mixed-shape.json");
@@ -19,17 +19,10 @@ await init();
 
 /** Seeded standard normal values (mulberry32 + Box–Muller). */
 function gaussian(count: number, seed: number): Float32Array {
-  let state = seed >>> 0;
-  const uniform = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) + 0.5) / 4294967296;
-  };
+  const uniform = mulberry32(seed);
   const values = new Float32Array(count);
   for (let i = 0; i < count; i++) {
-    values[i] = Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+    values[i] = Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
   }
   return values;
 }
@@ -75,9 +68,9 @@ for (const name of models) {
   console.log("|---|---|---:|---:|---:|---:|");
   for (const l of layers) {
     console.log(
-      `| ${l.name} | ${l.m} × ${l.n} | ${l.parameters} | ${l.rho.toFixed(3)} | ${l.gaussianRho.toFixed(3)} | ${
-        (l.rho / l.gaussianRho).toFixed(3)
-      } |`,
+      `| ${l.name} | ${l.m} × ${l.n} | ${l.parameters} | ${l.rho.toFixed(3)} | ${
+        l.gaussianRho.toFixed(3)
+      } | ${(l.rho / l.gaussianRho).toFixed(3)} |`,
     );
   }
   const rhos = layers.map((l) => l.rho), ratios = layers.map((l) => l.rho / l.gaussianRho);

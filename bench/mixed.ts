@@ -22,7 +22,7 @@
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
 import { init, loadModel, type Model, readNpz } from "../mod.ts";
-import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
+import { evaluationSet, mulberry32, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
 import type { QuantizeOptions } from "../src/quant/options.ts";
@@ -43,14 +43,7 @@ const from = option("from", "");
 
 /** Seeded shuffle (mulberry32 + Fisher–Yates). */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
-  let state = (seed + 1) >>> 0;
-  const next = () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed + 1);
   const out = items.slice();
   for (let i = out.length - 1; i > 0; i--) {
     const j = Math.floor(next() * (i + 1));

@@ -4,13 +4,20 @@
 // the same shape and RMS (seeded, so the table is the same on every run),
 // under the default ε rule. A ratio near 1 means the trained weight costs as
 // many bits to code at that distortion as unstructured noise of that shape.
-// Prints a Markdown table per model, the range of ρ and of the ratio, and the
-// Spearman rank correlation between ρ and the Gaussian's ρ; writes JSON.
+// Prints a Markdown table per model, the range of ρ and of the ratio, the
+// Spearman rank correlation between ρ and the Gaussian's ρ, and between ρ and
+// ρ under other ε rules (the allocation depends only on the layers' order by ρ
+// and on κ); writes JSON.
 //   deno task bench:mixed-shape [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/mixed-shape.json]
 import { init, loadModel } from "../mod.ts";
 import { mulberry32, option, readFixture } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
-import { defaultEpsilonRule, describeEpsilonRule, layerCodingLength } from "../src/quant/mixed.ts";
+import {
+  defaultEpsilonRule,
+  describeEpsilonRule,
+  type EpsilonRule,
+  layerCodingLength,
+} from "../src/quant/mixed.ts";
 
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const out = option("out", "bench/results/mixed-shape.json");
@@ -50,6 +57,11 @@ function spearman(a: number[], b: number[]): number {
   return sab / Math.sqrt(saa * sbb);
 }
 
+const otherRules: EpsilonRule[] = [
+  ...[0.125, 0.25, 0.5, 1].map((delta) => ({ scale: "coordinate" as const, delta })),
+  ...[0.0625, 0.25, 1].map((delta) => ({ scale: "spectrum" as const, delta })),
+];
+
 const results: Record<string, unknown> = { rule: describeEpsilonRule(defaultEpsilonRule) };
 for (const name of models) {
   const layers = measureLayers(loadModel(readFixture(`${name}.onnx`)).graph).map((l, i) => {
@@ -81,6 +93,18 @@ for (const name of models) {
       spearman(rhos, layers.map((l) => l.gaussianRho)).toFixed(3)
     }`,
   );
+  // Whether another ε rule would order the layers differently (the allocation depends only on that order and κ).
+  const orders: Record<string, number> = {};
+  for (const rule of otherRules) {
+    const other = measureLayers(loadModel(readFixture(`${name}.onnx`)).graph, rule).map((l) =>
+      l.codingLengthPerWeight
+    );
+    orders[describeEpsilonRule(rule)] = spearman(rhos, other);
+  }
+  results[`${name} Spearman with other ε rules`] = orders;
+  for (const [rule, r] of Object.entries(orders)) {
+    console.log(`Spearman(ρ, ρ with ${rule}) = ${r.toFixed(3)}`);
+  }
 }
 Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });
 Deno.writeTextFileSync(out, JSON.stringify(results, null, 2) + "\n");

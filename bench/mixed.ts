@@ -228,24 +228,47 @@ if (shard === 0 || from) {
     console.log(`| ${name} | FP32 | – | ${top1.toFixed(2)} | 100.00 | – | 32 | – |`);
   }
 }
-const distinct = (xs: string[]) => [...new Set(xs)];
-for (const m of distinct(rows.map((r) => r.model))) {
-  for (const s of distinct(rows.map((r) => r.setting))) {
-    for (const a of distinct(rows.map((r) => r.allocation))) {
-      const group = rows.filter((r) => r.model === m && r.setting === s && r.allocation === a);
-      if (group.length === 0) continue;
-      const label = (a === "random" ? `random (${group.length} seeds)` : a) +
-        (group.every((r) => r.sameAs)
-          ? ` (bits of ${[...new Set(group.map((r) => r.sameAs))].join(", ")})`
-          : "");
-      console.log(
-        `| ${m} | ${s} | ${label} | ${mean(group.map((r) => r.top1)).toFixed(2)} | ${
-          mean(group.map((r) => r.agreement)).toFixed(2)
-        } | ${mean(group.map((r) => r.weightKiB)).toFixed(1)} | ${
-          mean(group.map((r) => r.averageBits)).toFixed(3)
-        } | ${mean(group.map((r) => r.seconds)).toFixed(0)} |`,
+/** The values present, in the order of `preferred` (the command-line lists), others after. */
+const ordered = (xs: string[], preferred: string[]) => {
+  const rank = (x: string) => (preferred.includes(x) ? preferred.indexOf(x) : preferred.length);
+  return [...new Set(xs)].sort((a, b) => rank(a) - rank(b));
+};
+const groups: { model: string; setting: string; allocation: string; rows: Row[] }[] = [];
+for (const model of ordered(rows.map((r) => r.model), models)) {
+  for (const setting of ordered(rows.map((r) => r.setting), settings)) {
+    for (const allocation of ordered(rows.map((r) => r.allocation), allocations)) {
+      const group = rows.filter((r) =>
+        r.model === model && r.setting === setting && r.allocation === allocation
       );
+      if (group.length > 0) groups.push({ model, setting, allocation, rows: group });
     }
+  }
+}
+for (const { model, setting, allocation, rows: group } of groups) {
+  const label = (allocation === "random" ? `random (${group.length} seeds)` : allocation) +
+    (group.every((r) => r.sameAs)
+      ? ` (same bits as ${[...new Set(group.map((r) => r.sameAs))].join(", ")})`
+      : "");
+  console.log(
+    `| ${model} | ${setting} | ${label} | ${mean(group.map((r) => r.top1)).toFixed(2)} | ${
+      mean(group.map((r) => r.agreement)).toFixed(2)
+    } | ${mean(group.map((r) => r.weightKiB)).toFixed(1)} | ${
+      mean(group.map((r) => r.averageBits)).toFixed(3)
+    } | ${mean(group.map((r) => r.seconds)).toFixed(0)} |`,
+  );
+}
+// The same top-1 figures side by side, one row per model and budget.
+const shown = ordered(rows.map((r) => r.allocation), allocations);
+console.log(`\n| model | setting | ${shown.map((a) => `${a} top-1 %`).join(" | ")} |`);
+console.log(`|---|---|${shown.map(() => "---:").join("|")}|`);
+for (const model of ordered(rows.map((r) => r.model), models)) {
+  for (const setting of ordered(rows.map((r) => r.setting), settings)) {
+    const cells = shown.map((a) =>
+      groups.find((g) => g.model === model && g.setting === setting && g.allocation === a)
+    );
+    if (cells.every((g) => !g)) continue;
+    const cell = (g?: (typeof groups)[number]) => (g ? mean(g.rows.map((r) => r.top1)).toFixed(2) : "–");
+    console.log(`| ${model} | ${setting} | ${cells.map(cell).join(" | ")} |`);
   }
 }
 if (!from) {

@@ -64,7 +64,8 @@ const otherRules: EpsilonRule[] = [
 
 const results: Record<string, unknown> = { rule: describeEpsilonRule(defaultEpsilonRule) };
 for (const name of models) {
-  const layers = measureLayers(loadModel(readFixture(`${name}.onnx`)).graph).map((l, i) => {
+  const graph = loadModel(readFixture(`${name}.onnx`)).graph;
+  const layers = measureLayers(graph).map((l, i) => {
     const m = l.rowsShape[0], n = l.rows.length / m;
     let sumSquares = 0;
     for (const w of l.rows) sumSquares += w * w;
@@ -96,9 +97,7 @@ for (const name of models) {
   // Whether another ε rule would order the layers differently (the allocation depends only on that order and κ).
   const orders: Record<string, number> = {};
   for (const rule of otherRules) {
-    const other = measureLayers(loadModel(readFixture(`${name}.onnx`)).graph, rule).map((l) =>
-      l.codingLengthPerWeight
-    );
+    const other = measureLayers(graph, rule).map((l) => l.codingLengthPerWeight);
     orders[describeEpsilonRule(rule)] = spearman(rhos, other);
   }
   results[`${name} Spearman with other ε rules`] = orders;

@@ -23,8 +23,8 @@
 //        [--budgets 3,4] [--rules coordinate,spectrum] [--deltas 0.0625,0.125,0.25,0.5,1]
 //        [--spreads 0.5,1,2,4] [--data train|calib] [--eval 2000] [--out bench/results/mixed-epsilon.json]
 //        [--from FILE: score the rows of an earlier run's JSON instead of measuring]
-import { gunzipSync } from "fflate";
 import { init, loadModel, readNpz, Tensor } from "../mod.ts";
+import { evaluationSet, option, readFixture, toInput } from "./fmnist.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { fakeQuantNearest } from "../src/kernels/quant.ts";
 import {
@@ -39,10 +39,6 @@ import { resolveOptions } from "../src/quant/options.ts";
 import { quantizedGraph } from "../src/quant/qgraph.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
 
-function option(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : fallback;
-}
 const numbers = (s: string) => s.split(",").map(Number);
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const budgets = numbers(option("budgets", "3,4"));
@@ -55,17 +51,13 @@ const out = option("out", "bench/results/mixed-epsilon.json");
 const candidates = [...defaultCandidates];
 
 await init();
-const read = (path: string) => Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
-/** The judging images as uint8 [evalCount × 784]. */
-function judgingImages(): Uint8Array {
-  if (data === "calib") {
-    const pixels = readNpz(read("calib.npz")).x.data as Uint8Array;
-    return pixels.subarray(pixels.length - evalCount * 784);
-  }
-  const file = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz";
-  return gunzipSync(Deno.readFileSync(file)).subarray(16 + 50000 * 784, 16 + (50000 + evalCount) * 784);
+/** The judging images as the models' input [evalCount, 1, 28, 28]. */
+function judgingImages(): Tensor {
+  const all = data === "calib" ? toInput(readNpz(readFixture("calib.npz")).x) : evaluationSet("train").images;
+  const start = data === "calib" ? all.shape[0] - evalCount : 0;
+  return new Tensor(all.data.slice(start * 784, (start + evalCount) * 784), [evalCount, 1, 28, 28]);
 }
-const held = new Tensor(Float32Array.from(judgingImages(), (v) => v / 255), [evalCount, 1, 28, 28]);
+const held = judgingImages();
 
 function softmax(row: Float32Array): Float64Array {
   const max = Math.max(...row);
@@ -104,7 +96,7 @@ const rows: Row[] = from ? JSON.parse(Deno.readTextFileSync(from)).rows : [];
 /** Runs every setting on every model and pushes the rows. */
 function measure(): void {
   for (const name of models) {
-    const model = loadModel(read(`${name}.onnx`));
+    const model = loadModel(readFixture(`${name}.onnx`));
     const graph = model.graph;
     const logitsOf = (engine: { run(f: Record<string, Tensor>): Record<string, Tensor> }) => {
       const logits = new Float32Array(evalCount * 10);

@@ -8,25 +8,16 @@
 //   deno task bench:sizes [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/sizes.json]
 import { init, loadModel, readNpz, Tensor } from "../mod.ts";
 import { gzipSync } from "fflate";
+import { option, readFixture, toInput } from "./fmnist.ts";
 import { quantize } from "../src/quant/quantize.ts";
 import type { QuantizeOptions } from "../src/quant/options.ts";
 
-function option(name: string, fallback: string): string {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Deno.args[i + 1] : fallback;
-}
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const out = option("out", "bench/results/sizes.json");
 
 await init();
-const read = (path: string) => Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
-const x = readNpz(read("calib.npz")).x;
-const calib = new Tensor(Float32Array.from((x.data as Uint8Array).subarray(0, 256 * 784), (v) => v / 255), [
-  256,
-  1,
-  28,
-  28,
-]);
+const pixels = readNpz(readFixture("calib.npz")).x.data as Uint8Array;
+const calib = toInput(new Tensor(pixels.slice(0, 256 * 784), [256, 28, 28]));
 
 const exports: [string, Partial<QuantizeOptions>][] = [
   ["W8A8", { weightBits: 8, activationBits: 8 }],
@@ -47,7 +38,7 @@ interface Row {
 const gzipped = (bytes: Uint8Array) => gzipSync(bytes, { level: 9 }).length;
 const rows: Row[] = [];
 for (const name of models) {
-  const bytes = read(`${name}.onnx`);
+  const bytes = readFixture(`${name}.onnx`);
   rows.push({
     model: name,
     export: "float",

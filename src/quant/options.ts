@@ -22,7 +22,11 @@ export interface AttentionOptions {
   sigma0: number;
   /** Fraction of the iterations over which σ decays (cosine) to 0. */
   decay: number;
-  /** "stochastic": q = round(v + σε); "expectation": the Gaussian-weighted mean level, differentiated exactly. */
+  /**
+   * "expectation" (default): the Gaussian-weighted mean level, differentiated exactly;
+   * "stochastic" (the paper): q = round(v + σε), straight-through. Chosen by the
+   * accuracy table (README, "Choosing the defaults").
+   */
   variant: "stochastic" | "expectation";
 }
 
@@ -74,7 +78,7 @@ export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "sign
   activationLearningRate: 4e-5,
   activationDrop: 0.5,
   symmetricWeights: true,
-  attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "stochastic" as const }),
+  attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "expectation" as const }),
   holdout: 64,
   layers: Object.freeze({}),
 });

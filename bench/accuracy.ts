@@ -59,6 +59,8 @@ interface Row {
   agreement: number;
   seconds: number;
   msPerIteration?: number;
+  /** Attention Round's variant, for attention rows. */
+  variant?: string;
 }
 const rows: Row[] = [];
 const jobs: [string, string, RoundingMode][] = [];
@@ -111,6 +113,7 @@ for (const [name, setting, method] of mine) {
     agreement: percentSame(classes, floatClasses.get(name)!),
     seconds,
     msPerIteration,
+    variant: method === "attention" ? q.report.settings.attention.variant : undefined,
   });
   q.dispose();
   console.error(JSON.stringify(rows.at(-1)));

@@ -19,13 +19,14 @@
 //        [--seeds 0,1,2] [--eval 10000] [--data test|train] [--out bench/results/mixed.json] [--shard i/n]
 //        [--spread κ: the mapping's bits per bit of ρ, default src/quant/mixed.ts's]
 //        [--from a.json,b.json: print the table of earlier runs' results (e.g. the shards) instead of running]
+//        [--variant stochastic|expectation: Attention Round's variant, default the library's]
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
 import { init, loadModel, type Model, readNpz } from "../mod.ts";
 import { evaluationSet, mulberry32, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
-import type { QuantizeOptions } from "../src/quant/options.ts";
+import { type AttentionOptions, defaultOptions, type QuantizeOptions } from "../src/quant/options.ts";
 import { quantize } from "../src/quant/quantize.ts";
 
 const fast = Deno.args.includes("--fast");
@@ -40,6 +41,7 @@ const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
 const spread = Number(option("spread", String(defaultSpread)));
 const from = option("from", "");
+const variant = option("variant", defaultOptions.attention.variant) as AttentionOptions["variant"];
 
 /** Seeded shuffle (mulberry32 + Fisher–Yates). */
 function shuffle<T>(items: readonly T[], seed: number): T[] {
@@ -99,6 +101,7 @@ interface Results {
   data: string;
   seeds: number[];
   spread: number;
+  variant: AttentionOptions["variant"];
   /** FP32 top-1 per model. */
   float: Record<string, number>;
   rows: Row[];
@@ -156,6 +159,7 @@ async function run(): Promise<Results> {
       weightBits: 8,
       activationBits: Number(a),
       rounding: "attention",
+      attention: { ...defaultOptions.attention, variant },
       iterations,
       seed: 0,
       layers: Object.fromEntries(layers.map((l, i) => [l.name, { weightBits: bits[i] }])),
@@ -189,14 +193,14 @@ async function run(): Promise<Results> {
   }
 
   const float = Object.fromEntries([...loaded].map(([name, l]) => [name, l.top1]));
-  return { iterations, evalCount, data, seeds, spread, float, rows };
+  return { iterations, evalCount, data, seeds, spread, variant, float, rows };
 }
 
-/** The results of earlier runs, merged (they must share iterations, images, seeds and κ). */
+/** The results of earlier runs, merged (they must share iterations, images, seeds, κ and variant). */
 function merged(files: string[]): Results {
   const parts: Results[] = files.map((f) => JSON.parse(Deno.readTextFileSync(f)));
   for (const p of parts) {
-    for (const k of ["iterations", "evalCount", "data", "seeds", "spread"] as const) {
+    for (const k of ["iterations", "evalCount", "data", "seeds", "spread", "variant"] as const) {
       if (JSON.stringify(p[k]) !== JSON.stringify(parts[0][k])) {
         throw new Error(`--from: the files differ in ${k}`);
       }
@@ -215,7 +219,7 @@ const { rows } = results;
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const evaluated = results.data === "train" ? "training images 50,000–59,999" : "test images";
 console.log(
-  `\nAttention rounding, ${results.iterations} iterations per block, batch 32, seed 0; top-1 on ${results.evalCount} ${evaluated}.` +
+  `\nAttention rounding (${results.variant}), ${results.iterations} iterations per block, batch 32, seed 0; top-1 on ${results.evalCount} ${evaluated}.` +
     ` WxAy: average weight budget x bits over all layers but the first and last (8 bits, outside the budget),` +
     ` activations y bits. Random: mean over seeds ${results.seeds.join(", ")}. κ = ${results.spread}.\n`,
 );

@@ -39,10 +39,12 @@ Deno.test("quantize: attention rounding recovers accuracy that round-to-nearest 
   const r = attention.report;
   assert.equal(r.layers.length, 3);
   assert.deepEqual(r.layers.map((l) => l.weightBits), [8, 3, 8]);
-  assert.ok(
-    r.blocks.every((b) => b.losses.length > 0 && b.losses.at(-1)! < b.losses[0]),
-    "losses should fall",
-  );
+  // The first losses are of the Gaussian-smoothed weights, which for 8-bit layers are as good as float, so
+  // the loss must fall only in the blocks that hold the 3-bit layer.
+  const threeBit = new Set(r.layers.filter((l) => l.weightBits === 3).map((l) => l.name));
+  const learning = r.blocks.filter((b) => b.layers.some((name) => threeBit.has(name)));
+  assert.ok(learning.length > 0 && r.blocks.every((b) => b.losses.length > 0));
+  assert.ok(learning.every((b) => b.losses.at(-1)! < b.losses[0]), "losses should fall");
   assert.ok(r.fidelity!.snrDb > nearest.report.fidelity!.snrDb);
   JSON.parse(JSON.stringify(r));
   nearest.dispose();

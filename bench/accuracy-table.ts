@@ -16,21 +16,39 @@ interface Row {
   variant?: string;
 }
 
+interface Run {
+  iterations: number;
+  evalCount: number;
+  data?: string;
+  options?: string;
+  rows: Row[];
+}
+
+/** The 2,000-iteration, 10,000-test-image runs in a results folder whose options match `options`, by file name. */
+function runs(folder: URL, options: RegExp): [string, Run][] {
+  return [...Deno.readDirSync(folder)].map((e) => e.name).sort().filter((name) => name.endsWith(".json"))
+    .map((name): [string, Run] => [name, JSON.parse(Deno.readTextFileSync(new URL(name, folder)))])
+    .filter(([, run]) =>
+      run.iterations === 2000 && run.evalCount === 10000 && (run.data ?? "test") === "test" &&
+      options.test(run.options ?? "")
+    );
+}
+
+/** "model setting method", with the variant for attention. */
+function keyOf(r: Row, file: string): string {
+  if (r.method !== "attention") return `${r.model} ${r.setting} ${r.method}`;
+  if (!r.variant) throw new Error(`${file}: an attention row without its variant`);
+  return `${r.model} ${r.setting} attention ${r.variant}`;
+}
+
 const results = new URL("results/", import.meta.url);
 const found = new Map<string, Row>();
 const floats = new Map<string, number>();
-for (const entry of [...Deno.readDirSync(results)].sort((a, b) => a.name.localeCompare(b.name))) {
-  if (!/^accuracy-.*\.json$/.test(entry.name)) continue;
-  const run = JSON.parse(Deno.readTextFileSync(new URL(entry.name, results)));
-  const variantOnly = /^(attention\.variant=\w+)?$/.test(run.options ?? "");
-  if (run.iterations !== 2000 || run.evalCount !== 10000 || (run.data ?? "test") !== "test" || !variantOnly) {
-    continue;
-  }
-  for (const r of run.rows as Row[]) {
+for (const [name, run] of runs(results, /^(attention\.variant=\w+)?$/)) {
+  if (!name.startsWith("accuracy-")) continue;
+  for (const r of run.rows) {
     if (r.setting === "FP32") floats.set(r.model, r.top1);
-    else if (r.method !== "attention") found.set(`${r.model} ${r.setting} ${r.method}`, r);
-    else if (r.variant) found.set(`${r.model} ${r.setting} attention ${r.variant}`, r);
-    else throw new Error(`${entry.name}: an attention row without its variant`);
+    else found.set(keyOf(r, name), r);
   }
 }
 
@@ -79,4 +97,30 @@ for (const model of models) {
       .map((m) => found.get(`${model} ${setting} ${m}`));
     console.log(`| ${model} | ${setting} | ${both(adaround)} | ${both(stochastic)} | ${both(expectation)} |`);
   }
+}
+
+// Cells rerun with other seeds (bench/results/seeds/, `--set seed=N`), beside seed 0 from the tables above.
+const bySeed = new Map<string, Map<number, Row>>();
+for (const [name, run] of runs(new URL("seeds/", results), /^seed=\d+$/)) {
+  const seed = Number(run.options!.slice("seed=".length));
+  for (const r of run.rows.filter((r) => r.setting !== "FP32")) {
+    const key = keyOf(r, name);
+    if (!bySeed.has(key)) bySeed.set(key, new Map([[0, found.get(key)!]]));
+    bySeed.get(key)!.set(seed, r);
+  }
+}
+console.log("\nOther seeds, top-1 % by seed, and means of top-1 and of agreement with float %:\n");
+console.log("| model | setting | method | top-1 by seed | mean top-1 | mean agreement |");
+console.log("|---|---|---|---|---:|---:|");
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+for (const [key, seeds] of bySeed) {
+  const [model, setting, ...method] = key.split(" ");
+  const rows = [...seeds].sort(([a], [b]) => a - b);
+  console.log(
+    `| ${model} | ${setting} | ${method.join(" ")} | ${
+      rows.map(([s, r]) => `${s}: ${r.top1.toFixed(2)}`).join(", ")
+    } | ${mean(rows.map(([, r]) => r.top1)).toFixed(2)} | ${
+      mean(rows.map(([, r]) => r.agreement)).toFixed(2)
+    } |`,
+  );
 }

@@ -99,10 +99,11 @@ for (const model of models) {
   }
 }
 
-// Cells rerun with other seeds (bench/results/seeds/, `--set seed=N`), beside seed 0 from the tables above.
+// Cells rerun with other seeds (bench/results/seeds/, `--set seed=N[,attention.variant=V]`), beside seed 0
+// from the tables above.
 const bySeed = new Map<string, Map<number, Row>>();
-for (const [name, run] of runs(new URL("seeds/", results), /^seed=\d+$/)) {
-  const seed = Number(run.options!.slice("seed=".length));
+for (const [name, run] of runs(new URL("seeds/", results), /^seed=\d+(,attention\.variant=\w+)?$/)) {
+  const seed = Number(run.options!.match(/^seed=(\d+)/)![1]);
   for (const r of run.rows.filter((r) => r.setting !== "FP32")) {
     const key = keyOf(r, name);
     if (!bySeed.has(key)) bySeed.set(key, new Map([[0, found.get(key)!]]));

@@ -5,6 +5,7 @@
 // table with the default variant, then both variants side by side.
 //   deno task bench:accuracy-table
 import { defaultOptions } from "../src/quant/options.ts";
+import { mean } from "./fmnist.ts";
 
 interface Row {
   model: string;
@@ -113,7 +114,6 @@ for (const [name, run] of runs(new URL("seeds/", results), /^seed=\d+(,attention
 console.log("\nOther seeds, top-1 % by seed, and means of top-1 and of agreement with float %:\n");
 console.log("| model | setting | method | top-1 by seed | mean top-1 | mean agreement |");
 console.log("|---|---|---|---|---:|---:|");
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 for (const [key, seeds] of bySeed) {
   const [model, setting, ...method] = key.split(" ");
   const rows = [...seeds].sort(([a], [b]) => a - b);

@@ -54,6 +54,8 @@ export function predict(images: Tensor, count: number, run: (input: Tensor) => T
   return classes;
 }
 
+export const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
 /** Percentage of the first a.length entries on which a and b agree. */
 export const percentSame = (a: Uint8Array, b: Uint8Array) =>
   (100 * a.filter((v, i) => v === b[i]).length) / a.length;

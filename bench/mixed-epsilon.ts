@@ -24,7 +24,7 @@
 //        [--spreads 0.5,1,2,4] [--data train|calib] [--eval 2000] [--out bench/results/mixed-epsilon.json]
 //        [--from FILE: score the rows of an earlier run's JSON instead of measuring]
 import { init, loadModel, readNpz, Tensor } from "../mod.ts";
-import { evaluationSet, option, readFixture, toInput } from "./fmnist.ts";
+import { evaluationSet, mean, option, readFixture, toInput } from "./fmnist.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { fakeQuantNearest } from "../src/kernels/quant.ts";
 import {
@@ -205,7 +205,6 @@ for (const r of rows.filter((r) => r.allocation !== "uniform")) {
   }
   settings.set(key, s);
 }
-const mean = (a: number[]) => a.reduce((x, y) => x + y, 0) / a.length;
 const scored = [...settings.values()]
   .map((s) => ({ ...s, score: mean(s.logRatios), reversedScore: mean(s.reversedLogRatios) }))
   .sort((a, b) => a.score - b.score);

@@ -10,7 +10,7 @@
 // and on κ); writes JSON.
 //   deno task bench:mixed-shape [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/mixed-shape.json]
 import { init, loadModel } from "../mod.ts";
-import { mulberry32, option, readFixture } from "./fmnist.ts";
+import { mean, mulberry32, option, readFixture } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import {
   defaultEpsilonRule,
@@ -48,7 +48,6 @@ function spearman(a: number[], b: number[]): number {
     return r;
   };
   const ra = ranks(a), rb = ranks(b);
-  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / xs.length;
   const ma = mean(ra), mb = mean(rb);
   let sab = 0, saa = 0, sbb = 0;
   for (let i = 0; i < ra.length; i++) {

@@ -23,7 +23,16 @@
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
 import { init, loadModel, type Model, readNpz } from "../mod.ts";
-import { evaluationSet, mulberry32, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
+import {
+  evaluationSet,
+  mean,
+  mulberry32,
+  option,
+  percentSame,
+  predict,
+  readFixture,
+  toInput,
+} from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
 import { type AttentionOptions, defaultOptions, type QuantizeOptions } from "../src/quant/options.ts";
@@ -215,8 +224,6 @@ function merged(files: string[]): Results {
 
 const results = from ? merged(from.split(",")) : await run();
 const { rows } = results;
-// Random allocations are summarised by their mean over seeds.
-const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const evaluated = results.data === "train" ? "training images 50,000–59,999" : "test images";
 console.log(
   `\nAttention rounding (${results.variant}), ${results.iterations} iterations per block, batch 32, seed 0; top-1 on ${results.evalCount} ${evaluated}.` +

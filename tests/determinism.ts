@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { init, loadModel, type QuantizeOptions, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { quantize } from "../src/quant/quantize.ts";
+import { defaultOptions } from "../src/quant/options.ts";
 import { fingerprint } from "../src/quant/state.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 
@@ -37,7 +38,7 @@ export const SAME_RUNS: Record<"tiny" | "resnet18", SameRun> = {
       seed: 7,
       batchSize: 16,
       holdout: 16,
-      attention: { sigma0: 0.5, decay: 0.8, variant: "stochastic" },
+      attention: { ...defaultOptions.attention, variant: "stochastic" },
     },
   },
   resnet18: {

@@ -10,7 +10,13 @@ export type { DType, TensorData } from "./src/tensor.ts";
 export { loadModel, Model } from "./src/model.ts";
 export { QuantizationRun, quantize } from "./src/quant/quantize.ts";
 export type { QuantizationReport, QuantizedModel } from "./src/quant/quantized-model.ts";
-export type { ProgressEvent, QuantizeOptions, RoundingMode } from "./src/quant/options.ts";
+export type {
+  AttentionOptions,
+  ProgressEvent,
+  QuantizeOptions,
+  QuantizeOptionsInput,
+  RoundingMode,
+} from "./src/quant/options.ts";
 export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
 export type { MixedPrecisionOptions } from "./src/quant/mixed.ts";

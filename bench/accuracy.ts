@@ -19,7 +19,7 @@ import { init, loadModel, type Model, readNpz } from "../mod.ts";
 import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { quantize } from "../src/quant/quantize.ts";
 import { quantizableLayers } from "../src/quant/partition.ts";
-import type { QuantizeOptions, RoundingMode } from "../src/quant/options.ts";
+import type { QuantizeOptionsInput, RoundingMode } from "../src/quant/options.ts";
 
 const fast = Deno.args.includes("--fast");
 const iterations = Number(option("iters", fast ? "200" : "2000"));
@@ -92,7 +92,7 @@ for (const [name, setting, method] of mine) {
     rounding: method,
     iterations,
     seed: 0,
-  }) as Partial<QuantizeOptions>;
+  }) as QuantizeOptionsInput;
   if (lastInputBits) {
     const last = quantizableLayers(loaded.get(name)!.graph).at(-1)!.name;
     options.layers = { ...options.layers, [last]: { activationBits: Number(lastInputBits) } };

@@ -35,7 +35,7 @@ import {
 } from "./fmnist.ts";
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
-import { type AttentionOptions, defaultOptions, type QuantizeOptions } from "../src/quant/options.ts";
+import { type AttentionOptions, defaultOptions, type QuantizeOptionsInput } from "../src/quant/options.ts";
 import { quantize } from "../src/quant/quantize.ts";
 
 const fast = Deno.args.includes("--fast");
@@ -164,11 +164,11 @@ async function run(): Promise<Results> {
       console.error(JSON.stringify({ ...rows.at(-1), bits: undefined }));
       continue;
     }
-    const options: Partial<QuantizeOptions> = {
+    const options: QuantizeOptionsInput = {
       weightBits: 8,
       activationBits: Number(a),
       rounding: "attention",
-      attention: { ...defaultOptions.attention, variant },
+      attention: { variant },
       iterations,
       seed: 0,
       layers: Object.fromEntries(layers.map((l, i) => [l.name, { weightBits: bits[i] }])),

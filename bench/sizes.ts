@@ -10,7 +10,7 @@ import { init, loadModel, readNpz, Tensor } from "../mod.ts";
 import { gzipSync } from "fflate";
 import { option, readFixture, toInput } from "./fmnist.ts";
 import { quantize } from "../src/quant/quantize.ts";
-import type { QuantizeOptions } from "../src/quant/options.ts";
+import type { QuantizeOptionsInput } from "../src/quant/options.ts";
 
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const out = option("out", "bench/results/sizes.json");
@@ -19,7 +19,7 @@ await init();
 const pixels = readNpz(readFixture("calib.npz")).x.data as Uint8Array;
 const calib = toInput(new Tensor(pixels.slice(0, 256 * 784), [256, 28, 28]));
 
-const exports: [string, Partial<QuantizeOptions>][] = [
+const exports: [string, QuantizeOptionsInput][] = [
   ["W8A8", { weightBits: 8, activationBits: 8 }],
   ["W4A4", { weightBits: 4, activationBits: 4 }],
   ["mixed 3 (A4)", { mixedPrecision: { averageBits: 3 }, activationBits: 4 }],

@@ -7,10 +7,9 @@
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { init, loadModel, type QuantizeOptions, Tensor } from "../mod.ts";
+import { init, loadModel, type QuantizeOptionsInput, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { quantize } from "../src/quant/quantize.ts";
-import { defaultOptions } from "../src/quant/options.ts";
 import { fingerprint } from "../src/quant/state.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 
@@ -18,7 +17,7 @@ import { imagesToInput, readFixture } from "./fixtures.ts";
 export interface SameRun {
   model: string;
   images: number;
-  options: Partial<QuantizeOptions>;
+  options: QuantizeOptionsInput;
 }
 
 /**
@@ -38,7 +37,7 @@ export const SAME_RUNS: Record<"tiny" | "resnet18", SameRun> = {
       seed: 7,
       batchSize: 16,
       holdout: 16,
-      attention: { ...defaultOptions.attention, variant: "stochastic" },
+      attention: { variant: "stochastic" },
     },
   },
   resnet18: {

@@ -16,7 +16,7 @@ import {
   type NodeProto,
   type TensorProto,
 } from "../src/onnx/types.ts";
-import type { QuantizeOptions } from "../src/quant/options.ts";
+import type { QuantizeOptionsInput } from "../src/quant/options.ts";
 import type { QuantizedModel } from "../src/quant/quantized-model.ts";
 import { fakeQuantValue } from "../src/kernels/quant.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
@@ -425,7 +425,7 @@ async function ortQuantized(bytes: Uint8Array, x: Tensor): Promise<number[]> {
 
 // ---------------------------------------------------------------- tiny_cnn: every setting and width
 
-const tinySettings: [string, Partial<QuantizeOptions>][] = [
+const tinySettings: [string, QuantizeOptionsInput][] = [
   ["W8A8", { weightBits: 8, activationBits: 8 }],
   ["W4A4", { weightBits: 4, activationBits: 4 }],
   ["W4A32", { weightBits: 4, activationBits: 32 }],

@@ -5,7 +5,7 @@
 // and the edge-runtime one (tests/edge-driver.ts).
 import type { Model } from "../src/model.ts";
 import type { CalibrationInput } from "../src/quant/calibration.ts";
-import type { QuantizeOptions } from "../src/quant/options.ts";
+import type { QuantizeOptionsInput } from "../src/quant/options.ts";
 import { QuantizationRun } from "../src/quant/quantize.ts";
 import type { QuantizedModel } from "../src/quant/quantized-model.ts";
 
@@ -29,7 +29,7 @@ export async function resumeForBudget(
 export async function quantizeInSlices(
   model: Model,
   calibration: CalibrationInput,
-  options: Partial<QuantizeOptions>,
+  options: QuantizeOptionsInput,
   milliseconds: number,
 ): Promise<{ result: QuantizedModel; slices: number }> {
   const first = await QuantizationRun.start(model, calibration, options);

@@ -3,7 +3,7 @@
 // 2 bad usage.
 import { AttnroundError } from "../errors.ts";
 import type { Model } from "../model.ts";
-import type { QuantizeOptions } from "../quant/options.ts";
+import type { QuantizeOptions, QuantizeOptionsInput } from "../quant/options.ts";
 import { inspectMixedPrecision } from "../quant/inspect.ts";
 import { partitionBlocks, quantizableLayers } from "../quant/partition.ts";
 import { quantize } from "../quant/quantize.ts";
@@ -211,7 +211,7 @@ async function quantizeCommand(
     `${basename(modelPath)}: ${quantizableLayers(model.graph).length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
   );
-  const options: Partial<QuantizeOptions> = {
+  const options: QuantizeOptionsInput = {
     weightBits: (flags.w as number) ?? 4,
     activationBits: (flags.a as number) ?? 4,
     rounding: (flags.rounding as QuantizeOptions["rounding"]) ?? "attention",

@@ -67,6 +67,11 @@ export interface QuantizeOptions {
   signal?: AbortSignal;
 }
 
+/** What quantize() takes: any of the options, and any of attention's fields (the rest are defaults). */
+export type QuantizeOptionsInput = Partial<Omit<QuantizeOptions, "attention">> & {
+  attention?: Partial<AttentionOptions>;
+};
+
 export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "signal">> = Object.freeze({
   weightBits: 4,
   activationBits: 4,
@@ -94,7 +99,7 @@ function checkBits(name: string, bits: unknown, allowFloat: boolean): void {
   }
 }
 
-export function resolveOptions(options: Partial<QuantizeOptions> = {}): QuantizeOptions {
+export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOptions {
   const o: QuantizeOptions = {
     ...defaultOptions,
     ...options,

@@ -26,7 +26,12 @@ import {
   toRowsPerm,
   type WeightQuantizer,
 } from "./layers.ts";
-import { type ProgressEvent, type QuantizeOptions, resolveOptions } from "./options.ts";
+import {
+  type ProgressEvent,
+  type QuantizeOptions,
+  type QuantizeOptionsInput,
+  resolveOptions,
+} from "./options.ts";
 import { type Block, partitionBlocks } from "./partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
@@ -175,7 +180,7 @@ export class QuantizationRun {
   static async start(
     model: Model,
     calibration: CalibrationInput,
-    options: Partial<QuantizeOptions> = {},
+    options: QuantizeOptionsInput = {},
   ): Promise<QuantizationRun> {
     if (!(model instanceof Model)) {
       throw new AttnroundError(
@@ -442,7 +447,7 @@ export class QuantizationRun {
 export async function quantize(
   model: Model,
   calibration: CalibrationInput,
-  options: Partial<QuantizeOptions> = {},
+  options: QuantizeOptionsInput = {},
 ): Promise<QuantizedModel> {
   const run = await QuantizationRun.start(model, calibration, options);
   try {

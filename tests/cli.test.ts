@@ -216,7 +216,7 @@ Deno.test("cli: inspect --json describes the model", () => {
   assert.match(text.stdout, /\/conv2\/Conv\s+Conv\s+\[16×8×3×3\]\s+1152/);
 });
 
-Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json prints only the result", () => {
+Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, passes its options, and --json prints only the result", () => {
   const dir = tempDir();
   try {
     const out = join(dir, "q.onnx");
@@ -232,6 +232,9 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json p
       "20",
       "--w",
       "3",
+      "--asymmetric",
+      "--variant",
+      "stochastic",
       "--json",
     );
     assert.equal(r.code, 0, r.stderr);
@@ -249,6 +252,8 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, and --json p
     const report = JSON.parse(readFileSync(join(dir, "r.json"), "utf8"));
     assert.deepEqual(report.layers.map((l: { weightBits: number }) => l.weightBits), [8, 3, 8]);
     assert.equal(report.settings.iterations, 20);
+    assert.equal(report.settings.symmetricWeights, false);
+    assert.equal(report.settings.attention.variant, "stochastic");
     assert.match(readFileSync(join(dir, "r.html"), "utf8"), /^<!DOCTYPE html>[\s\S]*<svg data-plot="loss"/);
     // The written model runs, and eval reads it.
     const again = cli("eval", out, "--data", TEST, "--compare", MODEL);

@@ -3,7 +3,7 @@
 // 2 bad usage.
 import { AttnroundError } from "../errors.ts";
 import type { Model } from "../model.ts";
-import type { QuantizeOptions, QuantizeOptionsInput } from "../quant/options.ts";
+import type { AttentionOptions, QuantizeOptions, QuantizeOptionsInput } from "../quant/options.ts";
 import { inspectMixedPrecision } from "../quant/inspect.ts";
 import { partitionBlocks, quantizableLayers } from "../quant/partition.ts";
 import { quantize } from "../quant/quantize.ts";
@@ -57,6 +57,17 @@ export const quantizeSpec: CommandSpec = {
       default: "attention",
       choices: ["attention", "adaround", "nearest"],
       help: "weight rounding",
+    },
+    variant: {
+      type: "string",
+      value: "V",
+      default: "expectation",
+      choices: ["expectation", "stochastic"],
+      help: "Attention Round's variant: the Gaussian-weighted mean level, or the paper's sampled level",
+    },
+    asymmetric: {
+      type: "boolean",
+      help: "asymmetric weights, a zero point per output channel (as BRECQ); symmetric by default",
     },
     iters: {
       type: "int",
@@ -218,6 +229,8 @@ async function quantizeCommand(
     iterations: (flags.iters as number) ?? 2000,
     batchSize: (flags.batch as number) ?? 32,
     seed: (flags.seed as number) ?? 0,
+    symmetricWeights: flags.asymmetric !== true,
+    attention: { variant: (flags.variant as AttentionOptions["variant"]) ?? "expectation" },
   };
   if (flags.mixed !== undefined) options.mixedPrecision = { averageBits: flags.mixed as number };
   const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
@@ -305,6 +318,8 @@ async function quantizeCommand(
       iterations: options.iterations,
       batchSize: options.batchSize,
       seed: options.seed,
+      symmetricWeights: options.symmetricWeights,
+      attentionVariant: options.attention?.variant,
       mixedPrecision: options.mixedPrecision,
     },
     layers: report.layers.length,

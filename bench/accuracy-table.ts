@@ -2,7 +2,8 @@
 // per-row `bench:accuracy` runs (bench/results/accuracy-*.json with 2,000
 // iterations on all 10,000 test images, default options but for Attention
 // Round's variant) and BRECQ's figures in tests/fixtures/PEERS.md: the main
-// table with the default variant, then both variants side by side.
+// table with the default variant, both variants side by side, other seeds and
+// asymmetric weights.
 //   deno task bench:accuracy-table
 import { defaultOptions } from "../src/quant/options.ts";
 import { mean } from "./fmnist.ts";
@@ -100,28 +101,44 @@ for (const model of models) {
   }
 }
 
-// Cells rerun with other seeds (bench/results/seeds/, `--set seed=N[,attention.variant=V]`), beside seed 0
-// from the tables above.
-const bySeed = new Map<string, Map<number, Row>>();
-for (const [name, run] of runs(new URL("seeds/", results), /^seed=\d+(,attention\.variant=\w+)?$/)) {
-  const seed = Number(run.options!.match(/^seed=(\d+)/)![1]);
-  for (const r of run.rows.filter((r) => r.setting !== "FP32")) {
-    const key = keyOf(r, name);
-    if (!bySeed.has(key)) bySeed.set(key, new Map([[0, found.get(key)!]]));
-    bySeed.get(key)!.set(seed, r);
+/** Rows of seed-numbered runs (seed 0 where the options name none), by "model setting method". */
+function bySeed(folder: URL, options: RegExp, seedZero?: Map<string, Row>): Map<string, Map<number, Row>> {
+  const groups = new Map<string, Map<number, Row>>();
+  for (const [name, run] of runs(folder, options)) {
+    const seed = Number(run.options!.match(/^seed=(\d+)/)?.[1] ?? 0);
+    for (const r of run.rows.filter((r) => r.setting !== "FP32")) {
+      const key = keyOf(r, name);
+      if (!groups.has(key)) groups.set(key, new Map(seedZero?.has(key) ? [[0, seedZero.get(key)!]] : []));
+      groups.get(key)!.set(seed, r);
+    }
+  }
+  return groups;
+}
+
+function printBySeed(groups: Map<string, Map<number, Row>>): void {
+  console.log(
+    "| model | setting | method | top-1 by seed | mean top-1 | mean agreement | BRECQ (PEERS.md) |",
+  );
+  console.log("|---|---|---|---|---:|---:|---|");
+  for (const [key, seeds] of groups) {
+    const [model, setting, ...method] = key.split(" ");
+    const rows = [...seeds].sort(([a], [b]) => a - b);
+    console.log(
+      `| ${model} | ${setting} | ${method.join(" ")} | ${
+        rows.map(([s, r]) => `${s}: ${r.top1.toFixed(2)}`).join(", ")
+      } | ${mean(rows.map(([, r]) => r.top1)).toFixed(2)} | ${
+        mean(rows.map(([, r]) => r.agreement)).toFixed(2)
+      } | ${brecq.get(`${model} ${setting}`) ?? "–"} |`,
+    );
   }
 }
+
+// Cells rerun with other seeds (bench/results/seeds/, `--set seed=N[,attention.variant=V]`), beside seed 0
+// from the tables above.
 console.log("\nOther seeds, top-1 % by seed, and means of top-1 and of agreement with float %:\n");
-console.log("| model | setting | method | top-1 by seed | mean top-1 | mean agreement |");
-console.log("|---|---|---|---|---:|---:|");
-for (const [key, seeds] of bySeed) {
-  const [model, setting, ...method] = key.split(" ");
-  const rows = [...seeds].sort(([a], [b]) => a - b);
-  console.log(
-    `| ${model} | ${setting} | ${method.join(" ")} | ${
-      rows.map(([s, r]) => `${s}: ${r.top1.toFixed(2)}`).join(", ")
-    } | ${mean(rows.map(([, r]) => r.top1)).toFixed(2)} | ${
-      mean(rows.map(([, r]) => r.agreement)).toFixed(2)
-    } |`,
-  );
-}
+printBySeed(bySeed(new URL("seeds/", results), /^seed=\d+(,attention\.variant=\w+)?$/, found));
+
+// BRECQ's weight quantizer, asymmetric per channel (bench/results/asymmetric/,
+// `--set [seed=N,]symmetricWeights=false`), for a like-for-like comparison with BRECQ's figures.
+console.log("\nWith asymmetric weights (BRECQ's weight quantizer), top-1 % by seed and means:\n");
+printBySeed(bySeed(new URL("asymmetric/", results), /^(seed=\d+,)?symmetricWeights=false$/));

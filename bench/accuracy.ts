@@ -33,15 +33,20 @@ const data = option("data", "test");
 const lastInputBits = option("last-input-bits", "");
 const extraOptions = [option("set", ""), lastInputBits && `lastInputBits=${lastInputBits}`].filter(Boolean)
   .join(",");
-/** Applies `--set a=1,b.c=x` to an options object (numbers where they parse, true/false as booleans, strings otherwise). */
+/** A `--set` value: a number where it parses, true/false as booleans, else the string. */
+function setValue(raw: string): unknown {
+  if (raw === "true" || raw === "false") return raw === "true";
+  return raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw;
+}
+
+/** Applies `--set a=1,b.c=x` to an options object. */
 function withExtra(options: Record<string, unknown>): Record<string, unknown> {
   for (const kv of option("set", "").split(",").filter(Boolean)) {
     const [path, raw] = kv.split("=");
     const keys = path.split(".");
     let target = options;
     for (const k of keys.slice(0, -1)) target = (target[k] ??= {}) as Record<string, unknown>;
-    const value = raw === "true" || raw === "false" ? raw === "true" : raw;
-    target[keys.at(-1)!] = raw !== "" && !isNaN(Number(raw)) ? Number(raw) : value;
+    target[keys.at(-1)!] = setValue(raw);
   }
   return options;
 }

@@ -3,7 +3,12 @@
 // 2 bad usage.
 import { AttnroundError } from "../errors.ts";
 import type { Model } from "../model.ts";
-import type { AttentionOptions, QuantizeOptions, QuantizeOptionsInput } from "../quant/options.ts";
+import {
+  type AttentionOptions,
+  defaultOptions,
+  type QuantizeOptions,
+  type QuantizeOptionsInput,
+} from "../quant/options.ts";
 import { inspectMixedPrecision } from "../quant/inspect.ts";
 import { partitionBlocks, quantizableLayers } from "../quant/partition.ts";
 import { quantize } from "../quant/quantize.ts";
@@ -61,7 +66,7 @@ export const quantizeSpec: CommandSpec = {
     variant: {
       type: "string",
       value: "V",
-      default: "expectation",
+      default: defaultOptions.attention.variant,
       choices: ["expectation", "stochastic"],
       help: "Attention Round's variant: the Gaussian-weighted mean level, or the paper's sampled level",
     },
@@ -229,9 +234,11 @@ async function quantizeCommand(
     iterations: (flags.iters as number) ?? 2000,
     batchSize: (flags.batch as number) ?? 32,
     seed: (flags.seed as number) ?? 0,
-    symmetricWeights: flags.asymmetric !== true,
-    attention: { variant: (flags.variant as AttentionOptions["variant"]) ?? "expectation" },
   };
+  if (flags.asymmetric === true) options.symmetricWeights = false;
+  if (flags.variant !== undefined) {
+    options.attention = { variant: flags.variant as AttentionOptions["variant"] };
+  }
   if (flags.mixed !== undefined) options.mixedPrecision = { averageBits: flags.mixed as number };
   const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
   let q: QuantizedModel;
@@ -318,8 +325,8 @@ async function quantizeCommand(
       iterations: options.iterations,
       batchSize: options.batchSize,
       seed: options.seed,
-      symmetricWeights: options.symmetricWeights,
-      attentionVariant: options.attention?.variant,
+      symmetricWeights: report.settings.symmetricWeights,
+      attentionVariant: report.settings.attention.variant,
       mixedPrecision: options.mixedPrecision,
     },
     layers: report.layers.length,

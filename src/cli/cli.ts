@@ -10,8 +10,8 @@ import {
   type QuantizeOptionsInput,
 } from "../quant/options.ts";
 import { inspectMixedPrecision } from "../quant/inspect.ts";
-import { partitionBlocks, quantizableLayers } from "../quant/partition.ts";
-import { quantize } from "../quant/quantize.ts";
+import { partitionBlocks, quantizableLayers } from "../graph/partition.ts";
+import { quantize } from "../../mod.ts";
 import type { QuantizedModel } from "../quant/quantized-model.ts";
 import { reportToHtml } from "../report/html.ts";
 import type { Tensor } from "../tensor.ts";

@@ -3,7 +3,7 @@
 // set (the settings of `deno task bench:accuracy`, so the top-1 it prints is
 // the accuracy table's), evaluates float and quantized top-1 on the bundled
 // test images, re-runs the exported ONNX, and writes ONNX, npz, JSON and HTML.
-import { quantize } from "../quant/quantize.ts";
+import { quantize } from "../../mod.ts";
 import { reportToHtml } from "../report/html.ts";
 import { Tensor } from "../tensor.ts";
 import { init } from "../init.ts";

@@ -63,20 +63,24 @@ export function as2d(g: SpatialGeometry): SpatialGeometry {
   };
 }
 
-/** The 2-D kernel params of a 1-D or 2-D Conv node (1-D as height 1), without a fused activation. */
-export function convParams(node: Node, x: WasmValue, w: WasmValue): Conv2dParams {
+/**
+ * The 2-D kernel params of a 1-D or 2-D Conv node (1-D as height 1), without a
+ * fused activation; with `transposed`, of a ConvTranspose node (weight [c, m/group, …]).
+ */
+export function convParams(node: Node, x: WasmValue, w: WasmValue, transposed = false): Conv2dParams {
   const rank = x.shape.length;
   if (rank !== 3 && rank !== 4) {
     throw opUnsupported(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
   }
   const group = attrInt(node, "group", 1);
   const [n, c] = x.shape;
-  const m = w.shape[0];
+  const m = transposed ? w.shape[1] * group : w.shape[0];
   const kernel = attrInts(node, "kernel_shape") ?? w.shape.slice(2);
-  if (c !== w.shape[1] * group || m % group !== 0) {
-    throw opError(node, `weight [${w.shape}] does not fit input [${x.shape}] with group ${group}`);
-  }
-  const g = as2d(spatialGeometry(node, x.shape, kernel));
+  const fits = transposed ? w.shape[0] === c && c % group === 0 : c === w.shape[1] * group && m % group === 0;
+  if (!fits) throw opError(node, `weight [${w.shape}] does not fit input [${x.shape}] with group ${group}`);
+  const g = as2d(
+    transposed ? transposedGeometry(node, x.shape.slice(2), kernel) : spatialGeometry(node, x.shape, kernel),
+  );
   const [h, wd] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
   return {
     n,

@@ -4,6 +4,7 @@ import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
 import { globalAveragePool } from "../../kernels/pool.ts";
+import { convTranspose2d, convTranspose2dWorkspaceBytes } from "../../kernels/conv-transpose2d.ts";
 import { lsqForward, roundHalfEven } from "../../kernels/quant.ts";
 import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";
 import { opError, opUnsupported, registerOps, required, wasmInput } from "../registry.ts";
@@ -11,7 +12,7 @@ import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
 import { broadcastIndex, broadcastShapes, normalizeAxis, toNumbers } from "./util.ts";
 import { convNd, convTransposeNd, poolNd } from "./spatial-nd.ts";
-import { as2d, convParams, spatialGeometry, transposedGeometry } from "./geometry.ts";
+import { as2d, convParams, spatialGeometry } from "./geometry.ts";
 import { FUSED_ACTIVATION, FUSED_DEQUANTIZE, FUSED_MAX, FUSED_MIN } from "../fuse.ts";
 import { stridesOf } from "../../layout.ts";
 
@@ -33,75 +34,14 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   return [y];
 }
 
-function addChannelBias(y: WasmValue, bias: Float32Array, n: number, m: number, p: number): void {
-  const yd = y.data;
-  for (let img = 0; img < n; img++) {
-    for (let ch = 0; ch < m; ch++) {
-      const b = bias[ch], base = (img * m + ch) * p;
-      for (let i = 0; i < p; i++) yd[base + i] += b;
-    }
-  }
-}
-
 function convTranspose(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   if ((inputs[0]?.shape.length ?? 0) > 4) return convTransposeNd(ctx, inputs);
   const node = ctx.node;
   const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
-  const bias = inputs[2] as WasmValue | undefined;
-  const rank = x.shape.length;
-  if (rank !== 3 && rank !== 4) {
-    throw opUnsupported(node, `only 1-D and 2-D transposed convolutions are supported`);
-  }
-  const nsp = rank - 2;
-  const group = attrInt(node, "group", 1);
-  const [n, c] = x.shape;
-  const mg = w.shape[1], m = mg * group, cg = c / group;
-  const spatial = x.shape.slice(2);
-  const { kernel, strides, dilations, pads, out } = transposedGeometry(
-    node,
-    spatial,
-    attrInts(node, "kernel_shape") ?? w.shape.slice(2),
-  );
-  const k2 = nsp === 2 ? kernel : [1, kernel[0]];
-  const s2 = nsp === 2 ? strides : [1, strides[0]];
-  const d2 = nsp === 2 ? dilations : [1, dilations[0]];
-  const p2 = nsp === 2 ? pads : [0, pads[0], 0, pads[1]];
-  const [h, wd] = nsp === 2 ? spatial : [1, spatial[0]];
-  const [outH, outW] = nsp === 2 ? out : [1, out[0]];
-  const y = ctx.outputF32([n, m, ...out]);
-  const kk = mg * k2[0] * k2[1], p = h * wd;
-  const col = ctx.scratch(kk * p * 4);
-  const yd0 = y.data;
-  yd0.fill(0);
-  for (let img = 0; img < n; img++) {
-    for (let gi = 0; gi < group; gi++) {
-      // col[kk, p] = W_gᵀ [kk, cg] · x_g [cg, p]
-      gemmAt(
-        { transA: true, transB: false, m: kk, n: p, k: cg, lda: kk, ldb: p, ldc: p, accumulate: false },
-        w.ptr + gi * cg * kk * 4,
-        x.ptr + (img * c + gi * cg) * p * 4,
-        col,
-      );
-      const colData = new WasmValue(col, [kk * p]).data, yd = y.data;
-      let r = 0;
-      for (let co = 0; co < mg; co++) {
-        const plane = (img * m + gi * mg + co) * outH * outW;
-        for (let ki = 0; ki < k2[0]; ki++) {
-          for (let kj = 0; kj < k2[1]; kj++, r++) {
-            for (let iy = 0; iy < h; iy++) {
-              const oy = iy * s2[0] - p2[0] + ki * d2[0];
-              if (oy < 0 || oy >= outH) continue;
-              for (let ix = 0; ix < wd; ix++) {
-                const ox = ix * s2[1] - p2[1] + kj * d2[1];
-                if (ox >= 0 && ox < outW) yd[plane + oy * outW + ox] += colData[r * p + iy * wd + ix];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  if (bias) addChannelBias(y, bias.data, n, m, outH * outW);
+  const bias = inputs[2] ? wasmInput(node, inputs, 2) : undefined;
+  const p = convParams(node, x, w, true);
+  const y = ctx.outputF32([p.n, p.m, ...(x.shape.length === 4 ? [p.outH, p.outW] : [p.outW])]);
+  convTranspose2d(p, x.ptr, w.ptr, bias?.ptr ?? 0, y.ptr, ctx.scratch(convTranspose2dWorkspaceBytes(p)));
   return [y];
 }
 

@@ -19,6 +19,8 @@ export type {
 } from "./src/quant/options.ts";
 export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
+export { inspectModel } from "./src/quant/inspect.ts";
+export type { InspectedModelLayer, InspectedTensor, ModelInspection } from "./src/quant/inspect.ts";
 export type { MixedPrecisionOptions } from "./src/quant/mixed.ts";
 export { reportToHtml } from "./src/report/html.ts";
 export type { HtmlReportOptions } from "./src/report/html.ts";

@@ -17,6 +17,8 @@ export type {
   QuantizeOptionsInput,
   RoundingMode,
 } from "./src/quant/options.ts";
+/** quantize()'s defaults, frozen: what an option left out means. */
+export { defaultOptions } from "./src/quant/options.ts";
 export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
 export { inspectModel } from "./src/quant/inspect.ts";

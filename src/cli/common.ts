@@ -26,6 +26,15 @@ export class Console {
   }
 }
 
+/** A byte count for people: B, KiB or MiB. */
+export function fmtBytes(n: number): string {
+  return n < 1024
+    ? `${n} B`
+    : n < 1024 ** 2
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${(n / 1024 ** 2).toFixed(2)} MiB`;
+}
+
 /** Loads a model file; errors name the file. */
 export async function loadModelFile(
   rt: Runtime,

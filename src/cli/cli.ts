@@ -1,7 +1,7 @@
 // attnround quantize | eval | inspect | demo: the commands (one file each)
 // and their dispatch. runCli returns the exit code: 0 success, 1 failure,
 // 2 bad usage.
-import { AttnroundError } from "../errors.ts";
+import { AttnroundError } from "../../mod.ts";
 import { type CommandSpec, helpText, parseArgs, suggest } from "./args.ts";
 import { Console } from "./common.ts";
 import { demo, demoSpec } from "./demo.ts";

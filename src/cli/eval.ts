@@ -1,10 +1,8 @@
 // attnround eval: top-1 of a classifier on labelled data, and its agreement
 // with another model, as one JSON line.
-import type { Model } from "../model.ts";
-import type { Tensor } from "../tensor.ts";
-import { init } from "../init.ts";
+import { init, type Model, type Tensor } from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
-import { Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
+import { Console, EVAL_BATCH, loadModelFile, loadSamples, predictClasses } from "./common.ts";
 import type { Runtime } from "./runtime.ts";
 
 export const evalSpec: CommandSpec = {
@@ -24,7 +22,13 @@ export const evalSpec: CommandSpec = {
       value: "OTHER.onnx",
       help: "also run OTHER and report how often the two agree on top-1",
     },
-    batch: { type: "int", value: "N", default: "250", check: atLeast(1), help: "samples per forward pass" },
+    batch: {
+      type: "int",
+      value: "N",
+      default: String(EVAL_BATCH),
+      check: atLeast(1),
+      help: "samples per forward pass",
+    },
   },
   examples: ["attnround eval model.w4a4.onnx --data test.npz --compare model.onnx"],
 };
@@ -46,7 +50,7 @@ export async function evalCommand(
     ? (await loadModelFile(rt, flags.compare as string, "--compare")).model
     : undefined;
   const data = await loadSamples(rt, flags.data as string, model, "--data");
-  const batch = (flags.batch as number) ?? 250;
+  const batch = (flags.batch as number) ?? EVAL_BATCH;
   const n = data.x.shape[0];
   const classes = predictClasses(runner(model), data.x, batch, modelPath);
   const top1 = (c: Int32Array) => data.y ? c.filter((v, i) => v === data.y![i]).length / n : null;

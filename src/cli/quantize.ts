@@ -3,14 +3,14 @@
 import {
   type AttentionOptions,
   defaultOptions,
-  type QuantizeOptions,
+  init,
+  inspectModel,
+  quantize,
+  type QuantizedModel,
   type QuantizeOptionsInput,
-} from "../quant/options.ts";
-import { quantizableLayers } from "../quant/partition.ts";
-import { quantize } from "../quant/quantize.ts";
-import type { QuantizedModel } from "../quant/quantized-model.ts";
-import { reportToHtml } from "../report/html.ts";
-import { init } from "../init.ts";
+  reportToHtml,
+  type RoundingMode,
+} from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
 import { Console, fmtBytes, loadModelFile, loadSamples } from "./common.ts";
 import { UsageError } from "./errors.ts";
@@ -38,21 +38,21 @@ export const quantizeSpec: CommandSpec = {
     w: {
       type: "int",
       value: "BITS",
-      default: "4",
+      default: String(defaultOptions.weightBits),
       check: bitsCheck(false),
       help: "weight bits (first and last layer keep 8)",
     },
     a: {
       type: "int",
       value: "BITS",
-      default: "4",
+      default: String(defaultOptions.activationBits),
       check: bitsCheck(true),
       help: "activation bits, 32 for float activations",
     },
     rounding: {
       type: "string",
       value: "MODE",
-      default: "attention",
+      default: defaultOptions.rounding,
       choices: ["attention", "adaround", "nearest"],
       help: "weight rounding",
     },
@@ -70,11 +70,17 @@ export const quantizeSpec: CommandSpec = {
     iters: {
       type: "int",
       value: "N",
-      default: "2000",
+      default: String(defaultOptions.iterations),
       check: atLeast(0),
       help: "reconstruction iterations per block",
     },
-    batch: { type: "int", value: "N", default: "32", check: atLeast(1), help: "mini-batch size" },
+    batch: {
+      type: "int",
+      value: "N",
+      default: String(defaultOptions.batchSize),
+      check: atLeast(1),
+      help: "mini-batch size",
+    },
     mixed: {
       type: "number",
       value: "AVG_BITS",
@@ -84,7 +90,7 @@ export const quantizeSpec: CommandSpec = {
     seed: {
       type: "int",
       value: "N",
-      default: "0",
+      default: String(defaultOptions.seed),
       check: atLeast(0),
       help: "random seed (same seed, same result)",
     },
@@ -157,16 +163,16 @@ export async function quantizeCommand(
   const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
   const calib = await loadSamples(rt, flags.calib as string, model, "--calib");
   out.info(
-    `${basename(modelPath)}: ${quantizableLayers(model.graph).length} layers to quantize; ` +
+    `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
   );
   const options: QuantizeOptionsInput = {
-    weightBits: (flags.w as number) ?? 4,
-    activationBits: (flags.a as number) ?? 4,
-    rounding: (flags.rounding as QuantizeOptions["rounding"]) ?? "attention",
-    iterations: (flags.iters as number) ?? 2000,
-    batchSize: (flags.batch as number) ?? 32,
-    seed: (flags.seed as number) ?? 0,
+    weightBits: (flags.w as number) ?? defaultOptions.weightBits,
+    activationBits: (flags.a as number) ?? defaultOptions.activationBits,
+    rounding: (flags.rounding as RoundingMode) ?? defaultOptions.rounding,
+    iterations: (flags.iters as number) ?? defaultOptions.iterations,
+    batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
+    seed: (flags.seed as number) ?? defaultOptions.seed,
   };
   if (flags.asymmetric === true) options.symmetricWeights = false;
   if (flags.variant !== undefined) {

@@ -9,7 +9,17 @@ export { Tensor } from "./src/tensor.ts";
 export type { DType, TensorData } from "./src/tensor.ts";
 export { loadModel, Model } from "./src/model.ts";
 export { QuantizationRun, quantize } from "./src/quant/quantize.ts";
-export type { QuantizationReport, QuantizedModel } from "./src/quant/quantized-model.ts";
+// Gives QuantizedModel its toOnnx() and toNpz().
+import "./src/export/register.ts";
+export type {
+  Fidelity,
+  LayerReport,
+  QuantizationReport,
+  QuantizedModel,
+  QuantizedWeight,
+} from "./src/quant/quantized-model.ts";
+export type { RunCallbacks } from "./src/quant/quantize.ts";
+export type { CalibrationInput } from "./src/quant/calibration.ts";
 export type {
   AttentionOptions,
   ProgressEvent,
@@ -23,14 +33,13 @@ export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
 export { inspectModel } from "./src/quant/inspect.ts";
 export type { InspectedModelLayer, InspectedTensor, ModelInspection } from "./src/quant/inspect.ts";
-export type { MixedPrecisionOptions } from "./src/quant/mixed.ts";
+export type { BitsSource, MixedPrecisionOptions } from "./src/quant/mixed.ts";
 export { reportToHtml } from "./src/report/html.ts";
 export type { HtmlReportOptions } from "./src/report/html.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";
 export { readNpy, readNpz, writeNpy, writeNpz } from "./src/data/npy.ts";
+export type { NpzOptions } from "./src/data/npy.ts";
 export { inputsFromNpz } from "./src/data/inputs.ts";
 export type { InputLayout, NpzInputOptions, NpzInputs } from "./src/data/inputs.ts";
-export { matmul } from "./src/gemm.ts";
-export type { MatmulOptions } from "./src/gemm.ts";
 export { AttnroundError } from "./src/errors.ts";
 export type { ErrorCode } from "./src/errors.ts";

@@ -15,10 +15,9 @@
 // --last-input-bits: the last layer's input at these bits (BRECQ's runs in
 //   PEERS.md keep mobilenetv2's classifier input at 8 bits).
 // Each row also gives the top-1 agreement with the float model.
-import { init, loadModel, type Model, readNpz } from "../mod.ts";
+import { init, loadModel, type Model, quantize, readNpz } from "../mod.ts";
 import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
-import { quantize } from "../src/quant/quantize.ts";
-import { quantizableLayers } from "../src/quant/partition.ts";
+import { quantizableLayers } from "../src/graph/partition.ts";
 import type { QuantizeOptionsInput, RoundingMode } from "../src/quant/options.ts";
 
 const fast = Deno.args.includes("--fast");

@@ -27,17 +27,12 @@ import { init, loadModel, readNpz, Tensor } from "../mod.ts";
 import { evaluationSet, mean, option, readFixture, toInput } from "./fmnist.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { fakeQuantNearest } from "../src/kernels/quant.ts";
-import {
-  inversePerm,
-  measureLayers,
-  permute,
-  planWeightQuantizers,
-  toRowsPerm,
-} from "../src/quant/layers.ts";
+import { measureLayers, planWeightQuantizers } from "../src/quant/layers.ts";
 import { allocateBits, defaultCandidates, type EpsilonRule } from "../src/quant/mixed.ts";
 import { resolveOptions } from "../src/quant/options.ts";
 import { quantizedGraph } from "../src/quant/qgraph.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
+import { fromRows } from "../src/layout.ts";
 
 const numbers = (s: string) => s.split(",").map(Number);
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
@@ -124,8 +119,8 @@ function measure(): void {
           try {
             f32(w, size).set(q.rows), f32(s, m).set(q.scale), f32(z, m).set(q.zero);
             fakeQuantNearest(w, m, size / m, s, z, q.qmin, q.qmax, w);
-            const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
-            return new Tensor(permute(f32(w, size).slice(), q.rowsShape, back), q.layer.weightShape);
+            const weight = fromRows(f32(w, size).slice(), q.layer.weightShape, q.layer.channelAxis);
+            return new Tensor(weight, q.layer.weightShape);
           } finally {
             free(w), free(s), free(z);
           }

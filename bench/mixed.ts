@@ -22,7 +22,7 @@
 //        [--variant stochastic|expectation: Attention Round's variant, default the library's]
 // --fast: 200 iterations per block and 2,000 test images. --data train: the
 // last 10,000 Fashion-MNIST training images instead of the test set (as bench/accuracy.ts).
-import { init, loadModel, type Model, readNpz } from "../mod.ts";
+import { init, loadModel, type Model, quantize, readNpz } from "../mod.ts";
 import {
   evaluationSet,
   mean,
@@ -36,7 +36,6 @@ import {
 import { measureLayers } from "../src/quant/layers.ts";
 import { allocateBits, type BudgetLayer, defaultCandidates, defaultSpread } from "../src/quant/mixed.ts";
 import { type AttentionOptions, defaultOptions, type QuantizeOptionsInput } from "../src/quant/options.ts";
-import { quantize } from "../src/quant/quantize.ts";
 
 const fast = Deno.args.includes("--fast");
 const iterations = Number(option("iters", fast ? "200" : "2000"));

@@ -6,10 +6,9 @@
 // reconstruction) on 256 calibration images. Prints one Markdown table and
 // writes the raw numbers as JSON.
 //   deno task bench:sizes [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/sizes.json]
-import { init, loadModel, readNpz, Tensor } from "../mod.ts";
+import { init, loadModel, quantize, readNpz, Tensor } from "../mod.ts";
 import { gzipSync } from "fflate";
 import { option, readFixture, toInput } from "./fmnist.ts";
-import { quantize } from "../src/quant/quantize.ts";
 import type { QuantizeOptionsInput } from "../src/quant/options.ts";
 
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");

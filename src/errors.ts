@@ -10,7 +10,9 @@ export type ErrorCode =
   | "INVALID_DATA"
   | "ABORTED"
   | "INVALID_MODEL"
-  | "UNSUPPORTED_MODEL";
+  | "UNSUPPORTED_MODEL"
+  /** A broken invariant of the library itself: a bug to report, not a bad input. */
+  | "INTERNAL";
 
 export class AttnroundError extends Error {
   readonly code: ErrorCode;

@@ -11,8 +11,9 @@ import { Tensor } from "./tensor.ts";
 import { wasm } from "./wasm.ts";
 
 export class Model {
-  /** The decoded ONNX model, kept for export. */
+  /** @internal The decoded ONNX model, kept for export. */
   readonly proto: ModelProto;
+  /** @internal The graph the engine runs (BatchNorm folded). */
   readonly graph: Graph;
   private readonly engine: Engine;
 

@@ -31,6 +31,30 @@ export type TensorData =
   | BigInt64Array
   | BigUint64Array;
 
+/** A typed-array constructor, as the dtype table below gives them. */
+export interface TypedArrayConstructor {
+  new (length: number): TensorData;
+  new (buffer: ArrayBufferLike, byteOffset?: number, length?: number): TensorData;
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+/** The typed array that holds each dtype (bool and the 4-bit types one per byte). */
+export const arrayOfDtype: Readonly<Record<DType, TypedArrayConstructor>> = {
+  float32: Float32Array,
+  float64: Float64Array,
+  int8: Int8Array,
+  uint8: Uint8Array,
+  int16: Int16Array,
+  uint16: Uint16Array,
+  int32: Int32Array,
+  uint32: Uint32Array,
+  int64: BigInt64Array,
+  uint64: BigUint64Array,
+  bool: Uint8Array,
+  int4: Int8Array,
+  uint4: Uint8Array,
+};
+
 const dtypeOfArray = new Map<unknown, DType>([
   [Float32Array, "float32"],
   [Float64Array, "float64"],

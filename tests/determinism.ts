@@ -7,9 +7,8 @@
 import { spawnSync } from "node:child_process";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { init, loadModel, type QuantizeOptionsInput, Tensor } from "../mod.ts";
+import { init, loadModel, quantize, type QuantizeOptionsInput, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
-import { quantize } from "../src/quant/quantize.ts";
 import { fingerprint } from "../src/quant/state.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 

@@ -5,6 +5,12 @@
 import assert from "node:assert/strict";
 import { AttnroundError, init, Tensor } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
+import { registerOps } from "../src/engine/registry.ts";
+import { nodeProto, valueInfoProto } from "../src/export/proto.ts";
+import { roundHalfEven } from "../src/kernels/quant.ts";
+import { encodeModel } from "../src/onnx/codec.ts";
+import { DataType } from "../src/onnx/types.ts";
+import { ortNodeRun } from "./ort.ts";
 import type { AttributeValue, Graph, ValueInfo } from "../src/graph/ir.ts";
 
 interface NodeSpec {
@@ -217,4 +223,41 @@ Deno.test("QuantizeLinear with block_size is refused at load, naming the node", 
     () => new Engine(graph),
     (e: unknown) => e instanceof AttnroundError && /QuantizeLinear_0.*block_size/.test(e.message),
   );
+});
+
+Deno.test("roundHalfEven (the engine's Round and the quantizers') matches onnxruntime's Round, ties included", async () => {
+  await init();
+  const values: number[] = [];
+  for (let i = -40; i <= 40; i++) values.push(i / 2, i / 2 + 1e-3, i / 2 - 1e-3);
+  values.push(0.49999997, -0.49999997, 8388607.5, -8388607.5, 2 ** 23 + 1, 1e9 + 0.5, -0);
+  const x = Float32Array.from(values);
+  const bytes = encodeModel({
+    irVersion: 8n,
+    opsetImport: [{ domain: "", version: 13 }],
+    producerName: "",
+    producerVersion: "",
+    domain: "",
+    modelVersion: 0n,
+    docString: "",
+    metadataProps: [],
+    graph: {
+      node: [nodeProto("Round", "round", ["x"], ["y"])],
+      name: "g",
+      initializer: [],
+      docString: "",
+      input: [valueInfoProto("x", DataType.FLOAT, [x.length])],
+      output: [valueInfoProto("y", DataType.FLOAT, [x.length])],
+      valueInfo: [],
+      metadataProps: [],
+    },
+  });
+  const reference = (await ortNodeRun(bytes, { x: new Tensor(x, [x.length]) })).y.data as Float32Array;
+  assert.deepEqual(Array.from(x, roundHalfEven), Array.from(reference));
+});
+
+Deno.test("an op registered twice is an error, not a silent replacement", () => {
+  assert.throws(() => registerOps({ Relu: (_ctx, inputs) => [inputs[0]!] }), {
+    code: "INTERNAL",
+    message: /Relu.*registered twice/,
+  });
 });

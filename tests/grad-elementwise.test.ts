@@ -1,6 +1,6 @@
 // Backward of the broadcasting arithmetic and the activations against float64 finite differences.
 import { init } from "../mod.ts";
-import { broadcastShapes } from "../src/kernels/binary.ts";
+import { broadcastPair } from "../src/kernels/binary.ts";
 import { Tensor } from "../src/tensor.ts";
 import { awayFromZero, checkGradient, type Input, uniform } from "./grad-helpers.ts";
 
@@ -12,7 +12,7 @@ function broadcast2(
   aShape: readonly number[],
   bShape: readonly number[],
 ): (inputs: Input[]) => Float64Array[] {
-  const out = broadcastShapes(aShape, bShape);
+  const out = broadcastPair(aShape, bShape);
   const size = out.reduce((x, d) => x * d, 1);
   const offset = (shape: readonly number[], index: number[]) => {
     let o = 0;

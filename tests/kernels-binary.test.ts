@@ -5,7 +5,7 @@ import {
   type BinaryOp,
   type BinaryParams,
   binaryReference,
-  broadcastShapes,
+  broadcastPair,
   planBinary,
 } from "../src/kernels/binary.ts";
 import { randomFloats } from "./helpers.ts";
@@ -71,7 +71,7 @@ Deno.test("binary ops with numpy broadcasting match the reference exactly (pow t
   let seed = 1;
   for (const op of ops) {
     for (const [aShape, bShape] of shapePairs) {
-      check({ op, aShape, bShape, outShape: broadcastShapes(aShape, bShape) }, seed);
+      check({ op, aShape, bShape, outShape: broadcastPair(aShape, bShape) }, seed);
       seed += 2;
     }
   }
@@ -86,7 +86,7 @@ Deno.test("binary ops on random broadcast shapes up to 6 dimensions", async () =
     const drop = (s: number[]) => s.slice(r(0, s.length)).map((d) => (r(0, 2) === 0 ? 1 : d));
     const aShape = drop(out), bShape = drop(out);
     const op = ops[r(0, ops.length - 1)];
-    check({ op, aShape, bShape, outShape: broadcastShapes(aShape, bShape) }, 100 + 2 * i);
+    check({ op, aShape, bShape, outShape: broadcastPair(aShape, bShape) }, 100 + 2 * i);
   }
 });
 
@@ -175,7 +175,7 @@ Deno.test("binary rejects shapes that do not broadcast to the output", async () 
   });
   const seven = [2, 1, 2, 1, 2, 1, 2], other = [1, 2, 1, 2, 1, 2, 1];
   assert.throws(
-    () => planBinary({ op: "add", aShape: seven, bShape: other, outShape: broadcastShapes(seven, other) }),
+    () => planBinary({ op: "add", aShape: seven, bShape: other, outShape: broadcastPair(seven, other) }),
     { code: "INVALID_ARGUMENT" },
   );
 });

@@ -4,7 +4,7 @@
 // coding length per weight; the first/last-layer convention and per-layer
 // overrides stay outside the budget; quantize() reports what it chose.
 import assert from "node:assert/strict";
-import { AttnroundError, init, loadModel } from "../mod.ts";
+import { AttnroundError, init, loadModel, quantize } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { codingLengthReference } from "../src/kernels/coding-length.ts";
 import { inspectMixedPrecision } from "../src/quant/inspect.ts";
@@ -16,8 +16,7 @@ import {
   defaultEpsilonRule,
   planBits,
 } from "../src/quant/mixed.ts";
-import { quantizableLayers } from "../src/quant/partition.ts";
-import { quantize } from "../src/quant/quantize.ts";
+import { quantizableLayers } from "../src/graph/partition.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 import { randomInts } from "./kernels-helpers.ts";
 

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { init, loadModel, Tensor } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { type AttributeValue, type Graph, type Node, topologicalOrder } from "../src/graph/ir.ts";
-import { type Block, cutTensors, partitionBlocks, quantizableLayers } from "../src/quant/partition.ts";
+import { type Block, cutTensors, partitionBlocks, quantizableLayers } from "../src/graph/partition.ts";
 import { randomFloats } from "./helpers.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 import { readNpz } from "../src/data/npy.ts";

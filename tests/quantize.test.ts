@@ -1,7 +1,15 @@
 import assert from "node:assert/strict";
-import { AttnroundError, defaultOptions, init, loadModel, Tensor } from "../mod.ts";
+import {
+  AttnroundError,
+  defaultOptions,
+  init,
+  loadModel,
+  QuantizationRun,
+  quantize,
+  Tensor,
+} from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
-import { QuantizationRun, quantize } from "../src/quant/quantize.ts";
+import { toRows } from "../src/layout.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 import { modelDigest, quantizeInSlices } from "./slices.ts";
 
@@ -60,8 +68,9 @@ Deno.test("quantize: the quantized weights lie on the per-channel grid with the 
     iterations: 20,
     rounding: "attention",
   });
-  for (const w of q.weights) {
-    const ints = q.integerWeights(w);
+  const exported = q.quantizedWeights();
+  for (const [index, w] of q.weights.entries()) {
+    const ints = toRows(exported[index].levels, w.layer.weightShape, w.layer.channelAxis);
     const rows = q.finalRows.get(w.layer.weight)!;
     const m = w.rowsShape[0], k = rows.length / m;
     for (let i = 0; i < ints.length; i++) {

@@ -6,8 +6,8 @@
 import type { Model } from "../src/model.ts";
 import type { CalibrationInput } from "../src/quant/calibration.ts";
 import type { QuantizeOptionsInput } from "../src/quant/options.ts";
-import { QuantizationRun } from "../src/quant/quantize.ts";
 import type { QuantizedModel } from "../src/quant/quantized-model.ts";
+import { QuantizationRun } from "../mod.ts";
 
 /** One request: state bytes in, at most `milliseconds` of work, state bytes (or the finished model) out. */
 export async function resumeForBudget(

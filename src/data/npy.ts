@@ -10,17 +10,11 @@
 // Fortran order (transposed into the row-major order Tensor uses). Writing
 // produces version 1.0 (2.0 for headers over 64 KiB), native byte order, C order.
 import { AttnroundError } from "../errors.ts";
-import { type DType, Tensor, type TensorData } from "../tensor.ts";
+import { arrayOfDtype, type DType, Tensor, type TensorData, type TypedArrayConstructor } from "../tensor.ts";
 import { readZip, writeZip } from "./zip.ts";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 const ALIGN = 64; // numpy aligns the data to 64 bytes since 1.14
-
-type ArrayConstructor = {
-  new (buffer: ArrayBuffer): TensorData;
-  new (length: number): TensorData;
-  readonly BYTES_PER_ELEMENT: number;
-};
 
 // numpy type codes (kind + item size) and the Tensor dtypes they map to.
 const dtypeOfCode: Record<string, DType> = {
@@ -42,21 +36,6 @@ const codeOfDtype = {
   int4: "i1",
   uint4: "u1",
 } as Record<DType, string>;
-const arrayOfDtype: Record<DType, ArrayConstructor> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-  int4: Int8Array,
-  uint4: Uint8Array,
-};
 
 const hostLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -200,7 +179,7 @@ function swapBytes(bytes: Uint8Array, size: number): void {
 
 /** Row-major copy of data laid out in column-major (Fortran) order. */
 function fortranToC(data: TensorData, shape: number[]): TensorData {
-  const out = new (data.constructor as ArrayConstructor)(data.length) as TensorData;
+  const out = new (data.constructor as TypedArrayConstructor)(data.length) as TensorData;
   const rank = shape.length;
   const stride = new Array<number>(rank);
   for (let k = 0, s = 1; k < rank; k++) stride[k] = s, s *= shape[k];

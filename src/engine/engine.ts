@@ -6,7 +6,7 @@
 // later runs at the same shapes replay the steps with no allocation per op.
 import { AttnroundError } from "../errors.ts";
 import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
-import { type DType, Tensor, type TensorData } from "../tensor.ts";
+import { arrayOfDtype, type DType, Tensor, type TensorData } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
 import { fuseConvActivations, fuseQuantizePairs } from "./fuse.ts";
 import { kernelFor, type OpContext, type OpRun, unsupportedVariant } from "./registry.ts";
@@ -307,24 +307,8 @@ function contextFor(
   };
 }
 
-const hostArray: Record<DType, new (n: number) => TensorData> = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-  int4: Int8Array,
-  uint4: Uint8Array,
-};
-
 export function newHostTensor(shape: readonly number[], dtype: DType): Tensor {
-  return new Tensor(new hostArray[dtype](sizeOf(shape)), shape, dtype);
+  return new Tensor(new arrayOfDtype[dtype](sizeOf(shape)), shape, dtype);
 }
 
 /** float32 tensors move into wasm memory; others stay as they are. */

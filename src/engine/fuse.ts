@@ -8,7 +8,14 @@
 // gives the same float32 values, instead of two loops over integers.
 import { attrFloat, attrTensor, type Graph, type Node } from "../graph/ir.ts";
 import type { Tensor } from "../tensor.ts";
-import { FUSED_ACTIVATION, FUSED_DEQUANTIZE, FUSED_MAX, FUSED_MIN } from "./ops/nn.ts";
+
+/** Attributes the engine sets on a Conv when it fuses the Relu or Clip after it. */
+export const FUSED_ACTIVATION = "attnround.activation";
+export const FUSED_MIN = "attnround.activation_min";
+export const FUSED_MAX = "attnround.activation_max";
+
+/** Set by fuseQuantizePairs on a QuantizeLinear whose DequantizeLinear it took over: output x̂, float32. */
+export const FUSED_DEQUANTIZE = "attnround.dequantize";
 
 function scalarOf(t: Tensor | undefined): number | undefined {
   return t && t.size === 1 ? Number(t.data[0]) : undefined;

@@ -2,7 +2,8 @@
 // the engine looks them up, and nothing else knows how an op computes.
 import type { Node } from "../graph/ir.ts";
 import type { DType } from "../tensor.ts";
-import type { Value, WasmValue } from "./value.ts";
+import { AttnroundError } from "../errors.ts";
+import { type Value, WasmValue } from "./value.ts";
 
 export interface OpContext {
   readonly node: Node;
@@ -39,11 +40,38 @@ export type OpGrad = (
   gradOutputs: (WasmValue | undefined)[],
 ) => (WasmValue | undefined)[];
 
+/** Domain of the library's own training ops (losses, quantizers). */
+export const TRAINING_DOMAIN = "attnround";
+
 /** Domain of the nodes autodiff adds: op type = the forward op's type, attributes = the forward node's. */
 export const GRAD_DOMAIN = "attnround.grad";
 /** Attribute on a gradient node: how many of its inputs are forward inputs, then forward outputs. */
 export const GRAD_INPUT_COUNT = "attnround.forward_inputs";
 export const GRAD_OUTPUT_COUNT = "attnround.forward_outputs";
+
+// Helpers for writing an op, here or outside the engine (src/quant/ops.ts).
+
+export function opError(node: Node, message: string): AttnroundError {
+  return new AttnroundError("INVALID_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
+}
+
+/** A valid model that uses something the engine does not implement. */
+export function opUnsupported(node: Node, message: string): AttnroundError {
+  return new AttnroundError("UNSUPPORTED_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
+}
+
+export function required(node: Node, inputs: (Value | undefined)[], index: number): Value {
+  const v = inputs[index];
+  if (!v) throw opError(node, `input ${index} is required`);
+  return v;
+}
+
+/** A required float32 input, which lives in wasm memory. */
+export function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
+  const v = required(node, inputs, index);
+  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32 (got ${v.dtype})`);
+  return v;
+}
 
 const kernels = new Map<string, OpRun>();
 const checks = new Map<string, OpCheck>();
@@ -51,19 +79,27 @@ const grads = new Map<string, OpGrad>();
 
 const key = (domain: string, type: string) => `${domain === "ai.onnx" ? "" : domain}:${type}`;
 
+// Two registrations of one op would silently make the later one win.
+function once<T>(table: Map<string, T>, k: string, value: T, what: string): void {
+  if (table.has(k)) throw new AttnroundError("INTERNAL", `op ${k} has its ${what} registered twice`);
+  table.set(k, value);
+}
+
 /** Registers op kernels (and load-time checks) of a domain: "" is ONNX's default operator set. */
 export function registerOps(
   ops: Record<string, OpRun>,
   loadChecks: Record<string, OpCheck> = {},
   domain = "",
 ): void {
-  for (const [type, run] of Object.entries(ops)) kernels.set(key(domain, type), run);
-  for (const [type, check] of Object.entries(loadChecks)) checks.set(key(domain, type), check);
+  for (const [type, run] of Object.entries(ops)) once(kernels, key(domain, type), run, "kernel");
+  for (const [type, check] of Object.entries(loadChecks)) {
+    once(checks, key(domain, type), check, "load check");
+  }
 }
 
 /** Registers the backward of ops of a domain, keyed by the forward op type. */
 export function registerGradients(ops: Record<string, OpGrad>, domain = ""): void {
-  for (const [type, grad] of Object.entries(ops)) grads.set(key(domain, type), grad);
+  for (const [type, grad] of Object.entries(ops)) once(grads, key(domain, type), grad, "backward");
 }
 
 /** The backward of a forward node, if the op has one. */

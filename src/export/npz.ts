@@ -14,7 +14,6 @@
 import { writeNpz } from "../data/npy.ts";
 import type { QuantizedModel } from "../quant/quantized-model.ts";
 import { Tensor } from "../tensor.ts";
-import { weightLevels } from "./qdq.ts";
 
 function int32Scalar(v: number): Tensor {
   return new Tensor(new Int32Array([v]), []);
@@ -24,16 +23,15 @@ function int32Scalar(v: number): Tensor {
 export function npzArrays(q: QuantizedModel): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   const inputs = new Map(q.activations.map((a) => [a.tensor, a]));
-  for (const w of q.weights) {
-    const key = w.layer.name.replace(/^\/+/, "");
-    const signed = w.qmin < 0;
-    const Ints = signed ? Int8Array : Uint8Array;
-    out[`${key}.weight_int`] = new Tensor(Ints.from(weightLevels(q, w)), w.layer.weightShape);
+  for (const w of q.quantizedWeights()) {
+    const key = w.layer.replace(/^\/+/, "");
+    const Ints = w.qmin < 0 ? Int8Array : Uint8Array;
+    out[`${key}.weight_int`] = new Tensor(Ints.from(w.levels), w.shape);
     out[`${key}.scale`] = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
     out[`${key}.zero_point`] = new Tensor(Ints.from(w.zero), [w.zero.length]);
-    out[`${key}.axis`] = int32Scalar(w.layer.channelAxis);
+    out[`${key}.axis`] = int32Scalar(w.axis);
     out[`${key}.bits`] = int32Scalar(w.bits);
-    const a = inputs.get(w.layer.node.inputs[0]);
+    const a = inputs.get(w.input);
     if (a) {
       out[`${key}.input_scale`] = new Tensor(new Float32Array([a.step]), []);
       out[`${key}.input_zero_point`] = int32Scalar(a.zero);

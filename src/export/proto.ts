@@ -1,6 +1,7 @@
 // Small builders for the ONNX messages the export writes: nodes, attributes,
 // value infos. Attribute types are explicit where a number could be an INT or
 // a FLOAT; the IR (which keeps plain numbers) does not know the difference.
+import { AttnroundError } from "../errors.ts";
 import type { AttributeValue } from "../graph/ir.ts";
 import { tensorToProto } from "../onnx/tensor-proto.ts";
 import {
@@ -72,7 +73,7 @@ export function attributeProto(name: string, value: AttributeValue, type?: numbe
       };
     }
   }
-  throw new Error(`attribute "${name}" has a value the export cannot write`);
+  throw new AttnroundError("INTERNAL", `attribute "${name}" has a value the export cannot write`);
 }
 
 /** A NodeProto of the default domain unless `domain` is given. */

@@ -68,9 +68,8 @@ import {
   type StringStringEntryProto,
   type TensorProto,
 } from "../onnx/types.ts";
-import type { ActivationQuantizer, WeightQuantizer } from "../quant/layers.ts";
-import { inversePerm, permute, toRowsPerm } from "../quant/layers.ts";
-import type { QuantizedModel } from "../quant/quantized-model.ts";
+import type { ActivationQuantizer } from "../quant/layers.ts";
+import type { QuantizedModel, QuantizedWeight } from "../quant/quantized-model.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import { Names } from "./names.ts";
 import { upgradeOpset } from "./opset.ts";
@@ -129,12 +128,12 @@ function containerOf(qmin: number, qmax: number, exact4: boolean, allow4 = true)
 }
 
 /** Weights: int4/uint4 for grids of 4 bits or less, int8/uint8 above. */
-export function weightType(q: WeightQuantizer): IntType {
-  const t = containerOf(q.qmin, q.qmax, false);
+function weightType(w: QuantizedWeight): IntType {
+  const t = containerOf(w.qmin, w.qmax, false);
   if (!t) {
     throw new AttnroundError(
       "UNSUPPORTED_MODEL",
-      `layer "${q.layer.name}": weight levels [${q.qmin}, ${q.qmax}] fit no 8-bit ONNX type`,
+      `layer "${w.layer}": weight levels [${w.qmin}, ${w.qmax}] fit no 8-bit ONNX type`,
     );
   }
   return t;
@@ -165,7 +164,7 @@ const RUN_ON_INTEGERS = new Set([
 ]);
 
 /** Activations: a 4-bit type for 4-bit grids (unless `allow4` is false), else an 8-bit one. */
-export function activationType(a: ActivationQuantizer, allow4 = true): IntType {
+function activationType(a: ActivationQuantizer, allow4 = true): IntType {
   const type = containerOf(a.qmin, a.qmax, true, allow4);
   if (!type) {
     throw new AttnroundError(
@@ -179,20 +178,6 @@ export function activationType(a: ActivationQuantizer, allow4 = true): IntType {
 function intTensor(values: ArrayLike<number>, shape: readonly number[], type: IntType): Tensor {
   const data = type === "int8" || type === "int4" ? Int8Array.from(values) : Uint8Array.from(values);
   return new Tensor(data, shape, type as DType);
-}
-
-/** A layer's integer levels in the weight's own layout (the quantizer keeps them channel-first). */
-export function weightLevels(q: QuantizedModel, w: WeightQuantizer): Int32Array {
-  const rows = q.integerWeights(w);
-  for (let i = 0; i < rows.length; i++) {
-    if (!(rows[i] >= w.qmin && rows[i] <= w.qmax)) {
-      throw new Error(
-        `layer "${w.layer.name}": level ${rows[i]} at ${i} lies outside [${w.qmin}, ${w.qmax}]`,
-      );
-    }
-  }
-  const back = inversePerm(toRowsPerm(w.layer.weightShape.length, w.layer.channelAxis));
-  return Int32Array.from(permute(Float32Array.from(rows), w.rowsShape, back));
 }
 
 function isQuantizedLayer(n: Node): boolean {
@@ -233,8 +218,11 @@ class QdqBuilder {
   /** Nodes to place right after a tensor's producer (or first, for graph inputs and constants). */
   private readonly after = new Map<string, Node[]>();
   private readonly first: Node[] = [];
-
-  constructor(private readonly q: QuantizedModel, private readonly src: SourceGraph) {
+  constructor(
+    private readonly q: QuantizedModel,
+    private readonly weights: QuantizedWeight[],
+    private readonly src: SourceGraph,
+  ) {
     this.names = new Names(src.graph);
   }
 
@@ -250,19 +238,22 @@ class QdqBuilder {
 
   build(): Graph {
     const { graph } = this;
-    for (const w of this.q.weights) {
-      const node = graph.nodes.find((n) => n.name === w.layer.name);
-      if (!node || node.inputs[1] !== w.layer.weight) {
-        throw new Error(`layer "${w.layer.name}" reading "${w.layer.weight}" is not in the model's graph`);
+    for (const w of this.weights) {
+      const node = graph.nodes.find((n) => n.name === w.layer);
+      if (!node || node.inputs[1] !== w.weight) {
+        throw new AttnroundError(
+          "INTERNAL",
+          `layer "${w.layer}" reading "${w.weight}" is not in the model's graph`,
+        );
       }
     }
-    const needs4 = this.q.weights.some((w) => weightType(w).endsWith("4")) ||
+    const needs4 = this.weights.some((w) => weightType(w).endsWith("4")) ||
       this.q.activations.some((a) => this.activationType(a).endsWith("4"));
     upgradeOpset(graph, needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
     const done = new Set<string>();
-    for (const w of this.q.weights) {
-      if (done.has(w.layer.weight)) continue;
-      done.add(w.layer.weight);
+    for (const w of this.weights) {
+      if (done.has(w.weight)) continue;
+      done.add(w.weight);
       this.quantizeWeight(w);
     }
     const present = new Set([...graph.nodes.flatMap((n) => n.outputs), ...graph.inputs.map((i) => i.name)]);
@@ -277,29 +268,28 @@ class QdqBuilder {
     return graph;
   }
 
-  private quantizeWeight(w: WeightQuantizer): void {
+  private quantizeWeight(w: QuantizedWeight): void {
     const { graph, names } = this;
-    const name = w.layer.weight;
+    const name = w.weight;
     const type = weightType(w);
-    const levels = intTensor(weightLevels(this.q, w), w.layer.weightShape, type);
+    const levels = intTensor(w.levels, w.shape, type);
     const scale = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
     const zero = intTensor(w.zero, [w.zero.length], type);
     const qName = names.fresh(`${name}_quantized`);
     const sName = names.fresh(`${name}_scale`), zName = names.fresh(`${name}_zero_point`);
     // A MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).
-    const matmulLike = w.layer.weightShape.length === 2 && w.layer.channelAxis === 1;
+    const matmulLike = w.shape.length === 2 && w.axis === 1;
     const dqOut = matmulLike ? names.fresh(`${name}_dequantized`) : name;
     const dq = newNode(names.fresh(`${name}_DequantizeLinear`), "DequantizeLinear", [qName, sName, zName], [
       dqOut,
     ], {
-      axis: w.layer.channelAxis,
+      axis: w.axis,
     });
     const nodes = [dq];
     if (matmulLike) {
-      const values = this.q.finalRows.get(name)!;
       const lo = names.fresh(`${name}_min`), hi = names.fresh(`${name}_max`);
-      graph.initializers.set(lo, new Tensor(new Float32Array([values.reduce((a, b) => Math.min(a, b))]), []));
-      graph.initializers.set(hi, new Tensor(new Float32Array([values.reduce((a, b) => Math.max(a, b))]), []));
+      graph.initializers.set(lo, new Tensor(new Float32Array([w.range[0]]), []));
+      graph.initializers.set(hi, new Tensor(new Float32Array([w.range[1]]), []));
       nodes.push(newNode(names.fresh(`${name}_Clip`), "Clip", [dqOut, lo, hi], [name]));
     }
     if (graph.initializers.has(name)) {
@@ -311,7 +301,9 @@ class QdqBuilder {
       return;
     }
     const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
-    if (!constant) throw new Error(`weight "${name}" is neither an initializer nor a Constant node`);
+    if (!constant) {
+      throw new AttnroundError("INTERNAL", `weight "${name}" is neither an initializer nor a Constant node`);
+    }
     constant.outputs = [qName];
     constant.attributes.set("value", levels);
     this.after.set(qName, [
@@ -388,7 +380,7 @@ function encodeNode(node: Node, src: SourceGraph): NodeProto {
   return { ...original, input: node.inputs, output: node.outputs, opType: node.opType, attribute };
 }
 
-function metadata(q: QuantizedModel): StringStringEntryProto[] {
+function metadata(q: QuantizedModel, weights: QuantizedWeight[]): StringStringEntryProto[] {
   const { settings } = q.report;
   const entry = (key: string, value: unknown): StringStringEntryProto => ({
     key,
@@ -396,7 +388,7 @@ function metadata(q: QuantizedModel): StringStringEntryProto[] {
   });
   return [
     entry(METADATA_KEYS.method, settings.rounding),
-    entry(METADATA_KEYS.weightBits, Object.fromEntries(q.weights.map((w) => [w.layer.name, w.bits]))),
+    entry(METADATA_KEYS.weightBits, Object.fromEntries(weights.map((w) => [w.layer, w.bits]))),
     entry(METADATA_KEYS.activationBits, Object.fromEntries(q.activations.map((a) => [a.tensor, a.bits]))),
     entry(METADATA_KEYS.settings, settings),
   ];
@@ -406,7 +398,8 @@ function metadata(q: QuantizedModel): StringStringEntryProto[] {
 export function qdqModel(q: QuantizedModel): ModelProto {
   const proto = q.float.proto;
   const src = sourceGraph(proto);
-  const graph = new QdqBuilder(q, src).build();
+  const weights = q.quantizedWeights();
+  const graph = new QdqBuilder(q, weights, src).build();
 
   const initializerProtos = new Map(proto.graph.initializer.map((t) => [t.name, t]));
   const initializer: TensorProto[] = [...graph.initializers].map(([name, t]) =>
@@ -426,7 +419,7 @@ export function qdqModel(q: QuantizedModel): ModelProto {
     ...proto,
     irVersion: irVersion > proto.irVersion ? irVersion : proto.irVersion,
     opsetImport,
-    metadataProps: [...proto.metadataProps.filter((e) => !ours.has(e.key)), ...metadata(q)],
+    metadataProps: [...proto.metadataProps.filter((e) => !ours.has(e.key)), ...metadata(q, weights)],
     graph: {
       ...proto.graph,
       node: graph.nodes.map((n) => encodeNode(n, src)),

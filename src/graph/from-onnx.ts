@@ -1,7 +1,7 @@
 // Turns a decoded ModelProto into the graph IR: initializers become Tensors,
 // attributes plain values, value infos dtypes and (possibly symbolic) shapes.
 import { AttnroundError } from "../errors.ts";
-import { tensorFromProto } from "../onnx/tensor-proto.ts";
+import { dtypeFromOnnx, tensorFromProto } from "../onnx/tensor-proto.ts";
 import {
   type AttributeProto,
   AttributeType,
@@ -12,25 +12,6 @@ import {
 } from "../onnx/types.ts";
 import type { DType } from "../tensor.ts";
 import type { AttributeValue, Graph, Node, ValueInfo } from "./ir.ts";
-
-const onnxTypes: Record<number, DType> = {
-  1: "float32",
-  2: "uint8",
-  3: "int8",
-  4: "uint16",
-  5: "int16",
-  6: "int32",
-  7: "int64",
-  9: "bool",
-  11: "float64",
-  12: "uint32",
-  13: "uint64",
-};
-
-/** The Tensor dtype of an ONNX TensorProto.DataType code, if the engine has one. */
-export function dtypeFromOnnx(code: number): DType | undefined {
-  return onnxTypes[code];
-}
 
 /** The 4-bit types, which graph inputs and outputs may have but no op other than (De)QuantizeLinear computes in. */
 const fourBit: Record<number, DType> = { [DataType.UINT4]: "uint4", [DataType.INT4]: "int4" };

@@ -4,7 +4,7 @@
 // unit dimensions and merges contiguous ones, as planBinary does.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
-import { broadcastShapes } from "./binary.ts";
+import { broadcastPair } from "./binary.ts";
 import type { FloatArray } from "./planes.ts";
 
 export interface ReduceToShapeParams {
@@ -27,7 +27,7 @@ export interface ReducePlan {
 const MAX_RANK = 6;
 
 export function planReduceToShape(p: ReduceToShapeParams): ReducePlan {
-  const out = broadcastShapes(p.from, p.to);
+  const out = broadcastPair(p.from, p.to);
   if (out.length !== p.from.length || out.some((d, i) => d !== p.from[i])) {
     throw new AttnroundError(
       "SHAPE_MISMATCH",

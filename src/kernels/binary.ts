@@ -4,6 +4,7 @@
 // dropped, contiguous ones merged) with per-operand strides, which also picks
 // the SIMD fast paths (equal shapes, a scalar, a per-channel operand).
 import { AttnroundError } from "../errors.ts";
+import { broadcastShape } from "../layout.ts";
 import { wasm } from "../wasm.ts";
 import type { FloatArray } from "./planes.ts";
 
@@ -31,16 +32,10 @@ export interface BinaryPlan {
 const MAX_RANK = 6;
 
 /** The numpy broadcast of two shapes, or an error naming both. */
-export function broadcastShapes(a: readonly number[], b: readonly number[]): number[] {
-  const rank = Math.max(a.length, b.length);
-  const out: number[] = [];
-  for (let i = 0; i < rank; i++) {
-    const da = a[a.length - rank + i] ?? 1, db = b[b.length - rank + i] ?? 1;
-    if (da !== db && da !== 1 && db !== 1) {
-      throw new AttnroundError("SHAPE_MISMATCH", `shapes [${a}] and [${b}] do not broadcast (axis ${i})`);
-    }
-    out.push(da === 1 ? db : da);
-  }
+/** The broadcast of two operand shapes; SHAPE_MISMATCH if they do not broadcast. */
+export function broadcastPair(a: readonly number[], b: readonly number[]): number[] {
+  const out = broadcastShape([a, b]);
+  if (!out) throw new AttnroundError("SHAPE_MISMATCH", `shapes [${a}] and [${b}] do not broadcast`);
   return out;
 }
 
@@ -52,7 +47,7 @@ export function planBinary(p: BinaryParams): BinaryPlan {
       `binary: unknown op "${p.op}"; expected one of ${Object.keys(opCodes).join(", ")}`,
     );
   }
-  const out = broadcastShapes(p.aShape, p.bShape);
+  const out = broadcastPair(p.aShape, p.bShape);
   if (out.length !== p.outShape.length || out.some((d, i) => d !== p.outShape[i])) {
     throw new AttnroundError(
       "SHAPE_MISMATCH",

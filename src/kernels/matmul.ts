@@ -6,7 +6,7 @@
 // No workspace: the GEMM's packing buffers are its own.
 import { AttnroundError } from "../errors.ts";
 import { gemmAt } from "../gemm.ts";
-import { broadcastShapes } from "./binary.ts";
+import { broadcastPair } from "./binary.ts";
 import type { FloatArray } from "./planes.ts";
 
 export interface MatmulParams {
@@ -41,7 +41,7 @@ function plan(p: MatmulParams): Plan {
     );
   }
   const aBatch = a2.slice(0, -2), bBatch = b2.slice(0, -2);
-  const batch = broadcastShapes(aBatch, bBatch);
+  const batch = broadcastPair(aBatch, bBatch);
   const out = [...batch];
   if (aShape.length > 1) out.push(m);
   if (bShape.length > 1) out.push(n);

@@ -4,6 +4,7 @@
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
 import { checkIntegers, type FloatArray } from "./planes.ts";
+import { type ActivationConstants, activationConstants } from "./unary.ts";
 
 export type UnaryGradOp = "relu" | "leakyRelu" | "clip" | "sigmoid" | "hardSigmoid" | "hardSwish";
 
@@ -16,29 +17,9 @@ const opCodes: Record<UnaryGradOp, number> = {
   hardSwish: 5,
 };
 
-export interface UnaryGradParams {
+export interface UnaryGradParams extends ActivationConstants {
   op: UnaryGradOp;
   length: number;
-  /** leakyRelu slope (default 0.01); hardSigmoid slope (default 0.2). */
-  alpha?: number;
-  /** hardSigmoid offset (default 0.5). */
-  beta?: number;
-  /** clip bounds (default ∓Infinity). */
-  min?: number;
-  max?: number;
-}
-
-function constants(p: UnaryGradParams): [number, number] {
-  switch (p.op) {
-    case "leakyRelu":
-      return [p.alpha ?? 0.01, 0];
-    case "clip":
-      return [p.min ?? -Infinity, p.max ?? Infinity];
-    case "hardSigmoid":
-      return [p.alpha ?? 0.2, p.beta ?? 0.5];
-    default:
-      return [0, 0];
-  }
 }
 
 function opCode(p: UnaryGradParams): number {
@@ -58,7 +39,7 @@ function opCode(p: UnaryGradParams): number {
 export function unaryGrad(p: UnaryGradParams, x: number, y: number, dy: number, dx: number): void {
   const code = opCode(p);
   checkIntegers("unaryGrad", p, ["length"], 0);
-  const [a, b] = constants(p);
+  const [a, b] = activationConstants(p);
   wasm().unaryGrad(code, x, y, dy, dx, p.length, a, b);
 }
 
@@ -80,7 +61,7 @@ export function unaryGradReference(
   dx: FloatArray,
 ): void {
   opCode(p);
-  const [a, b] = constants(p);
+  const [a, b] = activationConstants(p);
   const f = derivatives[p.op];
   for (let i = 0; i < p.length; i++) dx[i] = f(x[i], y[i], a, b) === 0 ? 0 : dy[i] * f(x[i], y[i], a, b);
 }

@@ -37,10 +37,8 @@ const opCodes: Record<UnaryOp, number> = {
   reciprocal: 12,
 };
 
-export interface UnaryParams {
-  op: UnaryOp;
-  /** Number of elements. */
-  length: number;
+/** An activation's constants, as ONNX names them (absent ones take ONNX's defaults). */
+export interface ActivationConstants {
   /** leakyRelu slope (default 0.01); hardSigmoid slope (default 0.2). */
   alpha?: number;
   /** hardSigmoid offset (default 0.5). */
@@ -50,8 +48,14 @@ export interface UnaryParams {
   max?: number;
 }
 
-/** The two constants the wasm kernel takes for an op, ONNX defaults applied. */
-function constants(p: UnaryParams): [number, number] {
+export interface UnaryParams extends ActivationConstants {
+  op: UnaryOp;
+  /** Number of elements. */
+  length: number;
+}
+
+/** The two constants the wasm kernels (forward and backward) take for an op, ONNX defaults applied. */
+export function activationConstants(p: ActivationConstants & { op: string }): [number, number] {
   switch (p.op) {
     case "leakyRelu":
       return [p.alpha ?? 0.01, 0];
@@ -81,14 +85,14 @@ function opCode(p: UnaryParams): number {
 export function unary(p: UnaryParams, x: number, y: number): void {
   const code = opCode(p);
   checkIntegers("unary", p, ["length"], 0);
-  const [a, b] = constants(p);
+  const [a, b] = activationConstants(p);
   wasm().unary(code, x, y, p.length, a, b);
 }
 
 /** Plain reference: same contract as unary, on typed arrays (which may be the same array). */
 export function unaryReference(p: UnaryParams, x: FloatArray, y: FloatArray): void {
   opCode(p);
-  const [a, b] = constants(p);
+  const [a, b] = activationConstants(p);
   const f = referenceOps[p.op];
   for (let i = 0; i < p.length; i++) y[i] = f(x[i], a, b);
 }

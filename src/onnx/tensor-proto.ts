@@ -10,7 +10,7 @@
 // element. Strings, bfloat16, float8, float4, 2-bit and complex types are
 // UNSUPPORTED_MODEL for now.
 import { AttnroundError } from "../errors.ts";
-import { type DType, Tensor, type TensorData } from "../tensor.ts";
+import { arrayOfDtype, type DType, Tensor, type TensorData } from "../tensor.ts";
 import { DataLocation, DataType, dataTypeName, type TensorProto } from "./types.ts";
 
 interface Layout {
@@ -56,21 +56,24 @@ const dataTypeOfDtype: Record<DType, number> = {
   uint4: DataType.UINT4,
 };
 
-const arrayOfDtype = {
-  float32: Float32Array,
-  float64: Float64Array,
-  int8: Int8Array,
-  uint8: Uint8Array,
-  int16: Int16Array,
-  uint16: Uint16Array,
-  int32: Int32Array,
-  uint32: Uint32Array,
-  int64: BigInt64Array,
-  uint64: BigUint64Array,
-  bool: Uint8Array,
-  int4: Int8Array,
-  uint4: Uint8Array,
-} as const;
+const onnxTypes: Record<number, DType> = {
+  1: "float32",
+  2: "uint8",
+  3: "int8",
+  4: "uint16",
+  5: "int16",
+  6: "int32",
+  7: "int64",
+  9: "bool",
+  11: "float64",
+  12: "uint32",
+  13: "uint64",
+};
+
+/** The Tensor dtype of an ONNX TensorProto.DataType code, if the engine has one. */
+export function dtypeFromOnnx(code: number): DType | undefined {
+  return onnxTypes[code];
+}
 
 const littleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
@@ -205,7 +208,7 @@ function fromTyped(values: number[] | bigint[], dataType: number, layout: Layout
       return BigInt64Array.from(values as bigint[], (v) => BigInt.asIntN(64, v));
     default: {
       // float, double and the int32_data types; smaller integer types wrap as in C.
-      const Typed = arrayOfDtype[layout.dtype] as typeof Float32Array;
+      const Typed = arrayOfDtype[layout.dtype] as unknown as typeof Float32Array;
       return Typed.from(values as number[]);
     }
   }

@@ -3,6 +3,7 @@
 // budgets would give it, by the same planBits that quantize() runs), and its
 // ops, parameters and reconstruction blocks (inspectModel, `attnround inspect`).
 import type { ValueInfo } from "../graph/ir.ts";
+import { partitionBlocks } from "../graph/partition.ts";
 import type { Model } from "../model.ts";
 import type { DType } from "../tensor.ts";
 import { measureLayers } from "./layers.ts";
@@ -14,7 +15,6 @@ import {
   planBits,
   resolveMixedPrecision,
 } from "./mixed.ts";
-import { partitionBlocks } from "./partition.ts";
 
 export interface InspectedLayer {
   name: string;

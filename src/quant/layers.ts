@@ -4,6 +4,7 @@
 // Conventions (SPEC §3): first and last layer's weights at 8 bits, the first
 // layer's input at 8 bits; per-layer overrides win. With mixedPrecision the
 // other layers' bits come from their coding lengths (mixed.ts).
+import { AttnroundError } from "../errors.ts";
 import { attrTensor, type Graph } from "../graph/ir.ts";
 import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
 import { Tensor } from "../tensor.ts";
@@ -16,8 +17,8 @@ import {
   planBits,
 } from "./mixed.ts";
 import type { QuantizeOptions } from "./options.ts";
-import { gatherStrided, stridesOf } from "../engine/ops/util.ts";
-import { type QuantizableLayer, quantizableLayers } from "./partition.ts";
+import { type QuantizableLayer, quantizableLayers } from "../graph/partition.ts";
+import { toRows, toRowsPerm } from "../layout.ts";
 
 export interface WeightQuantizer {
   layer: QuantizableLayer;
@@ -55,29 +56,13 @@ export function weightValue(graph: Graph, name: string): Tensor {
   if (init) return init;
   const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
   const value = constant && attrTensor(constant, "value");
-  if (!value) throw new Error(`weight "${name}" is neither an initializer nor a Constant node`);
+  if (!value) {
+    throw new AttnroundError(
+      "INVALID_MODEL",
+      `weight "${name}" is neither an initializer nor a Constant node`,
+    );
+  }
   return value;
-}
-
-/** Permutation that moves axis `axis` of a rank-`rank` tensor to the front. */
-export function toRowsPerm(rank: number, axis: number): number[] {
-  return [axis, ...[...Array(rank).keys()].filter((i) => i !== axis)];
-}
-
-/** Transpose of `data` (shape `shape`) by `perm` (output axis i = input axis perm[i]). */
-export function permute(data: Float32Array, shape: readonly number[], perm: readonly number[]): Float32Array {
-  if (perm.every((p, i) => p === i)) return data.slice();
-  const inStrides = stridesOf(shape);
-  const out = new Float32Array(data.length);
-  gatherStrided(data, out, perm.map((p) => shape[p]), perm.map((p) => inStrides[p]));
-  return out;
-}
-
-/** The inverse permutation. */
-export function inversePerm(perm: readonly number[]): number[] {
-  const inv = new Array<number>(perm.length);
-  perm.forEach((p, i) => (inv[p] = i));
-  return inv;
 }
 
 /** A layer's float weight in rows layout (channel axis first) and that layout's shape. */
@@ -88,7 +73,7 @@ export function layerRows(
   const w = weightValue(graph, layer.weight);
   const perm = toRowsPerm(layer.weightShape.length, layer.channelAxis);
   return {
-    rows: permute(w.data as Float32Array, layer.weightShape, perm),
+    rows: toRows(w.data as Float32Array, layer.weightShape, layer.channelAxis),
     rowsShape: perm.map((p) => layer.weightShape[p]),
   };
 }

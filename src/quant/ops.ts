@@ -7,10 +7,8 @@
 //   probability `drop`, drawn afresh every iteration from a Philox stream).
 // Weights are in rows layout [R, k]: R channels of one scale each.
 import { attrFloat, attrInt, attrString } from "../graph/ir.ts";
-import { TRAINING_DOMAIN } from "../engine/ops/loss.ts";
-import { opError, required } from "../engine/ops/util.ts";
-import { registerGradients, registerOps } from "../engine/registry.ts";
-import { type Value, WasmValue } from "../engine/value.ts";
+import { registerGradients, registerOps, required, TRAINING_DOMAIN, wasmInput } from "../engine/registry.ts";
+import { WasmValue } from "../engine/value.ts";
 import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
 import {
@@ -19,16 +17,6 @@ import {
   attentionStochasticForward,
   roundingBackward,
 } from "../kernels/quant-round.ts";
-
-function wasmInput(
-  node: Parameters<typeof opError>[0],
-  inputs: (Value | undefined)[],
-  index: number,
-): WasmValue {
-  const v = required(node, inputs, index);
-  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32`);
-  return v;
-}
 
 function rows(v: WasmValue): [number, number] {
   const r = v.shape[0];

@@ -4,10 +4,11 @@
 // latent tensors by a rounding op, activation steps as inputs, and the
 // reconstruction loss against a target — ready for autodiff.
 import type { Graph, Node } from "../graph/ir.ts";
-import { TRAINING_DOMAIN } from "../engine/ops/loss.ts";
 import { Tensor } from "../tensor.ts";
-import { type ActivationQuantizer, inversePerm, toRowsPerm, type WeightQuantizer } from "./layers.ts";
+import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import type { RoundingMode } from "./options.ts";
+import { inversePerm, toRowsPerm } from "../layout.ts";
+import { TRAINING_DOMAIN } from "../engine/registry.ts";
 
 function node(
   name: string,

@@ -19,11 +19,8 @@ import { ActivationCache } from "./cache.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
   type ActivationQuantizer,
-  inversePerm,
-  permute,
   planActivationQuantizers,
   planWeightQuantizers,
-  toRowsPerm,
   type WeightQuantizer,
 } from "./layers.ts";
 import {
@@ -32,11 +29,11 @@ import {
   type QuantizeOptionsInput,
   resolveOptions,
 } from "./options.ts";
-import { type Block, partitionBlocks } from "./partition.ts";
+import { type Block, partitionBlocks } from "../graph/partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
 import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
-import { blockGraph } from "./subgraph.ts";
+import { blockGraph } from "../graph/subgraph.ts";
 import { decodeState, encodeState, fingerprint } from "./state.ts";
 import {
   type Fidelity,
@@ -44,6 +41,7 @@ import {
   type QuantizationReport,
   QuantizedModel,
 } from "./quantized-model.ts";
+import { fromRows } from "../layout.ts";
 
 /** Samples used to initialise the activation steps. */
 const STEP_INIT_SAMPLES = 256;
@@ -122,8 +120,7 @@ function nearestRows(q: WeightQuantizer): Float32Array {
 }
 
 function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
-  const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
-  return new Tensor(permute(rows, q.rowsShape, back), q.layer.weightShape);
+  return new Tensor(fromRows(rows, q.layer.weightShape, q.layer.channelAxis), q.layer.weightShape);
 }
 
 interface SavedState {

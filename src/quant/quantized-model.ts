@@ -1,10 +1,10 @@
 // The result of quantize(): runs the simulated-quantized graph on the same
 // engine, and carries the integer weights (for export) and the report.
 import { Engine } from "../engine/engine.ts";
-import { npzBytes } from "../export/npz.ts";
-import { qdqBytes } from "../export/qdq.ts";
+import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { checkFeeds, inputShapeError, type Model } from "../model.ts";
+import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
@@ -70,16 +70,62 @@ export interface QuantizationReport {
   memory: { peakCacheBytes: number; wasmHeapBytes: number };
 }
 
+/** A quantized weight as the export writes it: plain data, levels in the weight's own layout. */
+export interface QuantizedWeight {
+  /** The layer's node name and the weight tensor it reads. */
+  layer: string;
+  weight: string;
+  /** The layer's data input (where its activation quantizer sits, if any). */
+  input: string;
+  shape: number[];
+  /** The axis of `shape` the per-channel scales and zero points run along. */
+  axis: number;
+  bits: number;
+  qmin: number;
+  qmax: number;
+  /** round(ŵ/s) + z, in [qmin, qmax]. */
+  levels: Int32Array;
+  scale: Float32Array;
+  zero: Float32Array;
+  /** The smallest and largest value of the quantized weight s·(q − z). */
+  range: [number, number];
+}
+
+/** Writers of a quantized model's files; src/export registers them (it depends on quant, not the reverse). */
+export interface Exporters {
+  onnx(q: QuantizedModel): Uint8Array;
+  npz(q: QuantizedModel): Uint8Array;
+}
+
+let exporters: Exporters | undefined;
+
+export function registerExporters(e: Exporters): void {
+  exporters = e;
+}
+
+function exporter(): Exporters {
+  if (!exporters) {
+    throw new AttnroundError("NOT_INITIALIZED", "no exporters: import the library through mod.ts");
+  }
+  return exporters;
+}
+
 export class QuantizedModel {
   report!: QuantizationReport;
   private readonly engine: Engine;
 
+  /** @internal quantize() builds it; the fields are the library's own. */
   constructor(
+    /** @internal */
     readonly float: Model,
+    /** @internal */
     readonly graph: Graph,
+    /** @internal */
     readonly weights: WeightQuantizer[],
     /** Final fake-quantized weights, rows layout, by weight name. */
+    /** @internal */
     readonly finalRows: Map<string, Float32Array>,
+    /** @internal */
     readonly activations: ActivationQuantizer[],
   ) {
     this.engine = new Engine(graph);
@@ -95,15 +141,38 @@ export class QuantizedModel {
     }
   }
 
-  /** Integer levels of a layer's weight, rows layout: round(ŵ/s) + z. */
-  integerWeights(q: WeightQuantizer): Int32Array {
-    const rows = this.finalRows.get(q.layer.weight)!;
-    const m = q.rowsShape[0], k = rows.length / m;
-    const out = new Int32Array(rows.length);
-    for (let r = 0; r < m; r++) {
-      for (let i = r * k; i < (r + 1) * k; i++) out[i] = Math.round(rows[i] / q.scale[r]) + q.zero[r];
-    }
-    return out;
+  /** Each quantized weight as export writes it: integer levels in the weight's own layout. */
+  quantizedWeights(): QuantizedWeight[] {
+    return this.weights.map((q) => {
+      const rows = this.finalRows.get(q.layer.weight)!;
+      const m = q.rowsShape[0], k = rows.length / m;
+      const levels = new Int32Array(rows.length);
+      for (let r = 0; r < m; r++) {
+        for (let i = r * k; i < (r + 1) * k; i++) {
+          levels[i] = Math.round(rows[i] / q.scale[r]) + q.zero[r];
+          if (!(levels[i] >= q.qmin && levels[i] <= q.qmax)) {
+            throw new AttnroundError(
+              "INTERNAL",
+              `layer "${q.layer.name}": level ${levels[i]} at ${i} lies outside [${q.qmin}, ${q.qmax}]`,
+            );
+          }
+        }
+      }
+      return {
+        layer: q.layer.name,
+        weight: q.layer.weight,
+        input: q.layer.node.inputs[0],
+        shape: q.layer.weightShape,
+        axis: q.layer.channelAxis,
+        bits: q.bits,
+        qmin: q.qmin,
+        qmax: q.qmax,
+        levels: fromRows(levels, q.layer.weightShape, q.layer.channelAxis),
+        scale: q.scale,
+        zero: q.zero,
+        range: [rows.reduce((a, b) => Math.min(a, b)), rows.reduce((a, b) => Math.max(a, b))],
+      };
+    });
   }
 
   /**
@@ -112,18 +181,19 @@ export class QuantizedModel {
    * DequantizeLinear, activations as QuantizeLinear → DequantizeLinear pairs.
    */
   toOnnx(): Uint8Array {
-    return qdqBytes(this);
+    return exporter().onnx(this);
   }
 
   /** Integer weights, scales and zero points per layer, as an .npz that numpy.load reads. */
   toNpz(): Uint8Array {
-    return npzBytes(this);
+    return exporter().npz(this);
   }
 
   dispose(): void {
     this.engine.dispose();
   }
 
+  /** @internal */
   buildReport(
     o: QuantizeOptions,
     blocks: QuantizationReport["blocks"],

@@ -1,14 +1,14 @@
 // Elementwise ops: numpy-broadcasting binary arithmetic, unary activations,
 // Clip, Cast. Works on any numeric dtype; int64 stays exact as bigint.
-import { dtypeFromOnnx } from "../../graph/from-onnx.ts";
 import { attrFloat, attrInt } from "../../graph/ir.ts";
 import type { DType, TensorData } from "../../tensor.ts";
-import { registerOps } from "../registry.ts";
+import { opError, registerOps, required } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { binary as binaryKernel, type BinaryOp } from "../../kernels/binary.ts";
 import { erfReference, unary as unaryKernel, type UnaryParams } from "../../kernels/unary.ts";
 import { type Value, WasmValue } from "../value.ts";
-import { broadcastIndex, broadcastShapes, opError, required } from "./util.ts";
+import { broadcastIndex, broadcastShapes } from "./util.ts";
+import { dtypeFromOnnx } from "../../onnx/tensor-proto.ts";
 
 type NumFn = (a: number, b: number) => number;
 type BigFn = (a: bigint, b: bigint) => bigint;

@@ -6,7 +6,7 @@ import { reduceToShape } from "../../kernels/binary-grad.ts";
 import { align16 } from "../../kernels/planes.ts";
 import type { GradContext } from "../registry.ts";
 import { sizeOf, type Value, WasmValue } from "../value.ts";
-import { opError } from "./util.ts";
+import { opError } from "../registry.ts";
 
 /** A forward input whose gradient is computed: float32, so in wasm memory. */
 export function floatInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {

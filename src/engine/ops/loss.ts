@@ -1,9 +1,6 @@
 // Training losses (domain "attnround"): the reconstruction objective of a block.
-import { registerGradients, registerOps } from "../registry.ts";
+import { opError, registerGradients, registerOps, required, TRAINING_DOMAIN } from "../registry.ts";
 import { WasmValue } from "../value.ts";
-import { opError, required } from "./util.ts";
-
-export const TRAINING_DOMAIN = "attnround";
 
 registerOps(
   {

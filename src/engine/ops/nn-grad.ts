@@ -20,11 +20,12 @@ import {
 } from "../../kernels/pool-grad.ts";
 import type { AveragePool2dParams } from "../../kernels/pool.ts";
 import { f32 } from "../../wasm.ts";
-import { type OpGrad, registerGradients } from "../registry.ts";
+import { opError, type OpGrad, opUnsupported, registerGradients } from "../registry.ts";
 import { sizeOf, type Value, type WasmValue } from "../value.ts";
 import { floatInput, scratchParts, sumToShape, zeroGradient, zeroGradients } from "./grad-util.ts";
-import { as2d, convParams, FUSED_ACTIVATION, spatialGeometry } from "./nn.ts";
-import { broadcastIndex, broadcastShapes, opError, opUnsupported } from "./util.ts";
+import { broadcastIndex, broadcastShapes } from "./util.ts";
+import { as2d, convParams, spatialGeometry } from "./geometry.ts";
+import { FUSED_ACTIVATION } from "../fuse.ts";
 
 /** Conv (1-D and 2-D): dX by a transposed convolution, dW by a reduction over pixels, dB per channel. */
 const convGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {

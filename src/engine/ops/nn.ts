@@ -4,122 +4,17 @@ import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph
 import type { DType } from "../../tensor.ts";
 import { gemmAt } from "../../gemm.ts";
 import { globalAveragePool } from "../../kernels/pool.ts";
-import { lsqForward } from "../../kernels/quant.ts";
+import { convTranspose2d, convTranspose2dWorkspaceBytes } from "../../kernels/conv-transpose2d.ts";
+import { lsqForward, roundHalfEven } from "../../kernels/quant.ts";
 import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";
-import { registerOps } from "../registry.ts";
+import { opError, opUnsupported, registerOps, required, wasmInput } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import {
-  broadcastIndex,
-  broadcastShapes,
-  normalizeAxis,
-  opError,
-  opUnsupported,
-  required,
-  stridesOf,
-  toNumbers,
-} from "./util.ts";
+import { broadcastIndex, broadcastShapes, normalizeAxis, toNumbers } from "./util.ts";
 import { convNd, convTransposeNd, poolNd } from "./spatial-nd.ts";
-
-function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
-  const v = required(node, inputs, index);
-  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32 (got ${v.dtype})`);
-  return v;
-}
-
-export interface SpatialGeometry {
-  kernel: number[];
-  strides: number[];
-  dilations: number[];
-  /** Begin pads per spatial axis, then end pads. */
-  pads: number[];
-  out: number[];
-}
-
-/** Kernel, strides, dilations, pads and output size of a conv/pool node, auto_pad and ceil_mode included. */
-export function spatialGeometry(
-  node: Node,
-  inShape: readonly number[],
-  kernel: number[],
-  ceil = false,
-): SpatialGeometry {
-  const n = kernel.length;
-  const strides = attrInts(node, "strides") ?? new Array(n).fill(1);
-  const dilations = attrInts(node, "dilations") ?? new Array(n).fill(1);
-  let pads = attrInts(node, "pads") ?? new Array(2 * n).fill(0);
-  const autoPad = attrString(node, "auto_pad", "NOTSET");
-  const spatial = inShape.slice(2);
-  if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
-    pads = new Array(2 * n).fill(0);
-    for (let i = 0; i < n; i++) {
-      const out = Math.ceil(spatial[i] / strides[i]);
-      const total = Math.max(0, (out - 1) * strides[i] + dilations[i] * (kernel[i] - 1) + 1 - spatial[i]);
-      const small = Math.floor(total / 2);
-      pads[i] = autoPad === "SAME_UPPER" ? small : total - small;
-      pads[i + n] = total - pads[i];
-    }
-  } else if (autoPad === "VALID") {
-    pads = new Array(2 * n).fill(0);
-  }
-  const out = spatial.map((d, i) => {
-    const span = d + pads[i] + pads[i + n] - dilations[i] * (kernel[i] - 1) - 1;
-    let o = (ceil ? Math.ceil(span / strides[i]) : Math.floor(span / strides[i])) + 1;
-    // With ceil_mode the last window must start inside the input or its begin padding.
-    if (ceil && (o - 1) * strides[i] >= d + pads[i]) o--;
-    return o;
-  });
-  if (out.some((o) => o <= 0)) throw opError(node, `input [${inShape}] is too small for kernel [${kernel}]`);
-  return { kernel, strides, dilations, pads, out };
-}
-
-/** Lays 2-D spatial axes out so 1-D ops run as 2-D with height 1. */
-export function as2d(g: SpatialGeometry): SpatialGeometry {
-  if (g.kernel.length === 2) return g;
-  return {
-    kernel: [1, g.kernel[0]],
-    strides: [1, g.strides[0]],
-    dilations: [1, g.dilations[0]],
-    pads: [0, g.pads[0], 0, g.pads[1]],
-    out: [1, g.out[0]],
-  };
-}
-
-/** The 2-D kernel params of a 1-D or 2-D Conv node (1-D as height 1), without a fused activation. */
-export function convParams(node: Node, x: WasmValue, w: WasmValue): Conv2dParams {
-  const rank = x.shape.length;
-  if (rank !== 3 && rank !== 4) {
-    throw opUnsupported(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);
-  }
-  const group = attrInt(node, "group", 1);
-  const [n, c] = x.shape;
-  const m = w.shape[0];
-  const kernel = attrInts(node, "kernel_shape") ?? w.shape.slice(2);
-  if (c !== w.shape[1] * group || m % group !== 0) {
-    throw opError(node, `weight [${w.shape}] does not fit input [${x.shape}] with group ${group}`);
-  }
-  const g = as2d(spatialGeometry(node, x.shape, kernel));
-  const [h, wd] = rank === 4 ? [x.shape[2], x.shape[3]] : [1, x.shape[2]];
-  return {
-    n,
-    c,
-    h,
-    w: wd,
-    m,
-    kh: g.kernel[0],
-    kw: g.kernel[1],
-    strideH: g.strides[0],
-    strideW: g.strides[1],
-    padTop: g.pads[0],
-    padLeft: g.pads[1],
-    padBottom: g.pads[2],
-    padRight: g.pads[3],
-    dilationH: g.dilations[0],
-    dilationW: g.dilations[1],
-    group,
-    outH: g.out[0],
-    outW: g.out[1],
-  };
-}
+import { as2d, convParams, spatialGeometry } from "./geometry.ts";
+import { FUSED_ACTIVATION, FUSED_DEQUANTIZE, FUSED_MAX, FUSED_MIN } from "../fuse.ts";
+import { stridesOf } from "../../layout.ts";
 
 function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   if ((inputs[0]?.shape.length ?? 0) > 4) return convNd(ctx, inputs);
@@ -139,98 +34,14 @@ function conv(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   return [y];
 }
 
-/** Attributes the engine sets on a Conv when it fuses the Relu or Clip after it. */
-export const FUSED_ACTIVATION = "attnround.activation";
-export const FUSED_MIN = "attnround.activation_min";
-export const FUSED_MAX = "attnround.activation_max";
-
-function addChannelBias(y: WasmValue, bias: Float32Array, n: number, m: number, p: number): void {
-  const yd = y.data;
-  for (let img = 0; img < n; img++) {
-    for (let ch = 0; ch < m; ch++) {
-      const b = bias[ch], base = (img * m + ch) * p;
-      for (let i = 0; i < p; i++) yd[base + i] += b;
-    }
-  }
-}
-
 function convTranspose(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   if ((inputs[0]?.shape.length ?? 0) > 4) return convTransposeNd(ctx, inputs);
   const node = ctx.node;
   const x = wasmInput(node, inputs, 0), w = wasmInput(node, inputs, 1);
-  const bias = inputs[2] as WasmValue | undefined;
-  const rank = x.shape.length;
-  if (rank !== 3 && rank !== 4) {
-    throw opUnsupported(node, `only 1-D and 2-D transposed convolutions are supported`);
-  }
-  const nsp = rank - 2;
-  const group = attrInt(node, "group", 1);
-  const [n, c] = x.shape;
-  const mg = w.shape[1], m = mg * group, cg = c / group;
-  const kernel = attrInts(node, "kernel_shape") ?? w.shape.slice(2);
-  const strides = attrInts(node, "strides") ?? new Array(nsp).fill(1);
-  const dilations = attrInts(node, "dilations") ?? new Array(nsp).fill(1);
-  const outputPadding = attrInts(node, "output_padding") ?? new Array(nsp).fill(0);
-  const spatial = x.shape.slice(2);
-  let pads = attrInts(node, "pads") ?? new Array(2 * nsp).fill(0);
-  const outputShape = attrInts(node, "output_shape");
-  const autoPad = attrString(node, "auto_pad", "NOTSET");
-  const full = spatial.map((d, i) =>
-    strides[i] * (d - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1
-  );
-  let out: number[];
-  if (outputShape || autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
-    out = outputShape ? outputShape.slice(-nsp) : spatial.map((d, i) => d * strides[i]);
-    pads = new Array(2 * nsp).fill(0);
-    for (let i = 0; i < nsp; i++) {
-      const total = Math.max(0, full[i] - out[i]);
-      const half = Math.floor(total / 2);
-      pads[i] = autoPad === "SAME_UPPER" ? half : total - half;
-      pads[i + nsp] = total - pads[i];
-    }
-  } else {
-    out = full.map((f, i) => f - pads[i] - pads[i + nsp]);
-  }
-  const k2 = nsp === 2 ? kernel : [1, kernel[0]];
-  const s2 = nsp === 2 ? strides : [1, strides[0]];
-  const d2 = nsp === 2 ? dilations : [1, dilations[0]];
-  const p2 = nsp === 2 ? pads : [0, pads[0], 0, pads[1]];
-  const [h, wd] = nsp === 2 ? spatial : [1, spatial[0]];
-  const [outH, outW] = nsp === 2 ? out : [1, out[0]];
-  const y = ctx.outputF32([n, m, ...out]);
-  const kk = mg * k2[0] * k2[1], p = h * wd;
-  const col = ctx.scratch(kk * p * 4);
-  const yd0 = y.data;
-  yd0.fill(0);
-  for (let img = 0; img < n; img++) {
-    for (let gi = 0; gi < group; gi++) {
-      // col[kk, p] = W_gᵀ [kk, cg] · x_g [cg, p]
-      gemmAt(
-        { transA: true, transB: false, m: kk, n: p, k: cg, lda: kk, ldb: p, ldc: p, accumulate: false },
-        w.ptr + gi * cg * kk * 4,
-        x.ptr + (img * c + gi * cg) * p * 4,
-        col,
-      );
-      const colData = new WasmValue(col, [kk * p]).data, yd = y.data;
-      let r = 0;
-      for (let co = 0; co < mg; co++) {
-        const plane = (img * m + gi * mg + co) * outH * outW;
-        for (let ki = 0; ki < k2[0]; ki++) {
-          for (let kj = 0; kj < k2[1]; kj++, r++) {
-            for (let iy = 0; iy < h; iy++) {
-              const oy = iy * s2[0] - p2[0] + ki * d2[0];
-              if (oy < 0 || oy >= outH) continue;
-              for (let ix = 0; ix < wd; ix++) {
-                const ox = ix * s2[1] - p2[1] + kj * d2[1];
-                if (ox >= 0 && ox < outW) yd[plane + oy * outW + ox] += colData[r * p + iy * wd + ix];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  if (bias) addChannelBias(y, bias.data, n, m, outH * outW);
+  const bias = inputs[2] ? wasmInput(node, inputs, 2) : undefined;
+  const p = convParams(node, x, w, true);
+  const y = ctx.outputF32([p.n, p.m, ...(x.shape.length === 4 ? [p.outH, p.outW] : [p.outW])]);
+  convTranspose2d(p, x.ptr, w.ptr, bias?.ptr ?? 0, y.ptr, ctx.scratch(convTranspose2dWorkspaceBytes(p)));
   return [y];
 }
 
@@ -554,9 +365,6 @@ function paramIndex(node: Node, x: Value, param: Value): (i: number) => number {
   return (i) => Math.floor(i / inner) % dim;
 }
 
-/** Set by fuseQuantizePairs on a QuantizeLinear whose DequantizeLinear it took over: output x̂, float32. */
-export const FUSED_DEQUANTIZE = "attnround.dequantize";
-
 function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
   const node = ctx.node;
   const x = required(node, inputs, 0), scale = required(node, inputs, 1), zp = inputs[2];
@@ -583,11 +391,6 @@ function quantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] 
     yd[i] = Math.min(Math.max(q, range[0]), range[1]);
   }
   return [y];
-}
-
-export function roundHalfEven(v: number): number {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
 function dequantizeLinear(ctx: OpContext, inputs: (Value | undefined)[]): Value[] {

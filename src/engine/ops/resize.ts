@@ -3,11 +3,12 @@
 // and extrapolation value. All of them are separable, so the op runs one axis
 // at a time: each output position on an axis reads a few input positions
 // ("taps") with weights, as in the ONNX reference implementation.
+import { AttnroundError } from "../../errors.ts";
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
-import { registerOps } from "../registry.ts";
+import { opError, registerOps, required, wasmInput } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import type { Value } from "../value.ts";
-import { normalizeAxis, opError, required, toNumbers, wasmInput } from "./util.ts";
+import { normalizeAxis, toNumbers } from "./util.ts";
 
 const transforms = [
   "half_pixel",
@@ -88,7 +89,7 @@ function sourceCoordinate(
       return x < 0 || x > inLen - 1 ? undefined : x;
     }
   }
-  throw new Error(`unreachable: coordinate mode ${transform}`);
+  throw new AttnroundError("INTERNAL", `coordinate mode ${transform} has no mapping`);
 }
 
 /** Cubic convolution kernel with parameter a (Keys). */

@@ -6,11 +6,12 @@ import { attrInt, attrInts, attrString } from "../../graph/ir.ts";
 import { reduceToShape } from "../../kernels/binary-grad.ts";
 import { stridedCopy } from "../../kernels/strided-copy.ts";
 import { f32 } from "../../wasm.ts";
-import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
+import { type GradContext, type OpGrad, opUnsupported, registerGradients } from "../registry.ts";
 import { WasmValue } from "../value.ts";
 import { floatInput, scratchParts, zeroGradient, zeroGradients } from "./grad-util.ts";
 import { padsOf, sliceBox, splitSizes } from "./shape.ts";
-import { normalizeAxis, opUnsupported, stridesOf } from "./util.ts";
+import { normalizeAxis } from "./util.ts";
+import { stridesOf } from "../../layout.ts";
 
 /**
  * Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout: input 0's gradient

@@ -2,18 +2,11 @@
 // transposes, concatenation, slicing, gathering, padding, constants.
 import { attrInt, attrInts, attrString, attrTensor, type Node } from "../../graph/ir.ts";
 import { Tensor } from "../../tensor.ts";
-import { registerOps } from "../registry.ts";
+import { opError, opUnsupported, registerOps, required } from "../registry.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import {
-  gatherStrided,
-  normalizeAxis,
-  opError,
-  opUnsupported,
-  required,
-  stridesOf,
-  toNumbers,
-} from "./util.ts";
+import { normalizeAxis, toNumbers } from "./util.ts";
+import { gatherStrided, stridesOf } from "../../layout.ts";
 
 function int64(values: number[]): Tensor {
   return new Tensor(BigInt64Array.from(values, (v) => BigInt(v)), [values.length]);

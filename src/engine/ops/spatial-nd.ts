@@ -2,16 +2,14 @@
 // axes: nn.ts hands every input of rank 5 or more (3-D volumes and up) over to
 // these, and keeps its own kernels for 1-D and 2-D. Conv and ConvTranspose go
 // through im2col / col2im and the wasm GEMM; pooling loops directly.
-//
-// spatialGeometry and the fused-activation attributes come from nn.ts, which
-// imports this file in turn: the cycle is safe because neither module touches
-// the other's bindings while it loads.
-import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
+import { attrFloat, attrInt, attrInts } from "../../graph/ir.ts";
 import { gemmAt } from "../../gemm.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import { FUSED_MAX, FUSED_MIN, type SpatialGeometry, spatialGeometry } from "./nn.ts";
-import { opError, opUnsupported, required, stridesOf, wasmInput } from "./util.ts";
+import { stridesOf } from "../../layout.ts";
+import { opError, opUnsupported, required, wasmInput } from "../registry.ts";
+import { type SpatialGeometry, spatialGeometry, transposedGeometry } from "./geometry.ts";
+import { FUSED_MAX, FUSED_MIN } from "../fuse.ts";
 
 const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
@@ -117,39 +115,6 @@ function finishChannels(
       }
     }
   }
-}
-
-/** Output size and pads of a ConvTranspose: from output_shape or auto_pad when given, else from pads. */
-export function transposedGeometry(
-  node: Node,
-  spatial: readonly number[],
-  kernel: number[],
-): SpatialGeometry {
-  const n = spatial.length;
-  const strides = attrInts(node, "strides") ?? new Array(n).fill(1);
-  const dilations = attrInts(node, "dilations") ?? new Array(n).fill(1);
-  const outputPadding = attrInts(node, "output_padding") ?? new Array(n).fill(0);
-  let pads = attrInts(node, "pads") ?? new Array(2 * n).fill(0);
-  const outputShape = attrInts(node, "output_shape");
-  const autoPad = attrString(node, "auto_pad", "NOTSET");
-  const full = spatial.map((d, i) =>
-    strides[i] * (d - 1) + outputPadding[i] + (kernel[i] - 1) * dilations[i] + 1
-  );
-  let out: number[];
-  if (outputShape || autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
-    out = outputShape ? outputShape.slice(-n) : spatial.map((d, i) => d * strides[i]);
-    pads = new Array(2 * n).fill(0);
-    for (let i = 0; i < n; i++) {
-      const total = Math.max(0, full[i] - out[i]);
-      const half = Math.floor(total / 2);
-      pads[i] = autoPad === "SAME_UPPER" ? half : total - half;
-      pads[i + n] = total - pads[i];
-    }
-  } else {
-    out = full.map((f, i) => f - pads[i] - pads[i + n]);
-  }
-  if (out.some((o) => o <= 0)) throw opError(node, `output size [${out}] is empty`);
-  return { kernel, strides, dilations, pads, out };
 }
 
 /** ConvTranspose over 3 or more spatial axes: GEMM into columns, then col2im scatters them. */

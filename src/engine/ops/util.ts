@@ -1,43 +1,13 @@
 // Helpers shared by the TypeScript op implementations.
-import { AttnroundError } from "../../errors.ts";
 import type { Node } from "../../graph/ir.ts";
-import { type Value, WasmValue } from "../value.ts";
-
-export function opError(node: Node, message: string): AttnroundError {
-  return new AttnroundError("INVALID_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
-}
-
-/** A valid model that uses something the engine does not implement. */
-export function opUnsupported(node: Node, message: string): AttnroundError {
-  return new AttnroundError("UNSUPPORTED_MODEL", `node "${node.name}" (${node.opType}): ${message}`);
-}
-
-export function required(node: Node, inputs: (Value | undefined)[], index: number): Value {
-  const v = inputs[index];
-  if (!v) throw opError(node, `input ${index} is required`);
-  return v;
-}
-
-/** A required float32 input, which lives in wasm memory. */
-export function wasmInput(node: Node, inputs: (Value | undefined)[], index: number): WasmValue {
-  const v = required(node, inputs, index);
-  if (!(v instanceof WasmValue)) throw opError(node, `input ${index} must be float32 (got ${v.dtype})`);
-  return v;
-}
+import { broadcastShape, stridesOf } from "../../layout.ts";
+import { opError } from "../registry.ts";
+import type { TensorData } from "../../tensor.ts";
+import type { Value } from "../value.ts";
 
 /** Reads an integer tensor (shape arguments, axes, …) as plain numbers. */
 export function toNumbers(v: Value): number[] {
   return Array.from(v.data as ArrayLike<number | bigint>, (x) => Number(x));
-}
-
-export function stridesOf(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i];
-  }
-  return strides;
 }
 
 export function normalizeAxis(node: Node, axis: number, rank: number): number {
@@ -46,44 +16,10 @@ export function normalizeAxis(node: Node, axis: number, rank: number): number {
   return a;
 }
 
-/**
- * dst[i] = src[offset + Σ_d i_d·strides[d]] for every multi-index i of `shape`
- * (row-major): transposes, strided slices and broadcasts are all this walk.
- */
-export function gatherStrided(
-  src: ArrayLike<unknown>,
-  dst: { [i: number]: unknown; length: number },
-  shape: readonly number[],
-  strides: readonly number[],
-  offset = 0,
-): void {
-  const rank = shape.length;
-  const counter = new Array<number>(rank).fill(0);
-  for (let i = 0; i < dst.length; i++) {
-    dst[i] = src[offset];
-    for (let d = rank - 1; d >= 0; d--) {
-      counter[d]++;
-      offset += strides[d];
-      if (counter[d] < shape[d]) break;
-      offset -= strides[d] * counter[d];
-      counter[d] = 0;
-    }
-  }
-}
-
-/** numpy-style broadcast of several shapes. */
+/** numpy-style broadcast of several shapes; the node is invalid if they do not broadcast. */
 export function broadcastShapes(node: Node, shapes: (readonly number[])[]): number[] {
-  const rank = Math.max(...shapes.map((s) => s.length));
-  const out = new Array<number>(rank).fill(1);
-  for (const s of shapes) {
-    for (let i = 0; i < s.length; i++) {
-      const j = rank - s.length + i;
-      const d = s[i];
-      if (d === out[j] || d === 1) continue;
-      if (out[j] === 1) out[j] = d;
-      else throw opError(node, `shapes ${shapes.map((x) => `[${x}]`).join(" and ")} do not broadcast`);
-    }
-  }
+  const out = broadcastShape(shapes);
+  if (!out) throw opError(node, `shapes ${shapes.map((x) => `[${x}]`).join(" and ")} do not broadcast`);
   return out;
 }
 
@@ -110,4 +46,25 @@ export function broadcastIndex(shape: readonly number[], outShape: readonly numb
     }
   }
   return index;
+}
+
+/** Product of the dimensions. */
+export const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
+
+/** Writes numbers into any typed array; 64-bit integer arrays take them truncated, as bigints. */
+export function setter(data: TensorData): (i: number, v: number) => void {
+  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
+    return (i, v) => (data[i] = BigInt(Math.trunc(v)));
+  }
+  return (i, v) => ((data as Float32Array)[i] = v);
+}
+
+/** Copies element `from` of one array to element `to` of another of the same type (bigints stay exact). */
+export function copyElement(src: TensorData, from: number, dst: TensorData, to: number): void {
+  (dst as Float32Array)[to] = (src as Float32Array)[from];
+}
+
+/** outer × len × inner view of a tensor around one axis. */
+export function aroundAxis(shape: readonly number[], axis: number) {
+  return { outer: product(shape.slice(0, axis)), len: shape[axis], inner: product(shape.slice(axis + 1)) };
 }

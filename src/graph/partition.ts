@@ -38,8 +38,8 @@
 // the block where the last of their inputs is available. Constant tensors
 // (initializers and values computed from constants alone) are never listed as
 // block inputs, even when the node computing them sits in another block.
-import type { Graph, Node } from "../graph/ir.ts";
-import { attrInt, attrTensor, topologicalOrder } from "../graph/ir.ts";
+import type { Graph, Node } from "./ir.ts";
+import { attrInt, attrTensor, topologicalOrder } from "./ir.ts";
 
 export interface Block {
   index: number;

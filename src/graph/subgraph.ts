@@ -1,7 +1,7 @@
 // A block of the model as a graph of its own: its nodes, the initializers
 // and Constant nodes they read, its entering tensors as inputs and its
 // leaving tensors as outputs. Reconstruction trains and runs blocks this way.
-import type { Graph, Node } from "../graph/ir.ts";
+import type { Graph, Node } from "./ir.ts";
 
 export interface BlockLike {
   nodes: Node[];

@@ -1,72 +1,13 @@
-// Less common ops, as plain TypeScript loops: more activations and math
-// functions, logic, arg/top-k selection, gather/scatter by index, cumulative
-// sums, triangular masks, normalisations, depth/space shuffles, one-hot,
-// NonZero, CastLike, EyeLike. None is a hot path in the CNNs this engine is for.
-import { dtypeFromOnnx } from "../../graph/from-onnx.ts";
-import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
-import type { DType, TensorData } from "../../tensor.ts";
-import { registerOps } from "../registry.ts";
+// Selection and data movement by index, as plain TypeScript loops: arg/top-k
+// selection, gather/scatter, cumulative sums, triangular masks, Hardmax,
+// depth/space shuffles, one-hot, NonZero, EyeLike.
+import { attrInt, attrString, type Node } from "../../graph/ir.ts";
+import { opError, opUnsupported, registerOps, required } from "../registry.ts";
 import type { OpRun } from "../registry.ts";
 import type { Value } from "../value.ts";
-import { castInto } from "./elementwise.ts";
-import { roundHalfEven } from "./nn.ts";
-import {
-  broadcastIndex,
-  broadcastShapes,
-  normalizeAxis,
-  opError,
-  opUnsupported,
-  required,
-  stridesOf,
-  toNumbers,
-} from "./util.ts";
-
-const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
-
-/** Writes numbers into any typed array; 64-bit integer arrays take them truncated, as bigints. */
-function setter(data: TensorData): (i: number, v: number) => void {
-  if (data instanceof BigInt64Array || data instanceof BigUint64Array) {
-    return (i, v) => (data[i] = BigInt(Math.trunc(v)));
-  }
-  return (i, v) => ((data as Float32Array)[i] = v);
-}
-
-/** Copies element `from` of one array to element `to` of another of the same type (bigints stay exact). */
-function copyElement(src: TensorData, from: number, dst: TensorData, to: number): void {
-  (dst as Float32Array)[to] = (src as Float32Array)[from];
-}
-
-/** y = fn(x) elementwise; `attrs` reads the node's attributes once per run. */
-function unary<A>(attrs: (node: Node) => A, fn: (x: number, a: A) => number, outType?: DType): OpRun {
-  return (ctx, inputs) => {
-    const x = required(ctx.node, inputs, 0);
-    const a = attrs(ctx.node);
-    const out = ctx.output(x.shape, outType ?? x.dtype);
-    const xd = x.data, set = setter(out.data);
-    for (let i = 0; i < xd.length; i++) set(i, fn(Number(xd[i]), a));
-    return [out];
-  };
-}
-
-const plain = (fn: (x: number) => number, outType?: DType) => unary(() => undefined, (x) => fn(x), outType);
-
-/** out = fn(a, b) with numpy broadcasting. */
-function binary(fn: (a: number, b: number) => number, outType?: DType): OpRun {
-  return (ctx, inputs) => {
-    const a = required(ctx.node, inputs, 0), b = required(ctx.node, inputs, 1);
-    const shape = broadcastShapes(ctx.node, [a.shape, b.shape]);
-    const out = ctx.output(shape, outType ?? a.dtype);
-    const ia = broadcastIndex(a.shape, shape), ib = broadcastIndex(b.shape, shape);
-    const ad = a.data, bd = b.data, set = setter(out.data);
-    for (let i = 0; i < ia.length; i++) set(i, fn(Number(ad[ia[i]]), Number(bd[ib[i]])));
-    return [out];
-  };
-}
-
-/** outer × len × inner view of a tensor around one axis. */
-function aroundAxis(shape: readonly number[], axis: number) {
-  return { outer: product(shape.slice(0, axis)), len: shape[axis], inner: product(shape.slice(axis + 1)) };
-}
+import { aroundAxis, copyElement, normalizeAxis, product, setter, toNumbers } from "./util.ts";
+import { stridesOf } from "../../layout.ts";
+import { dtypeFromOnnx } from "../../onnx/tensor-proto.ts";
 
 function argExtreme(largest: boolean): OpRun {
   return (ctx, inputs) => {
@@ -132,6 +73,7 @@ const gatherElements: OpRun = (ctx, inputs) => {
 };
 
 type Reduction = (old: number, update: number) => number;
+
 const reductions: Record<string, Reduction | undefined> = {
   none: (_, u) => u,
   add: (a, u) => a + u,
@@ -295,72 +237,6 @@ const hardmax: OpRun = (ctx, inputs) => {
   return [out];
 };
 
-const instanceNormalization: OpRun = (ctx, inputs) => {
-  const node = ctx.node;
-  const [x, scale, bias] = [0, 1, 2].map((i) => required(node, inputs, i));
-  const eps = attrFloat(node, "epsilon", 1e-5);
-  const [n, c] = x.shape, inner = product(x.shape.slice(2));
-  const out = ctx.output(x.shape, x.dtype);
-  const xd = x.data as Float32Array, od = out.data as Float32Array;
-  const sd = scale.data as Float32Array, bd = bias.data as Float32Array;
-  for (let plane = 0; plane < n * c; plane++) {
-    const base = plane * inner, ch = plane % c;
-    let mean = 0;
-    for (let i = 0; i < inner; i++) mean += xd[base + i];
-    mean /= inner;
-    let variance = 0;
-    for (let i = 0; i < inner; i++) variance += (xd[base + i] - mean) ** 2;
-    const s = sd[ch] / Math.sqrt(variance / inner + eps);
-    for (let i = 0; i < inner; i++) od[base + i] = (xd[base + i] - mean) * s + bd[ch];
-  }
-  return [out];
-};
-
-const meanVarianceNormalization: OpRun = (ctx, inputs) => {
-  const node = ctx.node;
-  const x = required(node, inputs, 0);
-  const axes = new Set(attrInts(node, "axes", [0, 2, 3]).map((a) => normalizeAxis(node, a, x.shape.length)));
-  const kept = x.shape.map((d, i) => (axes.has(i) ? 1 : d));
-  const out = ctx.output(x.shape, x.dtype);
-  const xd = x.data as Float32Array, od = out.data as Float32Array;
-  // index[i] is the statistics slot of element i.
-  const index = broadcastIndex(kept, x.shape);
-  const slots = product(kept), count = xd.length / slots;
-  const mean = new Float64Array(slots), squares = new Float64Array(slots);
-  for (let i = 0; i < xd.length; i++) mean[index[i]] += xd[i] / count;
-  for (let i = 0; i < xd.length; i++) squares[index[i]] += (xd[i] - mean[index[i]]) ** 2 / count;
-  // As the ONNX function body: (X − E[X]) / (√Var[X] + 1e-9).
-  for (let i = 0; i < xd.length; i++) {
-    od[i] = (xd[i] - mean[index[i]]) / (Math.sqrt(squares[index[i]]) + 1e-9);
-  }
-  return [out];
-};
-
-const lrn: OpRun = (ctx, inputs) => {
-  const node = ctx.node;
-  const x = required(node, inputs, 0);
-  const size = attrInt(node, "size");
-  if (size === undefined) throw opError(node, "size is required");
-  const alpha = attrFloat(node, "alpha", 1e-4), beta = attrFloat(node, "beta", 0.75);
-  const bias = attrFloat(node, "bias", 1);
-  const [n, c] = x.shape, inner = product(x.shape.slice(2));
-  const out = ctx.output(x.shape, x.dtype);
-  const xd = x.data as Float32Array, od = out.data as Float32Array;
-  const before = Math.floor((size - 1) / 2), after = Math.ceil((size - 1) / 2);
-  for (let img = 0; img < n; img++) {
-    for (let ch = 0; ch < c; ch++) {
-      const lo = Math.max(0, ch - before), hi = Math.min(c - 1, ch + after);
-      for (let i = 0; i < inner; i++) {
-        let sum = 0;
-        for (let k = lo; k <= hi; k++) sum += xd[(img * c + k) * inner + i] ** 2;
-        const at = (img * c + ch) * inner + i;
-        od[at] = xd[at] / (bias + (alpha / size) * sum) ** beta;
-      }
-    }
-  }
-  return [out];
-};
-
 /** DepthToSpace (DCR or CRD) and SpaceToDepth, as index maps between [N, C, H, W] layouts. */
 function depthSpace(toSpace: boolean): OpRun {
   return (ctx, inputs) => {
@@ -487,74 +363,7 @@ const eyeLike: OpRun = (ctx, inputs) => {
   return [out];
 };
 
-const castLike: OpRun = (ctx, inputs) => {
-  const x = required(ctx.node, inputs, 0), like = required(ctx.node, inputs, 1);
-  const out = ctx.output(x.shape, like.dtype);
-  castInto(x.data, out.data, like.dtype);
-  return [out];
-};
-
-const prelu: OpRun = (ctx, inputs) => {
-  const x = required(ctx.node, inputs, 0), slope = required(ctx.node, inputs, 1);
-  const run = binary((v, s) => (v < 0 ? s * v : v), x.dtype);
-  // Before opset 7 a 1-D slope holds one value per channel (axis 1), not per last-axis position.
-  if (ctx.opset < 7 && slope.shape.length === 1 && x.shape.length > 2 && slope.shape[0] === x.shape[1]) {
-    // A view of the slope under a new shape; its data is read only after the output exists.
-    const perChannel: Value = {
-      shape: [slope.shape[0], ...x.shape.slice(2).map(() => 1)],
-      dtype: slope.dtype,
-      get data() {
-        return slope.data;
-      },
-    };
-    return run(ctx, [x, perChannel]);
-  }
-  return run(ctx, inputs);
-};
-
-const SELU_ALPHA = 1.67326319217681884765625, SELU_GAMMA = 1.05070102214813232421875;
-
 registerOps({
-  PRelu: prelu,
-  Elu: unary((n) => attrFloat(n, "alpha", 1), (x, a) => (x < 0 ? a * (Math.exp(x) - 1) : x)),
-  Selu: unary(
-    (n) => ({ alpha: attrFloat(n, "alpha", SELU_ALPHA), gamma: attrFloat(n, "gamma", SELU_GAMMA) }),
-    (x, { alpha, gamma }) => gamma * (x > 0 ? x : alpha * Math.exp(x) - alpha),
-  ),
-  Celu: unary(
-    (n) => attrFloat(n, "alpha", 1),
-    (x, a) => Math.max(0, x) + Math.min(0, a * (Math.exp(x / a) - 1)),
-  ),
-  Softplus: plain((x) => (x > 0 ? x + Math.log1p(Math.exp(-x)) : Math.log1p(Math.exp(x)))),
-  Softsign: plain((x) => x / (1 + Math.abs(x))),
-  ThresholdedRelu: unary((n) => attrFloat(n, "alpha", 1), (x, a) => (x > a ? x : 0)),
-  Shrink: unary(
-    (n) => ({ bias: attrFloat(n, "bias", 0), lambd: attrFloat(n, "lambd", 0.5) }),
-    (x, { bias, lambd }) => (x < -lambd ? x + bias : x > lambd ? x - bias : 0),
-  ),
-  Round: plain(roundHalfEven),
-  Sign: plain(Math.sign),
-  Sin: plain(Math.sin),
-  Cos: plain(Math.cos),
-  Tan: plain(Math.tan),
-  Asin: plain(Math.asin),
-  Acos: plain(Math.acos),
-  Atan: plain(Math.atan),
-  Sinh: plain(Math.sinh),
-  Cosh: plain(Math.cosh),
-  Asinh: plain(Math.asinh),
-  Acosh: plain(Math.acosh),
-  Atanh: plain(Math.atanh),
-  Not: plain((x) => (x ? 0 : 1), "bool"),
-  And: binary((a, b) => (a && b ? 1 : 0), "bool"),
-  Or: binary((a, b) => (a || b ? 1 : 0), "bool"),
-  Xor: binary((a, b) => (!a !== !b ? 1 : 0), "bool"),
-  IsNaN: plain((x) => (Number.isNaN(x) ? 1 : 0), "bool"),
-  IsInf: unary(
-    (n) => ({ neg: attrInt(n, "detect_negative", 1) === 1, pos: attrInt(n, "detect_positive", 1) === 1 }),
-    (x, { neg, pos }) => ((pos && x === Infinity) || (neg && x === -Infinity) ? 1 : 0),
-    "bool",
-  ),
   ArgMax: argExtreme(true),
   ArgMin: argExtreme(false),
   GatherElements: gatherElements,
@@ -566,16 +375,12 @@ registerOps({
   Trilu: trilu,
   CumSum: cumSum,
   Hardmax: hardmax,
-  InstanceNormalization: instanceNormalization,
-  MeanVarianceNormalization: meanVarianceNormalization,
-  LRN: lrn,
   DepthToSpace: depthSpace(true),
   SpaceToDepth: depthSpace(false),
   TopK: topK,
   OneHot: oneHot,
   NonZero: nonZero,
   EyeLike: eyeLike,
-  CastLike: castLike,
 }, {
   ScatterElements: (node) =>
     reductions[attrString(node, "reduction", "none")] ? undefined : "unknown reduction",

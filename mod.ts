@@ -27,8 +27,12 @@ export type {
   QuantizeOptionsInput,
   RoundingMode,
 } from "./src/quant/options.ts";
+/** quantize()'s defaults, frozen: what an option left out means. */
+export { defaultOptions } from "./src/quant/options.ts";
 export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
+export { inspectModel } from "./src/quant/inspect.ts";
+export type { InspectedModelLayer, InspectedTensor, ModelInspection } from "./src/quant/inspect.ts";
 export type { BitsSource, MixedPrecisionOptions } from "./src/quant/mixed.ts";
 export { reportToHtml } from "./src/report/html.ts";
 export type { HtmlReportOptions } from "./src/report/html.ts";

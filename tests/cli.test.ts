@@ -287,3 +287,14 @@ Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("cli: src/cli/ reaches the library only through mod.ts, as any client would", () => {
+  const dir = join(root, "src", "cli");
+  for (const file of readdirSync(dir).filter((f) => f.endsWith(".ts"))) {
+    const source = readFileSync(join(dir, file), "utf8");
+    for (const [, path] of source.matchAll(/(?:import|export)[^'"]*?from\s*["']([^"']+)["']/g)) {
+      const allowed = path === "../../mod.ts" || path.startsWith("./") || path.startsWith("node:");
+      assert.ok(allowed, `src/cli/${file} imports ${path}`);
+    }
+  }
+});

@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { AttnroundError, init, loadModel, QuantizationRun, quantize, Tensor } from "../mod.ts";
+import {
+  AttnroundError,
+  defaultOptions,
+  init,
+  loadModel,
+  QuantizationRun,
+  quantize,
+  Tensor,
+} from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { toRows } from "../src/layout.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
@@ -93,6 +101,18 @@ Deno.test("quantize: the same seed gives the same model; another seed another on
     ),
   );
   a.dispose(), b.dispose(), c.dispose();
+});
+
+Deno.test("quantize: an option left out takes its value from defaultOptions, which no caller can change", async () => {
+  await init();
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const q = await quantize(model, calibration(), { iterations: 2 });
+  assert.deepEqual(q.report.settings, { ...defaultOptions, iterations: 2 });
+  q.dispose();
+  model.dispose();
+  assert.throws(() => Object.assign(defaultOptions, { iterations: 1 }), TypeError);
+  assert.throws(() => Object.assign(defaultOptions.attention, { sigma0: 1 }), TypeError);
+  assert.equal(defaultOptions.iterations, 2000);
 });
 
 Deno.test("quantize: bad options and bad calibration data are clear errors", async () => {

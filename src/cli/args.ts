@@ -37,6 +37,9 @@ export const commonFlags: Record<string, FlagSpec> = {
   help: { type: "boolean", help: "show this help" },
 };
 
+/** A flag check: the value must be at least `min`. */
+export const atLeast = (min: number) => (v: number) => v >= min ? undefined : `must be ≥ ${min}`;
+
 function distance(a: string, b: string): number {
   const row = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {

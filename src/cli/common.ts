@@ -1,11 +1,14 @@
 // What the commands share: their console, and models and .npz samples read
 // from files with errors that name the file.
-import { AttnroundError } from "../errors.ts";
-import type { ValueInfo } from "../graph/ir.ts";
-import { loadModel, type Model } from "../model.ts";
-import { Tensor } from "../tensor.ts";
-import { inputsFromNpz } from "../data/inputs.ts";
-import { readNpz } from "../data/npy.ts";
+import {
+  AttnroundError,
+  inputsFromNpz,
+  loadModel,
+  type Model,
+  readNpz,
+  Tensor,
+  type ValueInfo,
+} from "../../mod.ts";
 import { CliError } from "./errors.ts";
 import { readInput } from "./files.ts";
 import type { Runtime } from "./runtime.ts";
@@ -24,6 +27,15 @@ export class Console {
   warn(text: string): void {
     this.rt.stderr.write(`attnround: warning: ${text}\n`);
   }
+}
+
+/** A byte count for people: B, KiB or MiB. */
+export function fmtBytes(n: number): string {
+  return n < 1024
+    ? `${n} B`
+    : n < 1024 ** 2
+    ? `${(n / 1024).toFixed(1)} KiB`
+    : `${(n / 1024 ** 2).toFixed(2)} MiB`;
 }
 
 /** Loads a model file; errors name the file. */
@@ -70,6 +82,9 @@ export async function loadSamples(rt: Runtime, path: string, model: Model, flag:
     throw e;
   }
 }
+
+/** Samples per forward pass when eval and the demo predict classes. */
+export const EVAL_BATCH = 250;
 
 /** Arg-max class of each row of every batch of `x` through `run`. */
 export function predictClasses(

@@ -1,57 +1,72 @@
 // attnround demo: the main job end to end on the bundled fixtures. Quantizes
-// resnet18_fmnist at W4A4 with Attention Round on the 1,024-image calibration
-// set (the settings of `deno task bench:accuracy`, so the top-1 it prints is
-// the accuracy table's), evaluates float and quantized top-1 on the bundled
-// test images, re-runs the exported ONNX, and writes ONNX, npz, JSON and HTML.
-import { quantize } from "../../mod.ts";
-import { reportToHtml } from "../report/html.ts";
-import { Tensor } from "../tensor.ts";
-import { init } from "../init.ts";
+// resnet18_fmnist with the library's defaults (W4A4, Attention Round) on the
+// 1,024-image calibration set (the settings of `deno task bench:accuracy`, so
+// the top-1 it prints is the accuracy table's), evaluates float and quantized
+// top-1 on the bundled test images, re-runs the exported ONNX, and writes
+// ONNX, npz, JSON and HTML.
+import { defaultOptions, init, quantize, reportToHtml, type RoundingMode, Tensor } from "../../mod.ts";
 import type { CommandSpec, FlagValue } from "./args.ts";
-import { type Console, loadModelFile, loadSamples, predictClasses } from "./common.ts";
+import { type Console, EVAL_BATCH, loadModelFile, loadSamples, predictClasses } from "./common.ts";
 import { CliError } from "./errors.ts";
 import { checkWritable, joinPath, writeOutput } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
 
+const MODEL = "resnet18_fmnist";
+const OUT_DIR = "demo-out";
+const FIXTURES = "tests/fixtures";
+/** Iterations per block and test images with --fast; without it, the library's iterations and all images. */
+const FAST_ITERATIONS = 200;
+const FAST_TEST_IMAGES = 2000;
+const TEST_IMAGES = 10000;
+
+const roundingNames: Record<RoundingMode, string> = {
+  attention: "Attention Round",
+  adaround: "AdaRound",
+  nearest: "round-to-nearest",
+};
+/** What the demo runs, named from the defaults: "W4A4", "Attention Round". */
+const SETTING = `W${defaultOptions.weightBits}A${defaultOptions.activationBits}`;
+const ROUNDING = roundingNames[defaultOptions.rounding];
+const count = (n: number) => n.toLocaleString("en-US");
+
 export const demoSpec: CommandSpec = {
   name: "demo",
   summary:
-    "Quantize the bundled ResNet-18 (Fashion-MNIST) at W4A4 with Attention Round and compare it with the float model.",
+    `Quantize the bundled ResNet-18 (Fashion-MNIST) at ${SETTING} with ${ROUNDING} and compare it with the float model.`,
   positionals: [],
   flags: {
     fast: {
       type: "boolean",
-      help: "200 iterations per block and 2,000 test images (a minute or two) instead of 2,000 and 10,000",
+      help: `${FAST_ITERATIONS} iterations per block and ${count(FAST_TEST_IMAGES)} test images ` +
+        `(a minute or two) instead of ${count(defaultOptions.iterations)} and ${count(TEST_IMAGES)}`,
     },
     out: {
       type: "string",
       value: "DIR",
-      default: "demo-out",
+      default: OUT_DIR,
       help: "where to write the ONNX, npz, JSON and HTML",
     },
     fixtures: {
       type: "string",
       value: "DIR",
-      default: "tests/fixtures",
-      help: "where resnet18_fmnist.onnx, calib.npz and test.npz are",
+      default: FIXTURES,
+      help: `where ${MODEL}.onnx, calib.npz and test.npz are`,
     },
   },
   examples: ["deno task demo --fast", "npm run demo"],
 };
 
-const MODEL = "resnet18_fmnist";
-
 export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: Console): Promise<number> {
   const fast = flags.fast === true;
-  const iterations = fast ? 200 : 2000;
-  const evalCount = fast ? 2000 : 10000;
-  const dir = (flags.out as string | undefined) ?? "demo-out";
-  const fixtures = (flags.fixtures as string | undefined) ?? "tests/fixtures";
+  const iterations = fast ? FAST_ITERATIONS : defaultOptions.iterations;
+  const evalCount = fast ? FAST_TEST_IMAGES : TEST_IMAGES;
+  const dir = (flags.out as string | undefined) ?? OUT_DIR;
+  const fixtures = (flags.fixtures as string | undefined) ?? FIXTURES;
   const started = performance.now();
   const files = {
-    onnx: joinPath(dir, `${MODEL}.w4a4.onnx`),
-    npz: joinPath(dir, `${MODEL}.w4a4.npz`),
+    onnx: joinPath(dir, `${MODEL}.${SETTING.toLowerCase()}.onnx`),
+    npz: joinPath(dir, `${MODEL}.${SETTING.toLowerCase()}.npz`),
     json: joinPath(dir, "report.json"),
     html: joinPath(dir, "report.html"),
   };
@@ -84,25 +99,26 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   const input = model.inputs[0].name, output = model.outputs[0].name;
 
   out.info(
-    `attnround demo: ${MODEL} at W4A4 with Attention Round, ${iterations} iterations per block, ` +
+    `attnround demo: ${MODEL} at ${SETTING} with ${ROUNDING}, ${iterations} iterations per block, ` +
       `${calib.x.shape[0]} calibration images; top-1 on ${n} test images${fast ? " (--fast)" : ""}`,
   );
-  const floatClasses = predictClasses((t) => model.run({ [input]: t })[output], xs, 250, modelPath);
+  const floatClasses = predictClasses((t) => model.run({ [input]: t })[output], xs, EVAL_BATCH, modelPath);
   const floatTop1 = top1(floatClasses);
   out.info(`float top-1: ${(100 * floatTop1).toFixed(2)} %`);
 
   const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
   const quantStarted = performance.now();
   const q = await quantize(model, calib.x, {
-    weightBits: 4,
-    activationBits: 4,
-    rounding: "attention",
     iterations,
-    seed: 0,
     onProgress: printer && ((e) => printer.event(e)),
   }).finally(() => printer?.finish());
   const quantSeconds = (performance.now() - quantStarted) / 1000;
-  const quantClasses = predictClasses((t) => q.run({ [input]: t })[output], xs, 250, "the quantized model");
+  const quantClasses = predictClasses(
+    (t) => q.run({ [input]: t })[output],
+    xs,
+    EVAL_BATCH,
+    "the quantized model",
+  );
   const quantTop1 = top1(quantClasses);
   const agreement = quantClasses.filter((v, i) => v === floatClasses[i]).length / n;
 
@@ -116,7 +132,7 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
     predictClasses(
       (t) => exported.run({ [exported.inputs[0].name]: t })[exported.outputs[0].name],
       xs,
-      250,
+      EVAL_BATCH,
       files.onnx,
     ),
   );
@@ -126,7 +142,7 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
     rt,
     files.html,
     reportToHtml(report, {
-      title: "attnround demo: resnet18_fmnist at W4A4",
+      title: `attnround demo: ${MODEL} at ${SETTING}`,
       model: `${MODEL}.onnx`,
       accuracy: { samples: n, float: floatTop1, quantized: quantTop1 },
       sizes: { floatModel: modelBytes.length, quantizedModel: onnx.length, npz: npz.length },
@@ -139,8 +155,9 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   out.info(
     `float                      ${pct(floatTop1).padStart(8)}                 ${mib(modelBytes.length)} ONNX`,
   );
+  const quantized = `quantized ${SETTING} ${defaultOptions.rounding}`.padEnd(27);
   out.info(
-    `quantized W4A4 attention   ${pct(quantTop1).padStart(8)}                 ${mib(onnx.length)} ONNX, ${
+    `${quantized}${pct(quantTop1).padStart(8)}                 ${mib(onnx.length)} ONNX, ${
       mib(npz.length)
     } npz`,
   );

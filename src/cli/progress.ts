@@ -2,7 +2,7 @@
 // events: on a TTY one line per block, rewritten in place (\r) as the block
 // runs and left standing when it ends; elsewhere (a pipe, a log file) plain
 // lines, one every `interval` seconds and one per finished block.
-import type { ProgressEvent } from "../quant/options.ts";
+import type { ProgressEvent } from "../../mod.ts";
 import type { Output } from "./runtime.ts";
 
 export function formatDuration(seconds: number): string {

@@ -1,7 +1,11 @@
-// What mixed precision would do to a model, without quantizing it: every
-// quantizable layer's coding length and the bits that given average budgets
-// would give it (the same planBits that quantize() runs).
+// A model described without quantizing it: what mixed precision would do to
+// it (every quantizable layer's coding length and the bits that given average
+// budgets would give it, by the same planBits that quantize() runs), and its
+// ops, parameters and reconstruction blocks (inspectModel, `attnround inspect`).
+import type { ValueInfo } from "../graph/ir.ts";
+import { partitionBlocks } from "../graph/partition.ts";
 import type { Model } from "../model.ts";
+import type { DType } from "../tensor.ts";
 import { measureLayers } from "./layers.ts";
 import {
   type BitsSource,
@@ -97,5 +101,89 @@ export function inspectMixedPrecision(
     firstLastInBudget: false,
     layers,
     averageBits,
+  };
+}
+
+/** A graph input or output; unknown dimensions are null. */
+export interface InspectedTensor {
+  name: string;
+  dtype?: DType;
+  shape?: (number | string | null)[];
+}
+
+export interface InspectedModelLayer {
+  name: string;
+  kind: string;
+  shape: number[];
+  parameters: number;
+  codingLength: number;
+  codingLengthPerWeight: number;
+  /** The weight bits `mixedPrecision: { averageBits: B }` gives the layer, by budget B. */
+  mixedBits: Record<number, number>;
+  /** "first-last" or "override" (fixed, outside the budget) or "mixed". */
+  bitsFrom: BitsSource;
+}
+
+/** What `attnround inspect` shows: a plain JSON-serialisable description of a model. */
+export interface ModelInspection {
+  /** Version of the default ONNX operator set the model imports. */
+  opset?: number;
+  inputs: InspectedTensor[];
+  outputs: InspectedTensor[];
+  /** Nodes of the ONNX graph per op type, in order of first appearance. */
+  ops: Record<string, number>;
+  /** Float32 values of the initializers, after BatchNorm folding. */
+  parameters: number;
+  /** Weights of the quantizable layers. */
+  quantizableParameters: number;
+  /** The reconstruction blocks: node count and quantizable layers of each. */
+  blocks: { index: number; nodes: number; layers: string[] }[];
+  /** How ε of the coding lengths follows each layer. */
+  codingLengthEpsilon: string;
+  /** The quantizable layers in graph order. */
+  layers: InspectedModelLayer[];
+}
+
+const describeTensor = (v: ValueInfo): InspectedTensor => ({
+  name: v.name,
+  dtype: v.dtype,
+  shape: v.shape?.map((d) => d ?? null),
+});
+
+/**
+ * Ops, parameters, reconstruction blocks and, per quantizable layer, shape,
+ * coding length and the bits mixed precision would give it for each average
+ * in `budgets` (default 2, 3, 4), as inspectMixedPrecision computes them.
+ */
+export function inspectModel(model: Model, options: { budgets?: number[] } = {}): ModelInspection {
+  const ops: Record<string, number> = {};
+  for (const node of model.proto.graph.node) ops[node.opType] = (ops[node.opType] ?? 0) + 1;
+  let parameters = 0;
+  for (const t of model.graph.initializers.values()) if (t.dtype === "float32") parameters += t.size;
+  const mixed = inspectMixedPrecision(model, { budgets: options.budgets });
+  const layers = mixed.layers.map((l): InspectedModelLayer => ({
+    name: l.name,
+    kind: l.kind,
+    shape: l.shape,
+    parameters: l.parameters,
+    codingLength: l.codingLength,
+    codingLengthPerWeight: l.codingLengthPerWeight,
+    mixedBits: Object.fromEntries(mixed.budgets.map((b, k) => [b, l.bits[k]])),
+    bitsFrom: l.bitsFrom,
+  }));
+  return {
+    opset: model.proto.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version,
+    inputs: model.inputs.map(describeTensor),
+    outputs: model.outputs.map(describeTensor),
+    ops,
+    parameters,
+    quantizableParameters: layers.reduce((a, l) => a + l.parameters, 0),
+    blocks: partitionBlocks(model.graph).map((b) => ({
+      index: b.index,
+      nodes: b.nodes.length,
+      layers: b.layers,
+    })),
+    codingLengthEpsilon: mixed.epsilon,
+    layers,
   };
 }

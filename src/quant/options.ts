@@ -72,6 +72,10 @@ export type QuantizeOptionsInput = Partial<Omit<QuantizeOptions, "attention">> &
   attention?: Partial<AttentionOptions>;
 };
 
+/**
+ * The settings quantize() uses for every option the caller leaves out
+ * (frozen). The command line's defaults are these too.
+ */
 export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "signal">> = Object.freeze({
   weightBits: 4,
   activationBits: 4,

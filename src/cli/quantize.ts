@@ -1,0 +1,287 @@
+// attnround quantize: a float model and calibration data in, a QDQ ONNX model
+// (and, if asked, npz, JSON and HTML) out, with progress on the terminal.
+import {
+  type AttentionOptions,
+  defaultOptions,
+  init,
+  inspectModel,
+  quantize,
+  type QuantizedModel,
+  type QuantizeOptionsInput,
+  reportToHtml,
+  type RoundingMode,
+} from "../../mod.ts";
+import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
+import { Console, fmtBytes, loadModelFile, loadSamples } from "./common.ts";
+import { UsageError } from "./errors.ts";
+import { basename, checkWritable, writeOutput } from "./files.ts";
+import { formatDuration, ProgressPrinter } from "./progress.ts";
+import type { Runtime } from "./runtime.ts";
+
+const bitsCheck = (allowFloat: boolean) => (v: number) =>
+  (v >= 2 && v <= 8) || (allowFloat && v === 32)
+    ? undefined
+    : `must be 2 to 8${allowFloat ? " (or 32 for float)" : ""}`;
+
+export const quantizeSpec: CommandSpec = {
+  name: "quantize",
+  summary: "Quantize an ONNX model with a calibration set and write a QDQ ONNX model.",
+  positionals: [{ name: "MODEL.onnx", help: "the float model" }],
+  flags: {
+    calib: {
+      type: "string",
+      value: "CALIB.npz",
+      required: true,
+      help: "calibration inputs: array x (or the first array); uint8 is scaled by 1/255",
+    },
+    out: { type: "string", value: "OUT.onnx", required: true, help: "the quantized model (QDQ ONNX)" },
+    w: {
+      type: "int",
+      value: "BITS",
+      default: String(defaultOptions.weightBits),
+      check: bitsCheck(false),
+      help: "weight bits (first and last layer keep 8)",
+    },
+    a: {
+      type: "int",
+      value: "BITS",
+      default: String(defaultOptions.activationBits),
+      check: bitsCheck(true),
+      help: "activation bits, 32 for float activations",
+    },
+    rounding: {
+      type: "string",
+      value: "MODE",
+      default: defaultOptions.rounding,
+      choices: ["attention", "adaround", "nearest"],
+      help: "weight rounding",
+    },
+    variant: {
+      type: "string",
+      value: "V",
+      default: defaultOptions.attention.variant,
+      choices: ["expectation", "stochastic"],
+      help: "Attention Round's variant: the Gaussian-weighted mean level, or the paper's sampled level",
+    },
+    asymmetric: {
+      type: "boolean",
+      help: "asymmetric weights, a zero point per output channel (as BRECQ); symmetric by default",
+    },
+    iters: {
+      type: "int",
+      value: "N",
+      default: String(defaultOptions.iterations),
+      check: atLeast(0),
+      help: "reconstruction iterations per block",
+    },
+    batch: {
+      type: "int",
+      value: "N",
+      default: String(defaultOptions.batchSize),
+      check: atLeast(1),
+      help: "mini-batch size",
+    },
+    mixed: {
+      type: "number",
+      value: "AVG_BITS",
+      check: (v) => v >= 2 && v <= 8 ? undefined : "must be an average bit width from 2 to 8",
+      help: "mixed precision: per-layer weight bits from the coding length, averaging AVG_BITS",
+    },
+    seed: {
+      type: "int",
+      value: "N",
+      default: String(defaultOptions.seed),
+      check: atLeast(0),
+      help: "random seed (same seed, same result)",
+    },
+    npz: {
+      type: "string",
+      value: "OUT.npz",
+      help: "also write the integer weights, scales and zero points as .npz",
+    },
+    report: { type: "string", value: "REPORT.json", help: "write the quantization report as JSON" },
+    html: {
+      type: "string",
+      value: "REPORT.html",
+      help: "write the report as a standalone HTML page with plots",
+    },
+  },
+  examples: [
+    "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
+    "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
+  ],
+};
+
+/** Output paths must differ from each other and from the inputs, and be writable; checked before any work. */
+async function checkOutputs(
+  rt: Runtime,
+  outputs: [string, string | undefined][],
+  inputs: string[],
+): Promise<void> {
+  const given = outputs.filter((o): o is [string, string] => typeof o[1] === "string");
+  for (const [flag, path] of given) {
+    const clash = given.find(([f, p]) => f !== flag && p === path);
+    if (clash) {
+      throw new UsageError(
+        `${flag} and ${clash[0]} name the same file ${path}; give each its own path`,
+        "quantize",
+      );
+    }
+    if (inputs.includes(path)) {
+      throw new UsageError(`${flag} ${path} would overwrite an input; write elsewhere`, "quantize");
+    }
+  }
+  for (const [flag, path] of given) await checkWritable(rt, path, flag);
+}
+
+function withInterrupt<T>(rt: Runtime, out: Console, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const stop = rt.onInterrupt(() => {
+    if (controller.signal.aborted) rt.exit(130);
+    out.warn("interrupted: stopping at the end of this iteration (Ctrl-C again to quit now)");
+    controller.abort();
+  });
+  return work(controller.signal).finally(stop);
+}
+
+export async function quantizeCommand(
+  rt: Runtime,
+  flags: Record<string, FlagValue>,
+  [modelPath]: string[],
+  out: Console,
+) {
+  const outPath = flags.out as string;
+  const npzPath = flags.npz as string | undefined;
+  const reportPath = flags.report as string | undefined;
+  const htmlPath = flags.html as string | undefined;
+  await checkOutputs(
+    rt,
+    [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
+    [modelPath, flags.calib as string],
+  );
+  await init();
+  const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
+  const calib = await loadSamples(rt, flags.calib as string, model, "--calib");
+  out.info(
+    `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
+      `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
+  );
+  const options: QuantizeOptionsInput = {
+    weightBits: (flags.w as number) ?? defaultOptions.weightBits,
+    activationBits: (flags.a as number) ?? defaultOptions.activationBits,
+    rounding: (flags.rounding as RoundingMode) ?? defaultOptions.rounding,
+    iterations: (flags.iters as number) ?? defaultOptions.iterations,
+    batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
+    seed: (flags.seed as number) ?? defaultOptions.seed,
+  };
+  if (flags.asymmetric === true) options.symmetricWeights = false;
+  if (flags.variant !== undefined) {
+    options.attention = { variant: flags.variant as AttentionOptions["variant"] };
+  }
+  if (flags.mixed !== undefined) options.mixedPrecision = { averageBits: flags.mixed as number };
+  const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
+  let q: QuantizedModel;
+  try {
+    q = await withInterrupt(
+      rt,
+      out,
+      (signal) =>
+        quantize(model, calib.x, { ...options, signal, onProgress: printer && ((e) => printer.event(e)) }),
+    );
+  } finally {
+    printer?.finish();
+  }
+  const report = q.report;
+  const onnx = q.toOnnx();
+  await writeOutput(rt, outPath, onnx);
+  const written = [outPath];
+  let npzBytes: number | undefined;
+  if (npzPath) {
+    const npz = q.toNpz();
+    npzBytes = npz.length;
+    await writeOutput(rt, npzPath, npz);
+    written.push(npzPath);
+  }
+  if (reportPath) {
+    await writeOutput(rt, reportPath, JSON.stringify(report, null, 2) + "\n");
+    written.push(reportPath);
+  }
+  if (htmlPath) {
+    const html = reportToHtml(report, {
+      model: basename(modelPath),
+      sizes: { floatModel: modelBytes.length, quantizedModel: onnx.length, npz: npzBytes },
+    });
+    await writeOutput(rt, htmlPath, html);
+    written.push(htmlPath);
+  }
+  const fid = report.fidelity;
+  if (fid && !fid.ok) {
+    out.warn(
+      `the quantized model departs from the float one (top-1 agreement ${
+        fid.top1Agreement === undefined ? "n/a" : (100 * fid.top1Agreement).toFixed(1) + " %"
+      }, SNR ${
+        fid.snrDb.toFixed(1)
+      } dB on ${fid.samples} held-back samples): try more --iters or bits (--w, --a)${
+        options.rounding === "attention" ? "" : ", or --rounding attention"
+      }`,
+    );
+  }
+  out.info(`wrote ${written.join(", ")}`);
+  out.info(
+    `size: ${fmtBytes(modelBytes.length)} float model → ${fmtBytes(onnx.length)} quantized ONNX ` +
+      `(weights ${fmtBytes(report.totals.floatBytes)} → ${fmtBytes(report.totals.quantizedWeightBytes)})`,
+  );
+  if (fid) {
+    out.info(
+      `fidelity on ${fid.samples} held-back samples: ` +
+        (fid.top1Agreement !== undefined
+          ? `top-1 agreement ${(100 * fid.top1Agreement).toFixed(2)} %, `
+          : "") +
+        `SNR ${fid.snrDb.toFixed(1)} dB${fid.ok ? "" : " (NOT OK)"}`,
+    );
+  }
+  if (report.mixedPrecision) {
+    const mp = report.mixedPrecision;
+    const bits = report.layers.map((l) => l.weightBits).join(" ");
+    out.info(
+      `mixed precision: ${
+        mp.achievedAverageBits.toFixed(3)
+      } bits on average over ${mp.budgetLayers} layers ` +
+        `(asked ${mp.averageBits}; first and last layer at 8); bits per layer: ${bits}`,
+    );
+  }
+  out.info(`time: ${formatDuration(report.totals.seconds)}`);
+  out.result({
+    model: modelPath,
+    out: outPath,
+    npz: npzPath,
+    report: reportPath,
+    html: htmlPath,
+    settings: {
+      weightBits: options.weightBits,
+      activationBits: options.activationBits,
+      rounding: options.rounding,
+      iterations: options.iterations,
+      batchSize: options.batchSize,
+      seed: options.seed,
+      symmetricWeights: report.settings.symmetricWeights,
+      attentionVariant: report.settings.attention.variant,
+      mixedPrecision: options.mixedPrecision,
+    },
+    layers: report.layers.length,
+    blocks: report.blocks.length,
+    bytes: {
+      floatModel: modelBytes.length,
+      quantizedModel: onnx.length,
+      npz: npzBytes,
+      floatWeights: report.totals.floatBytes,
+      quantizedWeights: report.totals.quantizedWeightBytes,
+    },
+    fidelity: fid,
+    mixedPrecision: report.mixedPrecision,
+    seconds: report.totals.seconds,
+  });
+  q.dispose();
+  model.dispose();
+  return 0;
+}

@@ -8,3 +8,4 @@ import "./loss.ts";
 import "./elementwise-grad.ts";
 import "./shape-grad.ts";
 import "./nn-grad.ts";
+import "./activation-grad.ts";

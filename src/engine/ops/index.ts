@@ -9,3 +9,4 @@ import "./elementwise-grad.ts";
 import "./shape-grad.ts";
 import "./nn-grad.ts";
 import "./activation-grad.ts";
+import "./arithmetic-grad.ts";

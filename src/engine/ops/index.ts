@@ -10,3 +10,4 @@ import "./shape-grad.ts";
 import "./nn-grad.ts";
 import "./activation-grad.ts";
 import "./arithmetic-grad.ts";
+import "./reduce-grad.ts";

@@ -11,3 +11,4 @@ import "./nn-grad.ts";
 import "./activation-grad.ts";
 import "./arithmetic-grad.ts";
 import "./reduce-grad.ts";
+import "./normalization-grad.ts";

@@ -12,3 +12,4 @@ import "./activation-grad.ts";
 import "./arithmetic-grad.ts";
 import "./reduce-grad.ts";
 import "./normalization-grad.ts";
+import "./index-grad.ts";

@@ -13,3 +13,4 @@ import "./arithmetic-grad.ts";
 import "./reduce-grad.ts";
 import "./normalization-grad.ts";
 import "./index-grad.ts";
+import "./resize-grad.ts";

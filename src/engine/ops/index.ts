@@ -14,3 +14,4 @@ import "./reduce-grad.ts";
 import "./normalization-grad.ts";
 import "./index-grad.ts";
 import "./resize-grad.ts";
+import "./conv-transpose-grad.ts";

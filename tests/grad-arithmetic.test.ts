@@ -1,4 +1,4 @@
-// Backward of Pow, Max, Min, Sum, Mean, Where and Cast against float64 finite differences.
+// Backward of Pow, Mod, Max, Min, Sum, Mean, Where and Cast against float64 finite differences.
 import { init } from "../mod.ts";
 import { Tensor } from "../src/tensor.ts";
 import { awayFromZero, checkGradient, type Input, uniform } from "./grad-helpers.ts";
@@ -63,6 +63,23 @@ Deno.test("Pow gradient: base and exponent, broadcast, a constant integer expone
     inputs: [uniform([2, 4], 10, -2, 2), new Tensor(new BigInt64Array([3n]), [])],
     reference: broadcastN(([a, b]) => a ** b, [[2, 4], []]),
   }, 10);
+});
+
+Deno.test("Mod gradient: fmod and floored, broadcast", async () => {
+  await init();
+  for (const fmod of [0, 1]) {
+    checkGradient({
+      name: `Mod fmod ${fmod}`,
+      op: "Mod",
+      attributes: { fmod },
+      // a/b stays away from integers, where the quotient jumps.
+      inputs: [uniform([3, 4], 1 + fmod, -3, 3), awayFromZero([4], 3, 0.7)],
+      reference: broadcastN(([a, b]) => {
+        const q = fmod ? Math.trunc(a / b) : Math.floor(a / b);
+        return a - b * q;
+      }, [[3, 4], [4]]),
+    }, 1 + fmod);
+  }
 });
 
 Deno.test("Max, Min, Sum, Mean gradients: one to three inputs with broadcasting", async () => {

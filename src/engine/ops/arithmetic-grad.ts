@@ -1,8 +1,9 @@
 // Backward of the broadcasting ops that elementwise-grad.ts leaves out: Pow,
-// the variadic Max, Min, Sum and Mean, Where, and Cast between float types.
+// Mod, the variadic Max, Min, Sum and Mean, Where, and Cast between float types.
 // Each operand's gradient is the output gradient (times a local derivative)
 // summed back over the axes the operand was broadcast along. Plain
 // TypeScript, accumulating in float64.
+import { attrInt } from "../../graph/ir.ts";
 import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
 import { zeroGradients } from "./grad-util.ts";
@@ -47,6 +48,19 @@ const powGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
     const x = Number(ad![ia[i]]), e = Number(bd![ib[i]]);
     if (k === 0) return e === 0 ? 0 : e * x ** (e - 1);
     return x > 0 ? x ** e * Math.log(x) : 0;
+  });
+};
+
+/**
+ * Mod y = a − b·q with q = trunc(a/b) (fmod) or floor(a/b): da = 1, db = −q,
+ * q being constant between its jumps.
+ */
+const modGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
+  if (!dy) return zeroGradients(ctx, inputs);
+  const round = attrInt(ctx.node, "fmod", 0) === 1 ? Math.trunc : Math.floor;
+  return broadcastGrads(ctx, inputs, dy, ([ia, ib], [ad, bd]) => (k, i) => {
+    if (k === 0) return 1;
+    return -round(Number(ad![ia[i]]) / Number(bd![ib[i]]));
   });
 };
 
@@ -103,6 +117,7 @@ const castGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
 
 registerGradients({
   Pow: powGrad,
+  Mod: modGrad,
   Max: extremeGrad(true),
   Min: extremeGrad(false),
   Sum: sumGrad(false),

@@ -15,3 +15,4 @@ import "./normalization-grad.ts";
 import "./index-grad.ts";
 import "./resize-grad.ts";
 import "./conv-transpose-grad.ts";
+import "./quantize-grad.ts";

@@ -55,6 +55,7 @@ function resizeCase(
   opset = 13,
   op = "Resize",
   seed = 1,
+  fixed = rest.map((_, i) => i + 1),
 ): void {
   const { rows, columns, a, c } = forwardMatrix(op, shape, rest, attributes, opset);
   checkGradient({
@@ -63,8 +64,8 @@ function resizeCase(
     opset,
     attributes,
     inputs: [uniform(shape, seed), ...rest],
-    // roi and scales are float inputs, but constants.
-    fixed: rest.map((_, i) => i + 1),
+    // roi and scales are float inputs, constants in practice.
+    fixed,
     reference: ([x]: Input[]) => {
       const xd = x as Float64Array, y = Float64Array.from(c);
       for (let i = 0; i < rows; i++) {

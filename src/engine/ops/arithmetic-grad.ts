@@ -6,7 +6,7 @@
 import { attrInt } from "../../graph/ir.ts";
 import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
-import { zeroGradients } from "./grad-util.ts";
+import { constantGradients, zeroGradients } from "./grad-util.ts";
 import { broadcastIndex } from "./util.ts";
 
 /** ∂y[i]/∂(input k), given for each input the element index[k][i] that output i reads. */
@@ -107,7 +107,7 @@ const whereGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
 /** Cast and CastLike between float types: the gradient passes through; other inputs get none. */
 const castGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
   const x = inputs[0];
-  const rest = inputs.slice(1).map(() => undefined);
+  const rest = constantGradients(ctx, inputs);
   if (!x || !ctx.wants(0)) return [undefined, ...rest];
   if (dy) return [new WasmValue(dy.ptr, x.shape), ...rest];
   const dx = ctx.outputF32(x.shape);

@@ -8,7 +8,7 @@
 import { attrInt, attrString, type Node } from "../../graph/ir.ts";
 import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import type { Value, WasmValue } from "../value.ts";
-import { floatInput, zeroGradient } from "./grad-util.ts";
+import { constantGradients, floatInput } from "./grad-util.ts";
 import { padsOf } from "./shape.ts";
 import { broadcastIndex, normalizeAxis, opError, opUnsupported, stridesOf, toNumbers } from "./util.ts";
 
@@ -27,9 +27,7 @@ type Sources = (
 function copyGrad(sources: Sources): OpGrad {
   return (ctx, inputs, outputs, [dy]) => {
     const x = floatInput(ctx.node, inputs, 0);
-    const rest = inputs.slice(1).map((v, k) =>
-      v && v.dtype === "float32" && ctx.wants(k + 1) ? zeroGradient(ctx, v.shape) : undefined
-    );
+    const rest = constantGradients(ctx, inputs);
     if (!ctx.wants(0)) return [undefined, ...rest];
     const dx = ctx.outputF32(x.shape);
     const sums = new Float64Array(x.size);

@@ -4,7 +4,7 @@
 // and LRN. Plain TypeScript, statistics in float64.
 import { attrFloat, attrInt, attrInts } from "../../graph/ir.ts";
 import { type OpGrad, registerGradients } from "../registry.ts";
-import type { WasmValue } from "../value.ts";
+import { WasmValue } from "../value.ts";
 import { floatInput, zeroGradients } from "./grad-util.ts";
 import { broadcastIndex, normalizeAxis, opError } from "./util.ts";
 
@@ -18,7 +18,8 @@ const softmaxGrad = (log: boolean): OpGrad => (ctx, inputs, outputs, [dy]) => {
   if (!dy) return zeroGradients(ctx, inputs);
   const x = floatInput(ctx.node, inputs, 0);
   if (!ctx.wants(0)) return [undefined];
-  const y = outputs[0] as WasmValue;
+  const y = outputs[0];
+  if (!(y instanceof WasmValue)) throw opError(ctx.node, "the gradient needs the forward output");
   const rank = x.shape.length, modern = ctx.opset >= 13;
   const axis = normalizeAxis(ctx.node, attrInt(ctx.node, "axis", modern ? -1 : 1), rank);
   const outer = product(x.shape.slice(0, axis));

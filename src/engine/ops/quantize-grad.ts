@@ -7,6 +7,7 @@
 import { attrInt, type Node } from "../../graph/ir.ts";
 import { type OpGrad, registerGradients } from "../registry.ts";
 import type { Value } from "../value.ts";
+import { constantGradients } from "./grad-util.ts";
 import { normalizeAxis } from "./util.ts";
 
 /** For element i of x, its index into a per-tensor or per-axis scale and zero point. */
@@ -23,7 +24,7 @@ function roundHalfEven(v: number): number {
 }
 
 const quantizeGrad: OpGrad = (ctx, inputs, outputs, [dy]) => {
-  const rest = inputs.slice(1).map(() => undefined);
+  const rest = constantGradients(ctx, inputs);
   const x = inputs[0]!, scale = inputs[1]!, zero = inputs[2];
   if (!ctx.wants(0)) return [undefined, ...rest];
   const dx = ctx.outputF32(x.shape);
@@ -44,7 +45,7 @@ const quantizeGrad: OpGrad = (ctx, inputs, outputs, [dy]) => {
 };
 
 const dequantizeGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
-  const rest = inputs.slice(1).map(() => undefined);
+  const rest = constantGradients(ctx, inputs);
   const x = inputs[0]!, scale = inputs[1]!;
   if (!ctx.wants(0)) return [undefined, ...rest];
   const dx = ctx.outputF32(x.shape);

@@ -5,7 +5,7 @@
 import { attrInt, attrInts } from "../../graph/ir.ts";
 import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import type { Value } from "../value.ts";
-import { floatInput, zeroGradients } from "./grad-util.ts";
+import { constantGradients, floatInput, zeroGradients } from "./grad-util.ts";
 import { broadcastIndex, normalizeAxis, toNumbers } from "./util.ts";
 
 /** The opset from which each reduction reads its axes from input 1 instead of an attribute. */
@@ -85,7 +85,7 @@ function reduceGrad(op: string): OpGrad {
   const derivative = derivatives[op];
   return (ctx, inputs, _outputs, [dy]) => {
     const x = floatInput(ctx.node, inputs, 0);
-    const rest = inputs.slice(1).map(() => undefined);
+    const rest = constantGradients(ctx, inputs);
     if (!ctx.wants(0)) return [undefined, ...rest];
     if (!dy) return [...zeroGradients(ctx, [x]), ...rest];
     const kept = keptShape(ctx, x, inputs);

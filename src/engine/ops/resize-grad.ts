@@ -4,7 +4,7 @@
 // the backward replays the same axes in reverse and sends each output
 // gradient back to its taps with the same weights. Plain TypeScript.
 import { type OpGrad, registerGradients } from "../registry.ts";
-import { floatInput, zeroGradient } from "./grad-util.ts";
+import { constantGradients, floatInput } from "./grad-util.ts";
 import { type AxisTaps, axisTaps, options, target } from "./resize.ts";
 
 const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
@@ -20,9 +20,7 @@ interface Pass {
 const resizeGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
   const x = floatInput(ctx.node, inputs, 0);
   // roi and scales are float inputs, constants in practice: the output does not move with them.
-  const rest = inputs.slice(1).map((v, k) =>
-    v && v.dtype === "float32" && ctx.wants(k + 1) ? zeroGradient(ctx, v.shape) : undefined
-  );
+  const rest = constantGradients(ctx, inputs);
   if (!ctx.wants(0)) return [undefined, ...rest];
   const o = options(ctx.node, ctx.opset);
   const { outShape, scales, roi } = target(ctx, x, inputs);

@@ -27,7 +27,11 @@
 // onnxruntime's optimizer moves the Q/DQ pair up across such ops and runs
 // them on the integers, and MaxPool and most others have no 4-bit kernel
 // ("Type 'tensor(uint4)' of input parameter … of operator (MaxPool) … is
-// invalid" at session creation, onnxruntime 1.30).
+// invalid" at session creation, onnxruntime 1.30). And so does a 4-bit grid
+// on the output of a Relu or Clip: onnxruntime folds those into the
+// QuantizeLinear after them, and its Clip rule knows only 8-bit zero points
+// ("Unexpected data type for QuantizeLinear input y_zero_point of 21" at
+// session creation, onnxruntime-node and -web 1.30, on MobileNetV2's ReLU6).
 //
 // The Clip(min = (qmin − z)·s, max = (qmax − z)·s), bounds in float32, gives
 // the library's grid exactly in any container: clamping the level to
@@ -162,6 +166,9 @@ const RUN_ON_INTEGERS = new Set([
   "DepthToSpace",
   "Identity",
 ]);
+
+/** Ops that onnxruntime folds into a QuantizeLinear right after them, for 8-bit types only. */
+const FOLDED_INTO_QUANTIZE = new Set(["Relu", "Clip"]);
 
 /** Activations: a 4-bit type for 4-bit grids (unless `allow4` is false), else an 8-bit one. */
 function activationType(a: ActivationQuantizer, allow4 = true): IntType {
@@ -315,7 +322,9 @@ class QdqBuilder {
 
   private activationType(a: ActivationQuantizer): IntType {
     const producer = this.graph.nodes.find((n) => n.outputs.includes(a.tensor));
-    return activationType(a, !producer || !RUN_ON_INTEGERS.has(producer.opType));
+    const eightBitOnly = producer &&
+      (RUN_ON_INTEGERS.has(producer.opType) || FOLDED_INTO_QUANTIZE.has(producer.opType));
+    return activationType(a, !eightBitOnly);
   }
 
   private quantizeActivation(a: ActivationQuantizer): void {

@@ -22,6 +22,7 @@ export type { RunCallbacks } from "./src/quant/quantize.ts";
 export type { CalibrationInput } from "./src/quant/calibration.ts";
 export type {
   AttentionOptions,
+  ExportForm,
   ProgressEvent,
   QuantizeOptions,
   QuantizeOptionsInput,

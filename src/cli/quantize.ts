@@ -3,6 +3,7 @@
 import {
   type AttentionOptions,
   defaultOptions,
+  type ExportForm,
   init,
   inspectModel,
   quantize,
@@ -62,6 +63,13 @@ export const quantizeSpec: CommandSpec = {
       default: defaultOptions.attention.variant,
       choices: ["expectation", "stochastic"],
       help: "Attention Round's variant: the Gaussian-weighted mean level, or the paper's sampled level",
+    },
+    export: {
+      type: "string",
+      value: "FORM",
+      choices: ["exact", "deploy"],
+      help: "deploy: the QDQ layout onnxruntime runs on integers (needs 8-bit activations and symmetric " +
+        "weights); exact: any widths, float arithmetic. By default deploy wherever it applies",
     },
     asymmetric: {
       type: "boolean",
@@ -175,6 +183,7 @@ export async function quantizeCommand(
     seed: (flags.seed as number) ?? defaultOptions.seed,
   };
   if (flags.asymmetric === true) options.symmetricWeights = false;
+  if (flags.export !== undefined) options.exportForm = flags.export as ExportForm;
   if (flags.variant !== undefined) {
     options.attention = { variant: flags.variant as AttentionOptions["variant"] };
   }
@@ -228,6 +237,11 @@ export async function quantizeCommand(
   }
   out.info(`wrote ${written.join(", ")}`);
   out.info(
+    report.settings.exportForm === "deploy"
+      ? "form: deploy (onnxruntime runs its layers on integers)"
+      : "form: exact (Q/DQ at layer inputs, float arithmetic; --export deploy needs 8-bit activations)",
+  );
+  out.info(
     `size: ${fmtBytes(modelBytes.length)} float model → ${fmtBytes(onnx.length)} quantized ONNX ` +
       `(weights ${fmtBytes(report.totals.floatBytes)} → ${fmtBytes(report.totals.quantizedWeightBytes)})`,
   );
@@ -265,6 +279,7 @@ export async function quantizeCommand(
       batchSize: options.batchSize,
       seed: options.seed,
       symmetricWeights: report.settings.symmetricWeights,
+      exportForm: report.settings.exportForm,
       attentionVariant: report.settings.attention.variant,
       mixedPrecision: options.mixedPrecision,
     },

@@ -7,6 +7,16 @@
 // ./opset.ts). Graph inputs, outputs, their names and the model's metadata
 // stay; the method, bits per layer and settings are added to metadata_props.
 //
+// Two forms, as the model was quantized (QuantizeOptions.exportForm, see
+// src/quant/deploy.ts). The deploy form is onnxruntime's usual QDQ layout,
+// which its QDQ transformers fuse into integer kernels (QLinearConv, QGemm,
+// MatMulIntegerToFloat, QLinearAdd, …): weights as int8 (any width up to 8
+// bits; onnxruntime's CPU kernels take no 4-bit Conv weight), each quantized
+// activation as QuantizeLinear → DequantizeLinear (uint8) read by every
+// consumer, biases as int32 on the grid input scale × weight scale feeding a
+// DequantizeLinear. The rest of this comment is the exact form, for widths
+// no runtime executes natively.
+//
 // Weights: the integer levels q of each quantized weight, in the weight's own
 // layout, feeding DequantizeLinear(q, scale, zero_point, axis = output-channel
 // axis), whose output keeps the weight's name. Signed grids (symmetric
@@ -131,9 +141,9 @@ function containerOf(qmin: number, qmax: number, exact4: boolean, allow4 = true)
   return fits(eight) ? eight : undefined;
 }
 
-/** Weights: int4/uint4 for grids of 4 bits or less, int8/uint8 above. */
-function weightType(w: QuantizedWeight): IntType {
-  const t = containerOf(w.qmin, w.qmax, false);
+/** Weights: int4/uint4 for grids of 4 bits or less (exact form), int8/uint8 above. */
+function weightType(w: QuantizedWeight, deploy: boolean): IntType {
+  const t = containerOf(w.qmin, w.qmax, false, !deploy);
   if (!t) {
     throw new AttnroundError(
       "UNSUPPORTED_MODEL",
@@ -222,6 +232,7 @@ function sourceGraph(proto: ModelProto): SourceGraph {
 
 class QdqBuilder {
   private readonly names: Names;
+  private readonly deploy: boolean;
   /** Nodes to place right after a tensor's producer (or first, for graph inputs and constants). */
   private readonly after = new Map<string, Node[]>();
   private readonly first: Node[] = [];
@@ -231,6 +242,7 @@ class QdqBuilder {
     private readonly src: SourceGraph,
   ) {
     this.names = new Names(src.graph);
+    this.deploy = q.report.settings.exportForm === "deploy";
   }
 
   private get graph(): Graph {
@@ -254,11 +266,12 @@ class QdqBuilder {
         );
       }
     }
-    const needs4 = this.weights.some((w) => weightType(w).endsWith("4")) ||
+    const needs4 = this.weights.some((w) => weightType(w, this.deploy).endsWith("4")) ||
       this.q.activations.some((a) => this.activationType(a).endsWith("4"));
     upgradeOpset(graph, needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
     const done = new Set<string>();
     for (const w of this.weights) {
+      if (w.bias) this.quantizeBias(w);
       if (done.has(w.weight)) continue;
       done.add(w.weight);
       this.quantizeWeight(w);
@@ -278,14 +291,14 @@ class QdqBuilder {
   private quantizeWeight(w: QuantizedWeight): void {
     const { graph, names } = this;
     const name = w.weight;
-    const type = weightType(w);
+    const type = weightType(w, this.deploy);
     const levels = intTensor(w.levels, w.shape, type);
     const scale = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
     const zero = intTensor(w.zero, [w.zero.length], type);
     const qName = names.fresh(`${name}_quantized`);
     const sName = names.fresh(`${name}_scale`), zName = names.fresh(`${name}_zero_point`);
-    // A MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).
-    const matmulLike = w.shape.length === 2 && w.axis === 1;
+    // Exact form: a MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).
+    const matmulLike = !this.deploy && w.shape.length === 2 && w.axis === 1;
     const dqOut = matmulLike ? names.fresh(`${name}_dequantized`) : name;
     const dq = newNode(names.fresh(`${name}_DequantizeLinear`), "DequantizeLinear", [qName, sName, zName], [
       dqOut,
@@ -327,7 +340,30 @@ class QdqBuilder {
     return activationType(a, !eightBitOnly);
   }
 
+  /** Deploy form: the layer reads its bias as int32 levels through a DequantizeLinear (axis 0). */
+  private quantizeBias(w: QuantizedWeight): void {
+    const { graph, names } = this;
+    const { name, levels, scale } = w.bias!;
+    const layer = graph.nodes.find((n) => n.name === w.layer)!;
+    const qName = names.fresh(`${name}_quantized`), sName = names.fresh(`${name}_scale`);
+    const out = names.fresh(`${name}_dequantized`);
+    graph.initializers.set(qName, new Tensor(levels, [levels.length], "int32"));
+    graph.initializers.set(sName, new Tensor(scale, [scale.length]));
+    layer.inputs = [layer.inputs[0], layer.inputs[1], out, ...layer.inputs.slice(3)];
+    this.first.push(
+      newNode(names.fresh(`${name}_DequantizeLinear`), "DequantizeLinear", [qName, sName], [out], {
+        axis: 0,
+      }),
+    );
+    // The float bias goes when nothing else reads it.
+    if (!graph.nodes.some((n) => n.inputs.includes(name))) {
+      graph.initializers.delete(name);
+      graph.nodes = graph.nodes.filter((n) => !(n.opType === "Constant" && n.outputs[0] === name));
+    }
+  }
+
   private quantizeActivation(a: ActivationQuantizer): void {
+    if (this.deploy) return this.quantizeActivationDeploy(a);
     const { graph, names } = this;
     const type = this.activationType(a);
     const t = a.tensor;
@@ -350,6 +386,23 @@ class QdqBuilder {
       if (isQuantizedLayer(n) && n.inputs[0] === t) n.inputs = [out, ...n.inputs.slice(1)];
     }
     this.place(t, nodes);
+  }
+
+  /** Deploy form: QuantizeLinear → DequantizeLinear (uint8), read by every consumer of the tensor. */
+  private quantizeActivationDeploy(a: ActivationQuantizer): void {
+    const { graph, names } = this;
+    const t = a.tensor;
+    const sName = names.fresh(`${t}_scale`), zName = names.fresh(`${t}_zero_point`);
+    graph.initializers.set(sName, new Tensor(new Float32Array([a.step]), []));
+    graph.initializers.set(zName, intTensor([a.zero], [], activationType(a)));
+    const qName = names.fresh(`${t}_quantized`), dqName = names.fresh(`${t}_dequantized`);
+    for (const n of graph.nodes) {
+      if (n.inputs.includes(t)) n.inputs = n.inputs.map((i) => (i === t ? dqName : i));
+    }
+    this.place(t, [
+      newNode(names.fresh(`${t}_QuantizeLinear`), "QuantizeLinear", [t, sName, zName], [qName]),
+      newNode(names.fresh(`${t}_DequantizeLinear`), "DequantizeLinear", [qName, sName, zName], [dqName]),
+    ]);
   }
 }
 

@@ -48,6 +48,11 @@ export interface ActivationQuantizer {
   zero: number;
   /** The step; initialised by the Lp search, learned with LSQ. */
   step: number;
+  /**
+   * Deploy form: the range of the Relu or Clip folded into this quantizer
+   * (its step is capped so that it represents nothing outside it; deploy.ts).
+   */
+  bounds?: [number, number];
 }
 
 /** The weight tensor a layer reads: an initializer or a Constant node's value. */

@@ -4,13 +4,16 @@
 // - AdaRound: float weight w and latent α → ŵ (rectified sigmoid, soft);
 // - FakeQuantActivation: LSQ fake quantization with a learned step; in
 //   training graphs optionally with QDrop (each value skips the quantizer with
-//   probability `drop`, drawn afresh every iteration from a Philox stream).
+//   probability `drop`, drawn afresh every iteration from a Philox stream);
+// - QuantizeBias: a bias on the int32 grid of the input step × the weight
+//   scales (deploy form); its tiny dependence on the step is not followed.
 // Weights are in rows layout [R, k]: R channels of one scale each.
 import { attrFloat, attrInt, attrString } from "../graph/ir.ts";
 import { registerGradients, registerOps, required, TRAINING_DOMAIN, wasmInput } from "../engine/registry.ts";
 import { WasmValue } from "../engine/value.ts";
 import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
+import { biasLevels } from "./deploy.ts";
 import {
   adaroundForward,
   attentionExpectedForward,
@@ -100,6 +103,15 @@ registerOps(
       );
       return words ? [y, words] : [y];
     },
+    /** inputs: bias [m], input step [1], weight scales [m]; output: the bias on the int32 grid. */
+    QuantizeBias: (ctx, inputs) => {
+      const node = ctx.node;
+      const bias = wasmInput(node, inputs, 0), step = wasmInput(node, inputs, 1);
+      const scale = wasmInput(node, inputs, 2);
+      const out = ctx.outputF32(bias.shape);
+      out.data.set(biasLevels(bias.data, step.data[0], scale.data).values);
+      return [out];
+    },
   },
   {},
   TRAINING_DOMAIN,
@@ -115,7 +127,15 @@ function latentGrad(
   return d;
 }
 
+function zeros(ctx: { outputF32(shape: readonly number[]): WasmValue }, like: WasmValue): WasmValue {
+  const z = ctx.outputF32(like.shape);
+  z.data.fill(0);
+  return z;
+}
+
 registerGradients({
+  QuantizeBias: (ctx, inputs) =>
+    inputs.map((v, i) => (ctx.wants(i) && v ? zeros(ctx, v as WasmValue) : undefined)),
   AttentionRound: (ctx, _inputs, [, slope], [dWHat]) => [
     ctx.wants(0) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
   ],

@@ -5,6 +5,8 @@ import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
 export type RoundingMode = "attention" | "adaround" | "nearest";
 
+export type ExportForm = "exact" | "deploy";
+
 export interface ProgressEvent {
   /** "calibrate" while collecting activations, "reconstruct" per block, "evaluate" for the fidelity check. */
   phase: "calibrate" | "reconstruct" | "evaluate";
@@ -51,6 +53,16 @@ export interface QuantizeOptions {
    */
   activationDrop: number;
   symmetricWeights: boolean;
+  /**
+   * The form of the quantized model and of its export (SPEC §7). "deploy":
+   * the QDQ layout onnxruntime runs with integer kernels — activations
+   * quantized at the inputs and outputs of each convolution, int32 biases,
+   * every consumer reading the quantized tensor — simulated with the
+   * runtime's arithmetic; it needs 8-bit activations and symmetric weights.
+   * "exact": activations quantized at the inputs of quantized layers only,
+   * float biases, any widths. Left out, "deploy" wherever it applies.
+   */
+  exportForm?: ExportForm;
   attention: AttentionOptions;
   /** Calibration samples held back for the fidelity check (taken from the end). */
   holdout: number;
@@ -142,7 +154,30 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   if (!(o.attention.sigma0 >= 0) || !(o.attention.decay > 0 && o.attention.decay <= 1)) {
     invalid("attention.sigma0 must be ≥ 0 and attention.decay in (0, 1]");
   }
+  const notDeployable = whyNotDeployable(o);
+  if (o.exportForm === undefined) o.exportForm = notDeployable ? "exact" : "deploy";
+  else if (!["exact", "deploy"].includes(o.exportForm)) {
+    invalid(`exportForm must be "exact" or "deploy", got "${o.exportForm}"`);
+  } else if (o.exportForm === "deploy" && notDeployable) {
+    invalid(`exportForm "deploy" needs ${notDeployable}; use "exact"`);
+  }
   return o;
+}
+
+/** Why onnxruntime would not run every quantized layer with integer kernels, or undefined if it would. */
+function whyNotDeployable(o: QuantizeOptions): string | undefined {
+  const other = Object.entries(o.layers).find(([, l]) =>
+    l.activationBits !== undefined && l.activationBits !== 8
+  );
+  if (o.activationBits !== 8 || other) {
+    const bits = other
+      ? `layers["${other[0]}"].activationBits is ${other[1].activationBits}`
+      : `activationBits is ${o.activationBits}`;
+    return `8-bit activations everywhere (${bits})`;
+  }
+  // QLinearConv takes one weight zero point for all channels.
+  if (!o.symmetricWeights) return "symmetric weights (symmetricWeights is false)";
+  return undefined;
 }
 
 /** σ at iteration t: cosine decay from σ0 to 0 over the first `decay` fraction, then 0. */

@@ -1,14 +1,18 @@
 // Graphs with quantizers in them. quantizedGraph: the simulated-quantized
-// model (fake-quantized weights as constants, FakeQuantActivation before each
-// quantized layer). trainingGraph: one block with its weights computed from
+// model (fake-quantized weights as constants, FakeQuantActivation at each
+// quantized tensor; in the deploy form with the runtime's integer arithmetic,
+// see deploy.ts). trainingGraph: one block with its weights computed from
 // latent tensors by a rounding op, activation steps as inputs, and the
-// reconstruction loss against a target — ready for autodiff.
+// reconstruction loss against a target — ready for autodiff. In the exact
+// form only quantized layers read a quantized tensor; in the deploy form
+// every consumer does, and biases are rounded to the runtime's int32 grid.
 import type { Graph, Node } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import type { RoundingMode } from "./options.ts";
 import { inversePerm, toRowsPerm } from "../layout.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
+import { integerGraph, layerBias } from "./deploy.ts";
 
 function node(
   name: string,
@@ -31,14 +35,16 @@ export const TARGET = "attnround:target";
 export const LOSS = "attnround:loss";
 
 /**
- * Inserts FakeQuantActivation nodes. For training, `trainingDrop` makes each
+ * Inserts FakeQuantActivation nodes, read by the quantized layers (or with
+ * `allConsumers` by every node). For training, `trainingDrop` makes each
  * step a graph input instead of a constant, and with a probability > 0 turns
  * on QDrop with a drop-rng graph input per quantizer.
  */
 function withActivationQuantizers(
   graph: Graph,
   acts: ActivationQuantizer[],
-  trainingDrop?: number,
+  trainingDrop: number | undefined,
+  allConsumers: boolean,
 ): Graph {
   const stepAsInput = trainingDrop !== undefined, drop = trainingDrop ?? 0;
   const present = new Set([
@@ -69,8 +75,16 @@ function withActivationQuantizers(
   // A quantizer right where its tensor appears: after its producer, or first for graph inputs.
   for (const a of used) if (graph.inputs.some((i) => i.name === a.tensor)) nodes.push(quantizerNode(a));
   for (const n of graph.nodes) {
-    const reads = isQuantizedLayer(n) && layerInputs.has(n.inputs[0]);
-    nodes.push(reads ? { ...n, inputs: [quantized.get(n.inputs[0])!, ...n.inputs.slice(1)] } : n);
+    if (allConsumers) {
+      nodes.push(
+        n.inputs.some((i) => quantized.has(i))
+          ? { ...n, inputs: n.inputs.map((i) => quantized.get(i) ?? i) }
+          : n,
+      );
+    } else {
+      const reads = isQuantizedLayer(n) && layerInputs.has(n.inputs[0]);
+      nodes.push(reads ? { ...n, inputs: [quantized.get(n.inputs[0])!, ...n.inputs.slice(1)] } : n);
+    }
     for (const out of n.outputs) {
       const a = used.find((q) => q.tensor === out);
       if (a) nodes.push(quantizerNode(a));
@@ -90,16 +104,33 @@ function withoutWeights(graph: Graph, names: Set<string>): Graph {
   return { ...graph, nodes, initializers };
 }
 
-/** The simulated-quantized graph: fake-quantized weights (original layout) replace the float ones. */
+/** The deploy form's layers and their final weights (rows layout, by weight name). */
+export interface DeployLayers {
+  layers: WeightQuantizer[];
+  rows: Map<string, Float32Array>;
+}
+
+/**
+ * The simulated-quantized graph: fake-quantized weights (original layout)
+ * replace the float ones; with `deploy`, the deploy form and its arithmetic.
+ */
 export function quantizedGraph(
   graph: Graph,
   weights: Map<string, Tensor>,
   acts: ActivationQuantizer[],
+  deploy?: DeployLayers,
 ): Graph {
   const base = withoutWeights(graph, new Set(weights.keys()));
   const initializers = new Map(base.initializers);
   for (const [name, t] of weights) initializers.set(name, t);
-  return withActivationQuantizers({ ...base, initializers }, acts);
+  const simulated = { ...base, initializers };
+  if (!deploy) return withActivationQuantizers(simulated, acts, undefined, false);
+  return withActivationQuantizers(
+    integerGraph(simulated, deploy.layers, deploy.rows, acts),
+    acts,
+    undefined,
+    true,
+  );
 }
 
 export interface TrainingLayer {
@@ -121,6 +152,7 @@ export function trainingGraph(
   rounding: Exclude<RoundingMode, "nearest">,
   variant: "stochastic" | "expectation",
   activationDrop: number,
+  deploy = false,
 ): Graph {
   const base = withoutWeights(block, new Set(layers.map((l) => l.layer.weight)));
   const nodes: Node[] = [];
@@ -158,8 +190,25 @@ export function trainingGraph(
     }
     if (!identity) nodes.push(node(`${w}:unrows`, "Transpose", [rowsOut], [w], [["perm", back]], ""));
   }
-  const withWeights: Graph = { ...base, nodes: [...nodes, ...base.nodes], initializers, inputs };
-  const withActs = withActivationQuantizers(withWeights, acts, activationDrop);
+  let blockNodes = base.nodes;
+  if (deploy) {
+    // Biases on the int32 grid of the (learned) input step and the weight scales.
+    const quantizedInputs = new Set(acts.map((a) => a.tensor));
+    const rounded = new Map<Node, Node[]>();
+    for (const q of layers) {
+      const n = q.layer.node, bias = layerBias(block, q);
+      if (!bias || !quantizedInputs.has(n.inputs[0])) continue;
+      const out = `${n.name}:bias_quantized`;
+      const inputs = [bias.name, stepName(n.inputs[0]), `${q.layer.weight}:scale`];
+      rounded.set(n, [
+        node(`${n.name}:quantize_bias`, "QuantizeBias", inputs, [out]),
+        { ...n, inputs: [n.inputs[0], n.inputs[1], out, ...n.inputs.slice(3)] },
+      ]);
+    }
+    blockNodes = base.nodes.flatMap((n) => rounded.get(n) ?? [n]);
+  }
+  const withWeights: Graph = { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs };
+  const withActs = withActivationQuantizers(withWeights, acts, activationDrop, deploy);
   const output = block.outputs[0].name;
   return {
     ...withActs,

@@ -30,7 +30,8 @@ import {
   resolveOptions,
 } from "./options.ts";
 import { type Block, partitionBlocks } from "../graph/partition.ts";
-import { quantizedGraph } from "./qgraph.ts";
+import { type DeployLayers, quantizedGraph } from "./qgraph.ts";
+import { foldedStepCap, planOutputQuantizers } from "./deploy.ts";
 import "./ops.ts";
 import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "../graph/subgraph.ts";
@@ -96,6 +97,8 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
         f32(ptr, index).set(values.subarray(0, index));
         const q = searchActivationScale(ptr, index, a.bits);
         Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
+        // A folded Relu or Clip bounds the step (deploy form).
+        a.step = Math.min(a.step, foldedStepCap(a) ?? Infinity);
       } finally {
         free(ptr);
       }
@@ -197,6 +200,7 @@ export class QuantizationRun {
     if (o.signal?.aborted) throw new AttnroundError("ABORTED", "quantization aborted before it started");
     const weights = planWeightQuantizers(graph, o);
     const acts = planActivationQuantizers(weights, o);
+    if (o.exportForm === "deploy") planOutputQuantizers(graph, weights, acts);
     o.onProgress?.({ phase: "calibrate" });
     try {
       initActivationSteps(graph, acts, calib);
@@ -309,7 +313,7 @@ export class QuantizationRun {
     );
     const quantized = new QuantizedModel(
       this.model,
-      quantizedGraph(graph, weights, this.acts),
+      quantizedGraph(graph, weights, this.acts, this.deploy(this.weights)),
       this.weights,
       this.finalRows,
       this.acts,
@@ -347,10 +351,20 @@ export class QuantizationRun {
     }
     const layers = this.weights.filter((q) => block.nodes.includes(q.layer.node));
     const layerNodes = new Set(layers.map((l) => l.layer.node));
+    // The quantizers the block's nodes read: in the exact form only its layers read them.
     const acts = this.acts.filter((a) =>
-      block.nodes.some((n) => layerNodes.has(n) && n.inputs[0] === a.tensor)
+      block.nodes.some((n) =>
+        this.o.exportForm === "deploy"
+          ? n.inputs.includes(a.tensor)
+          : layerNodes.has(n) && n.inputs[0] === a.tensor
+      )
     );
     return { block, graph: blockGraph(this.model.graph, block), layers, acts };
+  }
+
+  /** In the deploy form, the layers whose arithmetic the simulated graph follows. */
+  private deploy(layers: WeightQuantizer[]): DeployLayers | undefined {
+    return this.o.exportForm === "deploy" ? { layers, rows: this.finalRows } : undefined;
   }
 
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
@@ -398,7 +412,7 @@ export class QuantizationRun {
     const weights = new Map(
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
-    const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
+    const quantEngine = new Engine(quantizedGraph(graph, weights, acts, this.deploy(layers)));
     const quantOut = new ActivationCache(this.targets!.sampleShape, this.trainCount);
     try {
       runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut);

@@ -8,6 +8,7 @@ import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
+import { biasLevels, layerBias } from "./deploy.ts";
 import type { QuantizeOptions } from "./options.ts";
 
 export interface Fidelity {
@@ -89,6 +90,8 @@ export interface QuantizedWeight {
   zero: Float32Array;
   /** The smallest and largest value of the quantized weight s·(q − z). */
   range: [number, number];
+  /** Deploy form: the layer's bias as int32 levels on the grid s_x·s_w[c] (one per output channel). */
+  bias?: { name: string; levels: Int32Array; scale: Float32Array };
 }
 
 /** Writers of a quantized model's files; src/export registers them (it depends on quant, not the reverse). */
@@ -143,6 +146,7 @@ export class QuantizedModel {
 
   /** Each quantized weight as export writes it: integer levels in the weight's own layout. */
   quantizedWeights(): QuantizedWeight[] {
+    const deploy = this.report.settings.exportForm === "deploy";
     return this.weights.map((q) => {
       const rows = this.finalRows.get(q.layer.weight)!;
       const m = q.rowsShape[0], k = rows.length / m;
@@ -171,8 +175,17 @@ export class QuantizedModel {
         scale: q.scale,
         zero: q.zero,
         range: [rows.reduce((a, b) => Math.min(a, b)), rows.reduce((a, b) => Math.max(a, b))],
+        bias: deploy ? this.biasLevels(q) : undefined,
       };
     });
+  }
+
+  private biasLevels(q: WeightQuantizer): QuantizedWeight["bias"] {
+    const input = this.activations.find((a) => a.tensor === q.layer.node.inputs[0]);
+    const bias = layerBias(this.float.graph, q);
+    if (!input || !bias) return undefined;
+    const { levels, scale } = biasLevels(bias.values, input.step, q.scale);
+    return { name: bias.name, levels, scale };
   }
 
   /**

@@ -23,6 +23,7 @@ import { alloc, f32, free } from "../wasm.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
+import { foldedStepCap } from "./deploy.ts";
 import { dropRngName, latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
 
 /** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
@@ -95,7 +96,15 @@ export class BlockTrainer {
     private readonly o: QuantizeOptions,
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
-    const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant, o.activationDrop);
+    const graph = trainingGraph(
+      block,
+      layers,
+      acts,
+      this.rounding,
+      o.attention.variant,
+      o.activationDrop,
+      o.exportForm === "deploy",
+    );
     const wrt = [...layers.map((l) => latentName(l.layer.weight)), ...acts.map((a) => stepName(a.tensor))];
     const withGrads = addGradients(graph, LOSS, wrt);
     this.gradients = withGrads.gradients;
@@ -196,7 +205,7 @@ export class BlockTrainer {
         if (!grad) continue;
         adamStep(s.value, grad.ptr, s.m1, s.m2, 1, o.activationLearningRate, 0.9, 0.999, 1e-8, it + 1);
         const step = f32(s.value, 1);
-        step[0] = Math.max(step[0], 1e-8);
+        step[0] = Math.min(Math.max(step[0], 1e-8), foldedStepCap(s.a) ?? Infinity);
       }
       this.iteration++;
       if (o.onProgress && (it % 10 === 0 || this.iteration === o.iterations)) {

@@ -1,7 +1,7 @@
 // File sizes of the exports: the float ONNX model against the QDQ models
-// q.toOnnx() writes at W8A8, W4A4 and mixed precision (3 bits on average),
-// for the fixture models, with the .onnx gzipped (as served over HTTP) and
-// the .npz of the integer weights beside it. Sizes do not depend on the
+// q.toOnnx() writes at W8A8, W4A8 (both forms), W4A4 and mixed precision
+// (3 bits on average), for the fixture models, with the .onnx gzipped (as
+// served over HTTP) and the .npz of the integer weights beside it. Sizes do not depend on the
 // rounding, so the models are quantized by rounding to nearest (no
 // reconstruction) on 256 calibration images. Prints one Markdown table and
 // writes the raw numbers as JSON.
@@ -19,8 +19,10 @@ const pixels = readNpz(readFixture("calib.npz")).x.data as Uint8Array;
 const calib = toInput(new Tensor(pixels.slice(0, 256 * 784), [256, 28, 28]));
 
 const exports: [string, QuantizeOptionsInput][] = [
-  ["W8A8", { weightBits: 8, activationBits: 8 }],
-  ["W4A4", { weightBits: 4, activationBits: 4 }],
+  ["W8A8 (deploy)", { weightBits: 8, activationBits: 8 }],
+  ["W4A8 (deploy)", { weightBits: 4, activationBits: 8 }],
+  ["W4A8 (exact)", { weightBits: 4, activationBits: 8, exportForm: "exact" }],
+  ["W4A4 (exact)", { weightBits: 4, activationBits: 4 }],
   ["mixed 3 (A4)", { mixedPrecision: { averageBits: 3 }, activationBits: 4 }],
 ];
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { init, matmul, Tensor } from "../mod.ts";
-import { gemmAt, gemmReference, type GemmShape } from "../src/gemm.ts";
+import { gemmAt, gemmReference, type GemmShape } from "../src/kernels/gemm.ts";
 import { alloc, allocF32, f32, free } from "../src/wasm.ts";
 import { randomFloats, worstRelativeError } from "./helpers.ts";
 

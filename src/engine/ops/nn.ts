@@ -2,7 +2,7 @@
 // softmax, reductions, and (de)quantization.
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { DType } from "../../tensor.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import { globalAveragePool } from "../../kernels/pool.ts";
 import { lsqForward } from "../../kernels/quant.ts";
 import { type Activation, conv2d, type Conv2dParams, conv2dWorkspaceBytes } from "../../kernels/conv2d.ts";

@@ -7,7 +7,7 @@
 // imports this file in turn: the cycle is safe because neither module touches
 // the other's bindings while it loads.
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
 import { FUSED_MAX, FUSED_MIN, type SpatialGeometry, spatialGeometry } from "./nn.ts";

@@ -4,76 +4,15 @@
 //
 // No @assemblyscript/loader: every export takes and returns plain numbers and
 // pointers, so instantiation plus an `abort` import is all a loader would do.
+// The exports' signatures and names are generated from assembly/ by the build
+// (build/attnround.exports.ts), so every call is checked against the kernels.
 //
 // Where the module comes from is the entry point's business, not this file's:
 // mod.ts compiles the bytes embedded in build/attnround.wasm.ts (src/init.ts),
 // mod.edge.ts hands over the module its runtime's bundler precompiled
 // (src/init-edge.ts), and a caller may always pass one in.
+import { kernelExportNames, type KernelExports } from "../build/attnround.exports.ts";
 import { AttnroundError } from "./errors.ts";
-
-export interface KernelExports {
-  memory: WebAssembly.Memory;
-  alloc(bytes: number): number;
-  free(ptr: number): void;
-  gemm(
-    transA: number,
-    transB: number,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    ldc: number,
-    accumulate: number,
-  ): void;
-  conv2dPackWeights(m: number, group: number, kTotal: number, w: number, dst: number): void;
-  conv2dPacked(...args: number[]): void;
-  conv2dDepthwise(...args: number[]): void;
-  maxPool2d(...args: number[]): void;
-  averagePool2d(...args: number[]): void;
-  globalAveragePool(planes: number, size: number, x: number, y: number): void;
-  binary(op: number, a: number, b: number, y: number, ...dimsAndStrides: number[]): void;
-  unary(op: number, x: number, y: number, length: number, alpha: number, beta: number): void;
-  convTranspose2d(...args: number[]): void;
-  gaussianFill(seed: number, firstLo: number, firstHi: number, count: number, out: number): void;
-  philoxBlocks(...args: number[]): void;
-  searchScales(...args: number[]): number;
-  fakeQuantNearest(...args: number[]): void;
-  lsqForward(...args: number[]): void;
-  lsqBackward(...args: number[]): number;
-  attentionInit(...args: number[]): void;
-  attentionStochastic(...args: number[]): void;
-  attentionExpected(...args: number[]): void;
-  adaroundInit(...args: number[]): void;
-  adaroundForward(...args: number[]): void;
-  adaroundRegularizer(...args: number[]): number;
-  roundingBackward(dWhat: number, grad: number, n: number, dLatent: number, accumulate: number): void;
-  adamStep(...args: number[]): void;
-  conv2dFlipWeights(m: number, group: number, cg: number, taps: number, w: number, dst: number): void;
-  conv2dBackwardWeights(...args: number[]): void;
-  conv2dDepthwiseBackwardWeights(...args: number[]): void;
-  conv2dDepthwiseBackwardInput(...args: number[]): void;
-  maxPool2dBackward(...args: number[]): void;
-  averagePool2dBackward(...args: number[]): void;
-  globalAveragePoolBackward(planes: number, size: number, dy: number, dx: number): void;
-  reduceToShape(x: number, y: number, ySize: number, scale: number, ...dimsAndStrides: number[]): void;
-  unaryGrad(
-    op: number,
-    x: number,
-    y: number,
-    dy: number,
-    dx: number,
-    length: number,
-    alpha: number,
-    beta: number,
-  ): void;
-  stridedCopy(src: number, dst: number, ...dimsAndStrides: number[]): void;
-  gramSmaller(w: number, m: number, n: number, g: number): number;
-  choleskyLogDet(a: number, s: number, c: number): number;
-}
 
 export interface InitOptions {
   /** A precompiled module, for runtimes that forbid compiling wasm from bytes. */
@@ -117,49 +56,7 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
   }
   const instance = await WebAssembly.instantiate(module, { env: { abort } });
   const exports = instance.exports as unknown as KernelExports;
-  for (
-    const name of [
-      "memory",
-      "alloc",
-      "free",
-      "gemm",
-      "conv2dPackWeights",
-      "conv2dPacked",
-      "conv2dDepthwise",
-      "maxPool2d",
-      "averagePool2d",
-      "globalAveragePool",
-      "binary",
-      "unary",
-      "convTranspose2d",
-      "gaussianFill",
-      "philoxBlocks",
-      "searchScales",
-      "fakeQuantNearest",
-      "lsqForward",
-      "lsqBackward",
-      "attentionInit",
-      "attentionStochastic",
-      "attentionExpected",
-      "adaroundInit",
-      "adaroundForward",
-      "adaroundRegularizer",
-      "roundingBackward",
-      "adamStep",
-      "conv2dFlipWeights",
-      "conv2dBackwardWeights",
-      "conv2dDepthwiseBackwardWeights",
-      "conv2dDepthwiseBackwardInput",
-      "maxPool2dBackward",
-      "averagePool2dBackward",
-      "globalAveragePoolBackward",
-      "reduceToShape",
-      "unaryGrad",
-      "stridedCopy",
-      "gramSmaller",
-      "choleskyLogDet",
-    ] as const
-  ) {
+  for (const name of kernelExportNames) {
     if (!(name in exports)) {
       throw new AttnroundError(
         "WASM_INIT_FAILED",

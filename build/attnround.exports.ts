@@ -16,23 +16,23 @@ export interface KernelExports {
   /** assembly/gemm.ts */
   gemm(transA: i32, transB: i32, m: i32, n: i32, k: i32, a: usize, lda: i32, b: usize, ldb: i32, c: usize, ldc: i32, accumulate: i32): void;
   /** assembly/conv2d.ts */
-  conv2dDepthwise(n: i32, c: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, outH: i32, outW: i32, hp: i32, wq: i32, x: usize, wt: usize, bias: usize, y: usize, lo: f32, hi: f32, workspace: usize): void;
+  conv2dDepthwise(geometry: usize, x: usize, wt: usize, bias: usize, y: usize, lo: f32, hi: f32, workspace: usize): void;
   /** assembly/conv2d.ts */
-  conv2dPacked(n: i32, c: i32, h: i32, w: i32, m: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, group: i32, outH: i32, outW: i32, hp: i32, wq: i32, x: usize, packed: usize, bias: usize, y: usize, lo: f32, hi: f32, workspace: usize): void;
+  conv2dPacked(geometry: usize, x: usize, packed: usize, bias: usize, y: usize, lo: f32, hi: f32, workspace: usize): void;
   /** assembly/conv2d.ts */
   conv2dPackWeights(m: i32, group: i32, kTotal: i32, w: usize, dst: usize): void;
   /** assembly/pool.ts */
-  averagePool2d(planes: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, padBottom: i32, padRight: i32, dh: i32, dw: i32, countIncludePad: i32, outH: i32, outW: i32, hp: i32, wq: i32, x: usize, y: usize, workspace: usize): void;
+  averagePool2d(geometry: usize, countIncludePad: i32, x: usize, y: usize, workspace: usize): void;
   /** assembly/pool.ts */
   globalAveragePool(planes: i32, size: i32, x: usize, y: usize): void;
   /** assembly/pool.ts */
-  maxPool2d(planes: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, outH: i32, outW: i32, hp: i32, wq: i32, x: usize, y: usize, workspace: usize): void;
+  maxPool2d(geometry: usize, x: usize, y: usize, workspace: usize): void;
   /** assembly/binary.ts */
   binary(op: i32, a: usize, b: usize, y: usize, n0: i32, n1: i32, n2: i32, n3: i32, n4: i32, n5: i32, as0: i32, as1: i32, as2: i32, as3: i32, as4: i32, as5: i32, bs0: i32, bs1: i32, bs2: i32, bs3: i32, bs4: i32, bs5: i32): void;
   /** assembly/unary.ts */
   unary(op: i32, x: usize, y: usize, len: i32, alpha: f32, beta: f32): void;
   /** assembly/conv-transpose2d.ts */
-  convTranspose2d(n: i32, c: i32, h: i32, w: i32, m: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, group: i32, outH: i32, outW: i32, x: usize, wt: usize, bias: usize, y: usize, lo: f32, hi: f32, col: usize): void;
+  convTranspose2d(geometry: usize, x: usize, wt: usize, bias: usize, y: usize, lo: f32, hi: f32, col: usize): void;
   /** assembly/random.ts */
   gaussianFill(seed: u32, firstLo: u32, firstHi: u32, count: i32, out: usize): void;
   /** assembly/random.ts */
@@ -62,19 +62,19 @@ export interface KernelExports {
   /** assembly/quant-adam.ts */
   adamStep(param: usize, grad: usize, m: usize, v: usize, n: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, stepSize: f32, invSqrtBias2: f32, eps: f32): void;
   /** assembly/conv2d-grad.ts */
-  conv2dBackwardWeights(n: i32, c: i32, h: i32, w: i32, m: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, group: i32, outH: i32, outW: i32, hp: i32, wq: i32, flat: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
+  conv2dBackwardWeights(geometry: usize, flat: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
-  conv2dDepthwiseBackwardInput(n: i32, c: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, outH: i32, outW: i32, hp: i32, wq: i32, dy: usize, wt: usize, dx: usize, workspace: usize): void;
+  conv2dDepthwiseBackwardInput(geometry: usize, dy: usize, wt: usize, dx: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
-  conv2dDepthwiseBackwardWeights(n: i32, c: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, outH: i32, outW: i32, hp: i32, wq: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
+  conv2dDepthwiseBackwardWeights(geometry: usize, x: usize, dy: usize, dwt: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
   conv2dFlipWeights(m: i32, group: i32, cg: i32, taps: i32, w: usize, dst: usize): void;
   /** assembly/pool-grad.ts */
-  averagePool2dBackward(planes: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, padBottom: i32, padRight: i32, dh: i32, dw: i32, countIncludePad: i32, outH: i32, outW: i32, dy: usize, dx: usize): void;
+  averagePool2dBackward(geometry: usize, countIncludePad: i32, dy: usize, dx: usize): void;
   /** assembly/pool-grad.ts */
   globalAveragePoolBackward(planes: i32, size: i32, dy: usize, dx: usize): void;
   /** assembly/pool-grad.ts */
-  maxPool2dBackward(planes: i32, h: i32, w: i32, kh: i32, kw: i32, sh: i32, sw: i32, padTop: i32, padLeft: i32, dh: i32, dw: i32, outH: i32, outW: i32, x: usize, dy: usize, dx: usize): void;
+  maxPool2dBackward(geometry: usize, x: usize, dy: usize, dx: usize): void;
   /** assembly/binary-grad.ts */
   reduceToShape(x: usize, y: usize, ySize: i32, scale: f32, n0: i32, n1: i32, n2: i32, n3: i32, n4: i32, n5: i32, ys0: i32, ys1: i32, ys2: i32, ys3: i32, ys4: i32, ys5: i32): void;
   /** assembly/unary-grad.ts */

@@ -24,6 +24,7 @@ let pending: Promise<void> | undefined;
 let viewBuffer: ArrayBufferLike | undefined;
 let viewF32: Float32Array = new Float32Array(0);
 let viewU8: Uint8Array = new Uint8Array(0);
+let viewI32: Int32Array = new Int32Array(0);
 
 /**
  * Instantiates the wasm kernels from `options.module`, or else from the module
@@ -92,6 +93,7 @@ function refreshViews(): void {
     viewBuffer = buffer;
     viewF32 = new Float32Array(buffer);
     viewU8 = new Uint8Array(buffer);
+    viewI32 = new Int32Array(buffer);
   }
 }
 
@@ -105,6 +107,12 @@ export function f32(ptr: number, length: number): Float32Array {
 export function u8(ptr: number, length: number): Uint8Array {
   refreshViews();
   return viewU8.subarray(ptr, ptr + length);
+}
+
+/** Int32 view of `length` ints at byte address `ptr`; valid until the next allocation. */
+export function i32(ptr: number, length: number): Int32Array {
+  refreshViews();
+  return viewI32.subarray(ptr >>> 2, (ptr >>> 2) + length);
 }
 
 /** Allocates `bytes` bytes (16-byte aligned) in wasm memory. */

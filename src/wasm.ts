@@ -20,6 +20,9 @@ export interface InitOptions {
 }
 
 let kernels: KernelExports | undefined;
+/** Where small structs of arguments go (kernels/geometry.ts), allocated once at instantiation. */
+let argsPtr = 0;
+const ARGS_BYTES = 128;
 let pending: Promise<void> | undefined;
 let viewBuffer: ArrayBufferLike | undefined;
 let viewF32: Float32Array = new Float32Array(0);
@@ -66,6 +69,7 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
     }
   }
   kernels = exports;
+  argsPtr = exports.alloc(ARGS_BYTES);
 }
 
 // AssemblyScript calls this on a failed allocation or a trap it checks for.
@@ -113,6 +117,19 @@ export function u8(ptr: number, length: number): Uint8Array {
 export function i32(ptr: number, length: number): Int32Array {
   refreshViews();
   return viewI32.subarray(ptr >>> 2, (ptr >>> 2) + length);
+}
+
+/**
+ * The address of a block of `bytes` bytes (at most 128) for a kernel's
+ * arguments, written just before the call. Allocated at instantiation:
+ * passing arguments this way never allocates, so views stay valid across it.
+ */
+export function argBlock(bytes: number): number {
+  if (bytes > ARGS_BYTES) {
+    throw new AttnroundError("INVALID_ARGUMENT", `argBlock: ${bytes} bytes asked, ${ARGS_BYTES} available`);
+  }
+  wasm();
+  return argsPtr;
 }
 
 /** Allocates `bytes` bytes (16-byte aligned) in wasm memory. */

@@ -2,7 +2,7 @@
 // through one pointer: GEOMETRY_FIELDS are its fields in its order, one i32
 // each. The kernel wrappers (conv2d, conv-transpose2d, pool and their
 // backward passes) write it here just before the call.
-import { alloc, i32 } from "../wasm.ts";
+import { argBlock, i32 } from "../wasm.ts";
 import { planeGeometry, type WindowShape } from "./planes.ts";
 
 export const GEOMETRY_FIELDS = [
@@ -40,19 +40,16 @@ export interface GeometryParams extends WindowShape {
   group?: number;
 }
 
-// One struct serves every call: a kernel reads it at its start, and nothing
-// runs between the write and the call.
-let scratch = 0;
-
 /**
  * Writes the geometry of `p` (with the prepared planes' hp and wq, see
- * planes.ts) to wasm memory; returns its address, valid until the next call.
+ * planes.ts) to the argument block and returns its address: one block serves
+ * every call, which the kernel reads at its start.
  */
 export function geometryArg(p: GeometryParams): number {
-  scratch ||= alloc(GEOMETRY_FIELDS.length * 4);
+  const ptr = argBlock(GEOMETRY_FIELDS.length * 4);
   const { hp, wq } = planeGeometry(p);
   const g: Record<(typeof GEOMETRY_FIELDS)[number], number> = { m: 0, group: 1, ...p, hp, wq };
-  const view = i32(scratch, GEOMETRY_FIELDS.length);
+  const view = i32(ptr, GEOMETRY_FIELDS.length);
   for (let i = 0; i < GEOMETRY_FIELDS.length; i++) view[i] = g[GEOMETRY_FIELDS[i]];
-  return scratch;
+  return ptr;
 }

@@ -11,10 +11,10 @@ import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
+import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
 import { inputShapeError, Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free, wasm } from "../wasm.ts";
 import { ActivationCache } from "./cache.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
@@ -52,17 +52,17 @@ const CHUNK = 64;
 const STATE_VERSION = 1;
 
 function runChunks(engine: Engine, inputName: string, source: ActivationCache, sink: ActivationCache): void {
-  const staging = alloc(Math.min(CHUNK, source.length) * source.sampleSize * 4);
+  const staging = new WasmBuffer(Math.min(CHUNK, source.length) * source.sampleSize);
   try {
     for (let start = 0; start < source.length; start += CHUNK) {
       const n = Math.min(CHUNK, source.length - start);
-      source.gather(Array.from({ length: n }, (_, i) => start + i), staging);
-      const out = engine.runInPlace({ [inputName]: new WasmValue(staging, [n, ...source.sampleShape]) });
+      source.gather(Array.from({ length: n }, (_, i) => start + i), staging.ptr);
+      const out = engine.runInPlace({ [inputName]: new WasmValue(staging.ptr, [n, ...source.sampleShape]) });
       const v = Object.values(out)[0] as WasmValue;
       sink.write(start, { ptr: v.ptr, length: v.size });
     }
   } finally {
-    free(staging);
+    staging.dispose();
   }
 }
 
@@ -91,13 +91,12 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
         for (; at < c.length; at += stride) values[index++] = c[at];
         at -= c.length;
       }
-      const ptr = alloc(index * 4);
+      const samples = WasmBuffer.from(values.subarray(0, index));
       try {
-        f32(ptr, index).set(values.subarray(0, index));
-        const q = searchActivationScale(ptr, index, a.bits);
+        const q = searchActivationScale(samples.ptr, index, a.bits);
         Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
       } finally {
-        free(ptr);
+        samples.dispose();
       }
     });
   } finally {
@@ -107,15 +106,12 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
 
 function nearestRows(q: WeightQuantizer): Float32Array {
   const m = q.rowsShape[0], size = q.rows.length;
-  const w = alloc(size * 4), s = alloc(m * 4), z = alloc(m * 4);
+  const w = WasmBuffer.from(q.rows), s = WasmBuffer.from(q.scale), z = WasmBuffer.from(q.zero);
   try {
-    f32(w, size).set(q.rows);
-    f32(s, m).set(q.scale);
-    f32(z, m).set(q.zero);
-    fakeQuantNearest(w, m, size / m, s, z, q.qmin, q.qmax, w);
-    return f32(w, size).slice();
+    fakeQuantNearest(w.ptr, m, size / m, s.ptr, z.ptr, q.qmin, q.qmax, w.ptr);
+    return w.read();
   } finally {
-    free(w), free(s), free(z);
+    w.dispose(), s.dispose(), z.dispose();
   }
 }
 
@@ -328,7 +324,7 @@ export class QuantizationRun {
       this.reports,
       fidelity,
       (performance.now() - this.started) / 1000,
-      { peakCacheBytes: this.peakCacheBytes, wasmHeapBytes: wasm().memory.buffer.byteLength },
+      { peakCacheBytes: this.peakCacheBytes, wasmHeapBytes: wasmHeapBytes() },
     );
     this.finished = quantized;
     this.disposeCaches();

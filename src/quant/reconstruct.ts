@@ -10,6 +10,7 @@ import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
+import { WasmBuffer } from "../kernels/memory.ts";
 import { adamStep } from "../kernels/quant-adam.ts";
 import {
   adaroundForward,
@@ -19,7 +20,6 @@ import {
   attentionStochasticForward,
 } from "../kernels/quant-round.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free } from "../wasm.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
@@ -59,9 +59,9 @@ interface Trained {
   name: string;
   size: number;
   shape: number[];
-  value: number;
-  m1: number;
-  m2: number;
+  value: WasmBuffer;
+  m1: WasmBuffer;
+  m2: WasmBuffer;
 }
 
 const ADAROUND_WARMUP = 0.2, ADAROUND_LAMBDA = 0.01, BETA_START = 20, BETA_END = 2;
@@ -75,13 +75,13 @@ export class BlockTrainer {
   private readonly gradients: Map<string, string>;
   /** Per layer: its latent, and the float weight, scales and zero points it is rounded against (in wasm). */
   private readonly latents:
-    (Trained & { q: WeightQuantizer; seed: number; w: number; s: number; z: number })[];
+    (Trained & { q: WeightQuantizer; seed: number; w: WasmBuffer; s: WasmBuffer; z: WasmBuffer })[];
   private readonly steps: (Trained & { a: ActivationQuantizer; dropSeed: number })[];
-  private readonly owned: number[] = [];
+  private readonly owned: WasmBuffer[] = [];
   private readonly rounding: "attention" | "adaround";
   private readonly sampler: SampleRng;
-  private readonly x: number;
-  private readonly t: number;
+  private readonly x: WasmBuffer;
+  private readonly t: WasmBuffer;
   private readonly batch: number;
 
   constructor(
@@ -105,16 +105,16 @@ export class BlockTrainer {
       const m = q.rowsShape[0], size = q.rows.length;
       const t = this.trained(q.layer.weight, q.rowsShape);
       const w = this.zeroed(size), s = this.zeroed(m), z = this.zeroed(m);
-      f32(w, size).set(q.rows);
-      f32(s, m).set(q.scale);
-      f32(z, m).set(q.zero);
-      if (this.rounding === "attention") attentionInit(w, m, size / m, s, z, t.value);
-      else adaroundInit(w, m, size / m, s, t.value);
+      w.write(q.rows);
+      s.write(q.scale);
+      z.write(q.zero);
+      if (this.rounding === "attention") attentionInit(w.ptr, m, size / m, s.ptr, z.ptr, t.value.ptr);
+      else adaroundInit(w.ptr, m, size / m, s.ptr, t.value.ptr);
       return { ...t, q, seed: seedFor(o.seed, q.layer.weight), w, s, z };
     });
     this.steps = acts.map((a) => {
       const t = this.trained(a.tensor, [1]);
-      f32(t.value, 1)[0] = a.step;
+      t.value.f32()[0] = a.step;
       return { ...t, a, dropSeed: seedFor(o.seed, `${a.tensor} drop`) };
     });
     this.batch = Math.min(o.batchSize, inputs.length);
@@ -123,11 +123,10 @@ export class BlockTrainer {
     this.sampler = new SampleRng(seedFor(o.seed, `block ${blockIndex}`));
   }
 
-  private zeroed(floats: number): number {
-    const ptr = alloc(Math.max(floats, 1) * 4);
-    this.owned.push(ptr);
-    f32(ptr, floats).fill(0);
-    return ptr;
+  private zeroed(floats: number): WasmBuffer {
+    const buffer = new WasmBuffer(floats);
+    this.owned.push(buffer);
+    return buffer;
   }
 
   private trained(name: string, shape: number[]): Trained {
@@ -154,16 +153,16 @@ export class BlockTrainer {
         );
       }
       for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
-      this.inputs.gather(indices, this.x);
-      this.targets.gather(indices, this.t);
+      this.inputs.gather(indices, this.x.ptr);
+      this.targets.gather(indices, this.t.ptr);
       const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
       const feeds: Record<string, WasmValue | Tensor> = {
-        [this.block.inputs[0].name]: new WasmValue(this.x, [this.batch, ...this.inputs.sampleShape]),
-        [TARGET]: new WasmValue(this.t, [this.batch, ...this.targets.sampleShape]),
+        [this.block.inputs[0].name]: new WasmValue(this.x.ptr, [this.batch, ...this.inputs.sampleShape]),
+        [TARGET]: new WasmValue(this.t.ptr, [this.batch, ...this.targets.sampleShape]),
         [SIGMA]: new Tensor(new Float32Array([sigma]), []),
       };
       for (const l of this.latents) {
-        feeds[latentName(l.name)] = new WasmValue(l.value, l.shape);
+        feeds[latentName(l.name)] = new WasmValue(l.value.ptr, l.shape);
         if (this.rounding === "attention") {
           // Iteration it reads the layer's Gaussian stream from element it·size on.
           feeds[rngName(l.name)] = new Tensor(
@@ -173,7 +172,7 @@ export class BlockTrainer {
         }
       }
       for (const s of this.steps) {
-        feeds[stepName(s.name)] = new WasmValue(s.value, [1]);
+        feeds[stepName(s.name)] = new WasmValue(s.value.ptr, [1]);
         if (o.activationDrop > 0) {
           feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
         }
@@ -187,15 +186,26 @@ export class BlockTrainer {
         if (this.rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
           const progress = (it - ADAROUND_WARMUP * o.iterations) / ((1 - ADAROUND_WARMUP) * o.iterations);
           const beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + Math.cos(Math.PI * progress));
-          adaroundRegularizer(l.value, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
+          adaroundRegularizer(l.value.ptr, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
         }
-        adamStep(l.value, grad.ptr, l.m1, l.m2, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
+        adamStep(l.value.ptr, grad.ptr, l.m1.ptr, l.m2.ptr, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
       }
       for (const s of this.steps) {
         const grad = out[this.gradients.get(stepName(s.name))!] as WasmValue | undefined;
         if (!grad) continue;
-        adamStep(s.value, grad.ptr, s.m1, s.m2, 1, o.activationLearningRate, 0.9, 0.999, 1e-8, it + 1);
-        const step = f32(s.value, 1);
+        adamStep(
+          s.value.ptr,
+          grad.ptr,
+          s.m1.ptr,
+          s.m2.ptr,
+          1,
+          o.activationLearningRate,
+          0.9,
+          0.999,
+          1e-8,
+          it + 1,
+        );
+        const step = s.value.f32();
         step[0] = Math.max(step[0], 1e-8);
       }
       this.iteration++;
@@ -217,9 +227,9 @@ export class BlockTrainer {
     const tensors: TrainerState["tensors"] = {};
     for (const t of [...this.latents, ...this.steps]) {
       tensors[t.name] = {
-        value: f32(t.value, t.size).slice(),
-        m1: f32(t.m1, t.size).slice(),
-        m2: f32(t.m2, t.size).slice(),
+        value: t.value.read(),
+        m1: t.m1.read(),
+        m2: t.m2.read(),
       };
     }
     return {
@@ -237,9 +247,9 @@ export class BlockTrainer {
       if (!saved || saved.value.length !== t.size) {
         throw new AttnroundError("INVALID_DATA", `the saved state has no matching values for "${t.name}"`);
       }
-      f32(t.value, t.size).set(saved.value);
-      f32(t.m1, t.size).set(saved.m1);
-      f32(t.m2, t.size).set(saved.m2);
+      t.value.write(saved.value);
+      t.m1.write(saved.m1);
+      t.m2.write(saved.m2);
     }
     this.iteration = s.iteration;
     this.sampler.state = s.sampler;
@@ -249,23 +259,23 @@ export class BlockTrainer {
 
   /** Final hard-rounded weights (rows layout, by weight name); writes the learned steps back to the quantizers. */
   finish(): Map<string, Float32Array> {
-    for (const s of this.steps) s.a.step = f32(s.value, 1)[0];
+    for (const s of this.steps) s.a.step = s.value.f32()[0];
     const weights = new Map<string, Float32Array>();
     for (const l of this.latents) {
       const q = l.q, m = q.rowsShape[0], k = l.size / m;
       const out = this.zeroed(l.size);
       if (this.rounding === "attention") {
-        attentionStochasticForward(l.value, m, k, l.s, l.z, q.qmin, q.qmax, 0, 0, 0, out, 0);
+        attentionStochasticForward(l.value.ptr, m, k, l.s.ptr, l.z.ptr, q.qmin, q.qmax, 0, 0, 0, out.ptr, 0);
       } else {
-        adaroundForward(l.w, l.value, m, k, l.s, l.z, q.qmin, q.qmax, true, out, 0);
+        adaroundForward(l.w.ptr, l.value.ptr, m, k, l.s.ptr, l.z.ptr, q.qmin, q.qmax, true, out.ptr, 0);
       }
-      weights.set(l.name, f32(out, l.size).slice());
+      weights.set(l.name, out.read());
     }
     return weights;
   }
 
   dispose(): void {
-    for (const ptr of this.owned) free(ptr);
+    for (const buffer of this.owned) buffer.dispose();
     this.owned.length = 0;
     this.engine.dispose();
   }

@@ -1,7 +1,8 @@
 // What the library does with each zoo model today: loadModel, one forward pass
 // checked against onnxruntime-node, the time of one batch-1 pass in both, and a
-// short W8A8 quantization (4 random samples, 2 iterations per block) whose
-// export is re-run in onnxruntime-node. Every model runs in its own process
+// short W8A8 quantization (4 random samples, 2 iterations per block; again with
+// rounding "nearest" if a block cannot be reconstructed) whose export is re-run
+// in onnxruntime-node and in the engine. Every model runs in its own process
 // with a time limit, so that a crash or a slow model cannot stop the rest.
 //
 //   deno task zoo:probe [--dir DIR] [--only a,b] [--run-seconds 120] [--quantize-seconds 60]
@@ -26,7 +27,7 @@ type Step =
   | { step: "timing"; engineMs?: number; ortMs?: number; error?: string }
   | { step: "quantize-start" }
   | { step: "progress"; at: string }
-  | { step: "quantize"; ms?: number; blocks?: number; error?: string; at?: string }
+  | { step: "quantize" | "nearest" } & QuantizeResult
   | { step: "export"; error?: string } & ExportDifferences;
 
 /**
@@ -41,6 +42,14 @@ interface ExportDifferences {
   float?: Difference;
 }
 
+interface QuantizeResult {
+  ms?: number;
+  blocks?: number;
+  error?: string;
+  /** Where the run was when it failed. */
+  at?: string;
+}
+
 interface ProbeResult {
   name: string;
   file: string;
@@ -49,7 +58,9 @@ interface ProbeResult {
   ort?: { loadMs?: number; error?: string };
   run?: { batch: number; error?: string } & Partial<Difference>;
   timing?: { engineMs?: number; ortMs?: number; error?: string };
-  quantize?: { ms?: number; blocks?: number; error?: string; at?: string };
+  quantize?: QuantizeResult;
+  /** rounding "nearest", tried when the attention rounding fails with UNSUPPORTED_MODEL. */
+  nearest?: QuantizeResult;
   export?: { error?: string } & ExportDifferences;
   /** Set when the process was stopped or died. */
   ended?: string;
@@ -241,30 +252,39 @@ async function probeOne(model: ZooModel): Promise<void> {
   }
   if (!withQuantize) return;
 
-  emit({ step: "quantize-start" });
   const calibration = samples(input, 4, 101);
-  let at = "start";
-  let blocks: number | undefined;
-  let q: Awaited<ReturnType<typeof lib.quantize>>;
-  t0 = performance.now();
-  try {
-    q = await lib.quantize(loaded, new lib.Tensor(calibration.data, calibration.shape), {
-      weightBits: 8,
-      activationBits: 8,
-      iterations: 2,
-      batchSize: 2,
-      signal: AbortSignal.timeout(quantizeSeconds * 1000),
-      onProgress: (p) => {
-        const where = p.phase === "reconstruct" ? `reconstruct block ${p.block! + 1}/${p.blocks}` : p.phase;
-        blocks = p.blocks ?? blocks;
-        if (where !== at) emit({ step: "progress", at: at = where });
-      },
-    });
-    emit({ step: "quantize", ms: performance.now() - t0, blocks });
-  } catch (e) {
-    emit({ step: "quantize", ms: performance.now() - t0, error: describe(e), at });
-    return;
+  const attempt = async (rounding: "attention" | "nearest") => {
+    emit({ step: "quantize-start" });
+    let at = "start";
+    let blocks: number | undefined;
+    const t0 = performance.now();
+    try {
+      const q = await lib.quantize(loaded, new lib.Tensor(calibration.data, calibration.shape), {
+        weightBits: 8,
+        activationBits: 8,
+        iterations: 2,
+        batchSize: 2,
+        rounding,
+        signal: AbortSignal.timeout(quantizeSeconds * 1000),
+        onProgress: (p) => {
+          const where = p.phase === "reconstruct" ? `reconstruct block ${p.block! + 1}/${p.blocks}` : p.phase;
+          blocks = p.blocks ?? blocks;
+          if (where !== at) emit({ step: "progress", at: at = where });
+        },
+      });
+      return { q, result: { ms: performance.now() - t0, blocks } };
+    } catch (e) {
+      return { result: { ms: performance.now() - t0, error: describe(e), at } };
+    }
+  };
+  let { q, result } = await attempt("attention");
+  emit({ step: "quantize", ...result });
+  if (result.error?.startsWith("UNSUPPORTED_MODEL")) {
+    // The error says rounding to nearest needs no backward: see whether it gets further.
+    ({ q, result } = await attempt("nearest"));
+    emit({ step: "nearest", ...result });
   }
+  if (!q) return;
   try {
     const exported = q.toOnnx();
     const ours = q.run({ [input.name]: new lib.Tensor(one.data, one.shape) });
@@ -336,7 +356,10 @@ async function probeInChild(model: ZooModel): Promise<ProbeResult> {
       child.kill("SIGKILL");
       result.ended = `stopped after the time limit, in ${stage}`;
       if (stage.startsWith("quantize")) {
-        result.quantize = { error: "time limit", at: stage.replace(/^quantize: /, "") };
+        result[result.quantize ? "nearest" : "quantize"] = {
+          error: "time limit",
+          at: stage.replace(/^quantize: /, ""),
+        };
       }
       break;
     }
@@ -355,7 +378,7 @@ async function probeInChild(model: ZooModel): Promise<ProbeResult> {
       } else {
         const { step: name, ...rest } = step;
         (result as unknown as Record<string, unknown>)[name] = rest;
-        stage = name === "quantize" ? "export" : `after ${name}`;
+        stage = `after ${name}`;
       }
     }
   }
@@ -377,6 +400,14 @@ const fails = (error: string) => `fails (${error.split(":")[0]})`;
 const fixed = (x: number | undefined, digits = 0) => (x === undefined ? "" : x.toFixed(digits));
 const sci = (x: number) => x.toExponential(1);
 
+function quantizeCell(q: QuantizeResult | undefined): string {
+  if (!q) return "";
+  const seconds = q.ms === undefined ? [] : [`${fixed(q.ms / 1000)} s`];
+  const limited = q.error?.startsWith("ABORTED") || q.error === "time limit";
+  if (q.error) return [limited ? "time limit" : fails(q.error), ...seconds, `at ${q.at}`].join(", ");
+  return ["ok", ...seconds, ...(q.blocks ? [`${q.blocks} blocks`] : [])].join(", ");
+}
+
 function cells(r: ProbeResult): string[] {
   const load = r.load?.error
     ? fails(r.load.error)
@@ -390,15 +421,7 @@ function cells(r: ProbeResult): string[] {
     : r.run?.maxRel !== undefined
     ? `max ${sci(r.run.maxRel)}, rms ${sci(r.run.rmsRel!)} (b${r.run.batch})`
     : "";
-  const q = r.quantize;
-  const seconds = q?.ms === undefined ? "" : `${fixed(q.ms / 1000)} s, `;
-  const quantize = !q
-    ? ""
-    : q.error?.startsWith("ABORTED") || q.error === "time limit"
-    ? `time limit, ${seconds}at ${q.at}`
-    : q.error
-    ? `${fails(q.error)}, ${seconds}at ${q.at}`
-    : `ok, ${seconds}${q.blocks ?? "?"} blocks`;
+  const quantize = quantizeCell(r.quantize) + (r.nearest ? `; nearest: ${quantizeCell(r.nearest)}` : "");
   const e = r.export;
   const exported = e?.error
     ? fails(e.error)
@@ -427,7 +450,7 @@ function table(results: ProbeResult[]): string {
     "engine vs onnxruntime-node, rel. error",
     "engine ms (b1)",
     "onnxruntime-node ms (b1)",
-    "quantize W8A8",
+    "quantize W8A8, 4 samples, 2 iterations",
     "export run by … vs q.run, rms rel. error",
   ];
   const rows = results.map(cells);
@@ -445,6 +468,7 @@ function problems(results: ProbeResult[]): string {
       ["run", r.run?.error],
       ["timing", r.timing?.error],
       ["quantize", r.quantize?.error && `${r.quantize.error} (at ${r.quantize.at})`],
+      ["quantize, nearest", r.nearest?.error && `${r.nearest.error} (at ${r.nearest.at})`],
       ["export", r.export?.error],
       ["process", r.ended],
     ].filter(([, e]) => e);

@@ -6,7 +6,7 @@
 // with a time limit, so that a crash or a slow model cannot stop the rest.
 //
 //   deno task zoo:probe [--dir DIR] [--only a,b] [--run-seconds 120] [--quantize-seconds 60]
-//                       [--no-quantize] [--out FILE.json]
+//                       [--no-quantize] [--out FILE.json] [--md FILE.md]
 //
 // Samples are seeded uniform noise in each input's range (zoo/manifest.json);
 // the batch is 2 where the model's batch is dynamic, else 1. Errors are
@@ -477,6 +477,23 @@ function problems(results: ProbeResult[]): string {
   return out.join("\n");
 }
 
+/** Where the numbers come from: command, commit, runtimes. */
+async function context(): Promise<string> {
+  const git = await new Deno.Command("git", { args: ["rev-parse", "--short", "HEAD"], stdout: "piped" })
+    .output().catch(() => undefined);
+  const commit = git?.success ? new TextDecoder().decode(git.stdout).trim() : "unknown";
+  return [
+    `# zoo:probe, ${new Date().toISOString().slice(0, 10)}`,
+    "",
+    `\`deno task zoo:probe ${args.join(" ")}\` at commit ${commit}; Deno ${Deno.version.deno},`,
+    `onnxruntime-node 1.30.0; both engines on one thread; ${navigator.hardwareConcurrency} logical cores,` +
+    ` load average ${
+      Deno.loadavg().map((l) => l.toFixed(1)).join(" ")
+    } at the end (times move with the load).`,
+    "",
+  ].join("\n");
+}
+
 // ---------------------------------------------------------------- main
 
 const childName = flagValue(args, "child");
@@ -494,9 +511,11 @@ if (childName) {
     results.push(result);
     console.error(`${model.name}: ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   }
-  console.log(table(results));
   const listed = problems(results);
-  if (listed) console.log(`\n${listed}`);
+  const report = `${table(results)}\n${listed ? `\n${listed}\n` : ""}`;
+  console.log(report);
   const outFile = flagValue(args, "out");
   if (outFile) await Deno.writeTextFile(outFile, JSON.stringify(results, null, 2) + "\n");
+  const mdFile = flagValue(args, "md");
+  if (mdFile) await Deno.writeTextFile(mdFile, `${await context()}\n${report}`);
 }

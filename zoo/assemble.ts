@@ -8,6 +8,9 @@
 //   deno task zoo [--dir DIR] [--only a,b] [--force] [--shared DIR] [--python PATH]
 //                 [--write-manifest]
 //
+// The folder defaults as zooDir() in zoo/manifest.ts says ($ATTNROUND_ZOO, else
+// the user's cache folder); the Python is /usr/bin/python3 unless --python or
+// $ATTNROUND_PYTHON names another.
 // --write-manifest records the assembled files' bytes, sha256 and input/output
 // shapes (read with onnxruntime-node) in zoo/manifest.json.
 import { readFromTgz } from "./tar.ts";

@@ -517,5 +517,9 @@ if (childName) {
   const outFile = flagValue(args, "out");
   if (outFile) await Deno.writeTextFile(outFile, JSON.stringify(results, null, 2) + "\n");
   const mdFile = flagValue(args, "md");
-  if (mdFile) await Deno.writeTextFile(mdFile, `${await context()}\n${report}`);
+  if (mdFile) {
+    await Deno.writeTextFile(mdFile, `${await context()}\n${report}`);
+    // Wrapped as the repository's deno fmt wants it, so the file can be committed as written.
+    await new Deno.Command(Deno.execPath(), { args: ["fmt", "--quiet", mdFile] }).output();
+  }
 }

@@ -19,12 +19,31 @@ export interface BlockLike {
 export function blockGraph(graph: Graph, block: BlockLike): Graph {
   const own = new Set(block.nodes);
   const produced = new Set(block.nodes.flatMap((n) => n.outputs));
-  const needed = new Set(block.nodes.flatMap((n) => n.inputs).filter((name) => name && !produced.has(name)));
-  // Constant nodes outside the block whose values it reads come along.
-  const constants = graph.nodes.filter((n) =>
-    !own.has(n) && n.opType === "Constant" && needed.has(n.outputs[0])
-  );
-  const initializers = new Map([...graph.initializers].filter(([name]) => needed.has(name)));
+  const producer = new Map(graph.nodes.flatMap((n) => n.outputs.map((o) => [o, n] as const)));
+  // Values computed from constants alone are no block's input (the partition places their nodes
+  // where their inputs are): the nodes outside the block that compute the ones it reads come along.
+  const constant = new Map<string, boolean>();
+  const isConstant = (name: string): boolean => {
+    if (name === "" || graph.initializers.has(name)) return true;
+    if (!constant.has(name)) {
+      const p = producer.get(name);
+      constant.set(name, p !== undefined && p.inputs.every(isConstant));
+    }
+    return constant.get(name)!;
+  };
+  const carried = new Set<Node>();
+  const initializers = new Map<string, Tensor>();
+  const bring = (name: string) => {
+    if (!name || produced.has(name)) return;
+    const init = graph.initializers.get(name);
+    if (init) return void initializers.set(name, init);
+    const p = producer.get(name);
+    if (!p || own.has(p) || carried.has(p) || !isConstant(name)) return;
+    p.inputs.forEach(bring);
+    carried.add(p);
+  };
+  block.nodes.forEach((n) => n.inputs.forEach(bring));
+  const constants = graph.nodes.filter((n) => carried.has(n));
   const subgraph: Graph = {
     nodes: [...constants, ...block.nodes],
     initializers,

@@ -4,6 +4,7 @@
 // block that cannot be reconstructed or a run that cannot fit fails at once.
 import assert from "node:assert/strict";
 import { AttnroundError, init, loadModel, quantize, Tensor } from "../mod.ts";
+import { detectRuntime } from "../src/cli/runtime.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { registerOps } from "../src/engine/registry.ts";
 import { nodeProto, valueInfoProto } from "../src/export/proto.ts";
@@ -103,6 +104,23 @@ Deno.test("preflight: a budget too small for the mini-batch trains it in shards,
   const agree = p.filter((c, i) => c === q[i]).length;
   assert.ok(agree >= 291, `top-1 agrees on ${agree} of 300 images`);
   whole.dispose(), sharded.dispose(), model.dispose();
+});
+
+Deno.test("preflight: caches larger than the budget go to a spill store, and train alike", async () => {
+  await init();
+  const model = loadModel(readFixture("resnet18_fmnist.onnx"));
+  const calib = calibration(96);
+  const options = { ...settings, batchSize: 32, iterations: 10 };
+  const spill = (await detectRuntime()).spill;
+  const free = await quantize(model, calib, options);
+  const spilled = await quantize(model, calib, { ...options, memoryBudget: 2 ** 24, spill });
+  assert.equal(spilled.report.memory.peakCacheBytes, 0, "no cache in memory");
+  assert.ok(free.report.memory.peakCacheBytes > 0);
+  const x = testImages(300);
+  const p = argmaxRows(free.run({ input: x }).logits), q = argmaxRows(spilled.run({ input: x }).logits);
+  const agree = p.filter((c, i) => c === q[i]).length;
+  assert.ok(agree >= 291, `top-1 agrees on ${agree} of 300 images`);
+  free.dispose(), spilled.dispose(), model.dispose();
 });
 
 Deno.test("preflight: a block holding an op without a backward fails in seconds, naming the node, before any iteration", async () => {

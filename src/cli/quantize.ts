@@ -195,7 +195,12 @@ export async function quantizeCommand(
       rt,
       out,
       (signal) =>
-        quantize(model, calib.x, { ...options, signal, onProgress: printer && ((e) => printer.event(e)) }),
+        quantize(model, calib.x, {
+          ...options,
+          signal,
+          spill: rt.spill,
+          onProgress: printer && ((e) => printer.event(e)),
+        }),
     );
   } finally {
     printer?.finish();

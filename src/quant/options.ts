@@ -1,6 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError } from "../errors.ts";
+import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
 export type RoundingMode = "attention" | "adaround" | "nearest";
@@ -71,8 +72,25 @@ export interface QuantizeOptions {
    * summed. A run that cannot fit fails before it starts, saying what would.
    */
   memoryBudget: number;
+  /**
+   * Where caches that do not fit the budget go (a file the runtime opens; the
+   * command line gives one): without it, such a run fails before it starts.
+   */
+  spill?: SpillStore;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+}
+
+/** Options that belong to the caller's runtime, not to the result: never saved in a run's state nor reported. */
+export type RuntimeOptions = Pick<QuantizeOptions, "onProgress" | "signal" | "spill">;
+
+/** The options that make the result: what the report and a saved state record. */
+export type QuantizeSettings = Omit<QuantizeOptions, keyof RuntimeOptions>;
+
+/** The settings of resolved options, without the runtime's. */
+export function settingsOf(o: QuantizeOptions): QuantizeSettings {
+  const { onProgress: _p, signal: _s, spill: _f, ...settings } = o;
+  return settings;
 }
 
 /** What quantize() takes: any of the options, and any of attention's fields (the rest are defaults). */
@@ -84,7 +102,7 @@ export type QuantizeOptionsInput = Partial<Omit<QuantizeOptions, "attention">> &
  * The settings quantize() uses for every option the caller leaves out
  * (frozen). The command line's defaults are these too.
  */
-export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "signal">> = Object.freeze({
+export const defaultOptions: Readonly<QuantizeSettings> = Object.freeze({
   weightBits: 4,
   activationBits: 4,
   rounding: "attention",

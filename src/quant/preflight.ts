@@ -40,6 +40,8 @@ export interface RunPlan {
   forwardSamples: number;
   /** Most samples in one training run of a block; a larger mini-batch is split into shards. */
   trainingSamples: number;
+  /** Whether the activation caches go to the spill store, not fitting the budget. */
+  spill: boolean;
   /** Bytes of the budget for the engine's working memory. */
   workingBytes: number;
   /** Estimates in bytes: engine memory per sample forward and training, and the caches' peak. */
@@ -179,7 +181,8 @@ export function preflight(
       } allows: raise the budget (memoryBudget, --memory)`,
     );
   }
-  if (cachePeak > o.memoryBudget - working) {
+  const spill = cachePeak > o.memoryBudget - working;
+  if (spill && !o.spill) {
     throw new AttnroundError(
       "MEMORY_BUDGET",
       `the cached block inputs and targets of ${calib.count} samples need about ${
@@ -193,6 +196,7 @@ export function preflight(
   return {
     graph,
     blocks,
+    spill,
     ...fitting,
     forwardSamples: samplesFitting(fitting, forwardPerSample),
     trainingSamples: samplesFitting(fitting, trainingPerSample),

@@ -28,7 +28,10 @@ import {
   type ProgressEvent,
   type QuantizeOptions,
   type QuantizeOptionsInput,
+  type QuantizeSettings,
   resolveOptions,
+  type RuntimeOptions,
+  settingsOf,
 } from "./options.ts";
 import { type Block } from "../graph/partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
@@ -141,7 +144,7 @@ function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
 interface SavedState {
   version: number;
   fingerprint: string;
-  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  settings: QuantizeSettings;
   block: number;
   steps: Record<string, number>;
   finalRows: Record<string, Float32Array>;
@@ -149,7 +152,8 @@ interface SavedState {
   trainer?: TrainerState;
 }
 
-export type RunCallbacks = Pick<QuantizeOptions, "onProgress" | "signal">;
+/** What a resumed run takes besides its saved settings: the caller's runtime hooks. */
+export type RunCallbacks = RuntimeOptions;
 
 export class QuantizationRun {
   private block = 0;
@@ -175,9 +179,16 @@ export class QuantizationRun {
     private readonly fingerprint: string,
   ) {
     this.trainCount = calib.count - this.holdout;
-    this.floatIn = new ActivationCache(calib.sampleShape, this.trainCount);
+    this.floatIn = this.cache(calib.sampleShape);
     this.floatIn.write(0, calib.data.subarray(0, this.trainCount * this.sampleSize));
     this.quantIn = this.floatIn;
+  }
+
+  /** A cache for one tensor of every training sample: in memory, or in a spill file when the plan says so. */
+  private cache(sampleShape: readonly number[]): ActivationCache {
+    return new ActivationCache(sampleShape, this.trainCount, {
+      spill: this.plan.spill ? this.o.spill : undefined,
+    });
   }
 
   private get holdout(): number {
@@ -289,7 +300,7 @@ export class QuantizationRun {
 
   /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
   state(): Uint8Array {
-    const { onProgress: _p, signal: _s, ...settings } = this.o;
+    const settings = settingsOf(this.o);
     const saved: SavedState = {
       version: STATE_VERSION,
       fingerprint: this.fingerprint,
@@ -371,7 +382,7 @@ export class QuantizationRun {
           ...this.floatIn.sampleShape,
         ]),
       });
-      this.targets = new ActivationCache(probe[graph.outputs[0].name].shape.slice(1), this.trainCount);
+      this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
       runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets, this.plan.forwardSamples);
     } finally {
       floatEngine.dispose();
@@ -407,7 +418,7 @@ export class QuantizationRun {
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
     const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
-    const quantOut = new ActivationCache(this.targets!.sampleShape, this.trainCount);
+    const quantOut = this.cache(this.targets!.sampleShape);
     try {
       runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut, this.plan.forwardSamples);
     } finally {

@@ -8,7 +8,7 @@ import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
-import type { QuantizeOptions } from "./options.ts";
+import { type QuantizeOptions, type QuantizeSettings, settingsOf } from "./options.ts";
 
 export interface Fidelity {
   /** Held-back calibration samples compared. */
@@ -41,7 +41,7 @@ export interface LayerReport {
 }
 
 export interface QuantizationReport {
-  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  settings: QuantizeSettings;
   layers: LayerReport[];
   activations: { tensor: string; bits: number; step: number; zero: number }[];
   blocks: { index: number; layers: string[]; losses: number[]; lossEvery: number; msPerIteration: number }[];
@@ -209,7 +209,7 @@ export class QuantizedModel {
     seconds: number,
     memory: QuantizationReport["memory"],
   ): QuantizationReport {
-    const { onProgress: _p, signal: _s, ...settings } = o;
+    const settings = settingsOf(o);
     const layers = this.weights.map((q): LayerReport => {
       const rows = this.finalRows.get(q.layer.weight)!;
       const m = q.rowsShape[0], k = rows.length / m;

@@ -17,6 +17,7 @@ import { Tensor } from "../tensor.ts";
 import type { CalibrationSet } from "./calibration.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import type { QuantizeOptions } from "./options.ts";
+import { localizeShapes } from "./shapes.ts";
 import { latentName, LOSS, stepName, trainingGraph } from "./qgraph.ts";
 
 /** Samples one forward run holds at most (more gains no speed). */
@@ -144,7 +145,7 @@ export function preflight(
   o: QuantizeOptions,
 ): RunPlan {
   const freed = batchableGraph(model, calib);
-  const graph = freed ?? model;
+  const graph = !freed ? model : calib.count >= 2 ? localizeShapes(freed, samples(calib, 0, 2)) : freed;
   const input = graph.inputs[0].name;
   // One sample through the whole model: shapes, ops and the engine's memory per sample.
   const engine = new Engine(graph);

@@ -145,17 +145,21 @@ export function preflight(
   o: QuantizeOptions,
 ): RunPlan {
   const freed = batchableGraph(model, calib);
-  const graph = !freed ? model : calib.count >= 2 ? localizeShapes(freed, samples(calib, 0, 2)) : freed;
-  const input = graph.inputs[0].name;
-  // One sample through the whole model: shapes, ops and the engine's memory per sample.
-  const engine = new Engine(graph);
-  let forwardPerSample: number, tensorBytes: Map<string, number>;
+  const input = model.inputs[0].name;
+  let graph = freed ?? model, forwardPerSample: number, tensorBytes: Map<string, number>;
+  // Samples through the model, named as the calibration set in errors: shape values, ops, memory per sample.
   try {
-    ({ arenaBytes: forwardPerSample, tensorBytes } = engine.plannedMemory({ [input]: samples(calib, 0, 1) }));
+    if (freed && calib.count >= 2) graph = localizeShapes(freed, samples(calib, 0, 2));
+    const engine = new Engine(graph);
+    try {
+      ({ arenaBytes: forwardPerSample, tensorBytes } = engine.plannedMemory({
+        [input]: samples(calib, 0, 1),
+      }));
+    } finally {
+      engine.dispose();
+    }
   } catch (e) {
-    throw inputShapeError(graph.inputs, { [input]: { shape: [1, ...calib.sampleShape] } }, e);
-  } finally {
-    engine.dispose();
+    throw inputShapeError(model.inputs, { [input]: { shape: [calib.count, ...calib.sampleShape] } }, e);
   }
   const blocks = partitionBlocks(graph);
   checkBlocks(graph, blocks, weights, acts, o);

@@ -30,7 +30,6 @@ import { quantLevels, roundHalfEven } from "../kernels/quant.ts";
 import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
-import { stepName } from "./qgraph.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
 
 const INT32_MAX = 2147483647;
@@ -215,8 +214,9 @@ export function integerGraph(
     const nodes: Node[] = [];
     if (!levelsOf.has(x)) {
       levelsOf.add(x);
+      initializers.set(`${x}:input_step`, new Tensor(new Float32Array([input.step]), [1]));
       nodes.push(
-        node(`${x}:to_levels`, "Div", [x, stepName(x)], [`${x}:divided`]),
+        node(`${x}:to_levels`, "Div", [x, `${x}:input_step`], [`${x}:divided`]),
         node(`${x}:round`, "Round", [`${x}:divided`], [xLevels]),
       );
     }

@@ -33,6 +33,8 @@ export const dropRngName = (tensor: string) => `${tensor}:drop_rng`;
 export const SIGMA = "attnround:sigma";
 export const TARGET = "attnround:target";
 export const LOSS = "attnround:loss";
+/** int64 [first sample, batch size]: which part of the mini-batch a training run holds (see BlockTrainer). */
+export const SHARD = "attnround:shard";
 
 /**
  * Inserts FakeQuantActivation nodes, read by the quantized layers (or with
@@ -62,6 +64,7 @@ function withActivationQuantizers(
     else initializers.set(stepName(a.tensor), new Tensor(new Float32Array([a.step]), [1]));
     if (drop > 0) inputs.push({ name: dropRngName(a.tensor), dtype: "int64" });
   }
+  if (stepAsInput && used.length > 0) inputs.push({ name: SHARD, dtype: "int64" });
   const quantizerNode = (a: ActivationQuantizer) => {
     const ins = [a.tensor, stepName(a.tensor)], outs = [quantizedName(a.tensor)];
     const attributes: [string, unknown][] = [["zero", a.zero], ["qmin", a.qmin], ["qmax", a.qmax]];
@@ -70,6 +73,7 @@ function withActivationQuantizers(
       outs.push(`${a.tensor}:drop_words`);
       attributes.push(["drop", drop]);
     }
+    if (stepAsInput) ins.push(...(drop > 0 ? [] : [""]), SHARD);
     return node(`${a.tensor}:fake_quant`, "FakeQuantActivation", ins, outs, attributes);
   };
   // A quantizer right where its tensor appears: after its producer, or first for graph inputs.
@@ -95,6 +99,22 @@ function withActivationQuantizers(
 
 function isQuantizedLayer(n: Node): boolean {
   return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+}
+
+/**
+ * The quantizers a block's nodes read: in the exact form those at the data
+ * inputs of its quantized layers, in the deploy form every one any node reads.
+ */
+export function quantizersRead(
+  nodes: Node[],
+  layers: WeightQuantizer[],
+  acts: ActivationQuantizer[],
+  deploy: boolean,
+): ActivationQuantizer[] {
+  const read = deploy
+    ? new Set(nodes.flatMap((n) => n.inputs))
+    : new Set(layers.filter((q) => nodes.includes(q.layer.node)).map((q) => q.layer.node.inputs[0]));
+  return acts.filter((a) => read.has(a.tensor));
 }
 
 /** Drops the Constant nodes or initializers that held the given weights. */

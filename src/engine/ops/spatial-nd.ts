@@ -3,7 +3,7 @@
 // these, and keeps its own kernels for 1-D and 2-D. Conv and ConvTranspose go
 // through im2col / col2im and the wasm GEMM; pooling loops directly.
 import { attrFloat, attrInt, attrInts } from "../../graph/ir.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
 import { product } from "./util.ts";

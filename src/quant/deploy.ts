@@ -129,7 +129,8 @@ export function layerBias(
   if (q.layer.kind === "MatMul") return undefined;
   const name = node.inputs[2];
   const t = constantTensor(graph, name);
-  if (!t || t.dtype !== "float32" || t.shape.length !== 1 || t.size !== q.layer.m) return undefined;
+  const perChannel = t?.dtype === "float32" && t.shape.length === 1 && t.size === q.layer.m;
+  if (!t || !perChannel || q.scale.length !== t.size) return undefined;
   if (q.layer.kind === "Gemm" && attrFloat(node, "beta", 1) !== 1) return undefined;
   return { name, values: t.data as Float32Array };
 }

@@ -6,7 +6,7 @@
 // graph, and its lifetime analysis keeps each activation exactly until its
 // gradient node has read it.
 import { AttnroundError } from "../errors.ts";
-import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import { type Graph, isOnnxDomain, type Node, topologicalOrder } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { GRAD_DOMAIN, GRAD_INPUT_COUNT, GRAD_OUTPUT_COUNT, gradientFor } from "./registry.ts";
 
@@ -38,7 +38,7 @@ export function addGradients(graph: Graph, loss: string, wrt: string[]): Gradien
   // Tensors that depend on a wrt tensor…
   const dependent = new Set(wrt);
   for (const node of order) {
-    if (INTEGER_RESULTS.has(node.opType)) continue;
+    if (isOnnxDomain(node) && INTEGER_RESULTS.has(node.opType)) continue;
     if (node.inputs.some((i) => dependent.has(i))) node.outputs.forEach((o) => o && dependent.add(o));
   }
   // …and tensors the loss depends on.

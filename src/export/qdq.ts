@@ -56,7 +56,14 @@
 // small test model, against 3e-8 with the Clip).
 import { AttnroundError } from "../errors.ts";
 import { graphFromModel } from "../graph/from-onnx.ts";
-import { type AttributeValue, type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import {
+  type AttributeValue,
+  type Graph,
+  isOnnxDomain,
+  isOnnxOp,
+  type Node,
+  topologicalOrder,
+} from "../graph/ir.ts";
 import { prepareGraph } from "../graph/passes.ts";
 import { encodeModel } from "../onnx/codec.ts";
 import { tensorToProto } from "../onnx/tensor-proto.ts";
@@ -181,7 +188,7 @@ function intTensor(values: ArrayLike<number>, shape: readonly number[], type: In
 }
 
 function isQuantizedLayer(n: Node): boolean {
-  return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+  return isOnnxOp(n, "Conv", "ConvTranspose", "Gemm", "MatMul");
 }
 
 function newNode(
@@ -300,7 +307,7 @@ class QdqBuilder {
       this.first.push(...nodes);
       return;
     }
-    const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+    const constant = graph.nodes.find((n) => isOnnxOp(n, "Constant") && n.outputs[0] === name);
     if (!constant) {
       throw new AttnroundError("INTERNAL", `weight "${name}" is neither an initializer nor a Constant node`);
     }
@@ -315,7 +322,7 @@ class QdqBuilder {
 
   private activationType(a: ActivationQuantizer): IntType {
     const producer = this.graph.nodes.find((n) => n.outputs.includes(a.tensor));
-    return activationType(a, !producer || !RUN_ON_INTEGERS.has(producer.opType));
+    return activationType(a, !producer || !isOnnxDomain(producer) || !RUN_ON_INTEGERS.has(producer.opType));
   }
 
   private quantizeActivation(a: ActivationQuantizer): void {

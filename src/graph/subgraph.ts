@@ -1,7 +1,7 @@
 // A block of the model as a graph of its own: its nodes, the initializers
 // and Constant nodes they read, its entering tensors as inputs and its
 // leaving tensors as outputs. Reconstruction trains and runs blocks this way.
-import type { Graph, Node } from "./ir.ts";
+import { type Graph, isOnnxOp, type Node } from "./ir.ts";
 
 export interface BlockLike {
   nodes: Node[];
@@ -15,7 +15,7 @@ export function blockGraph(graph: Graph, block: BlockLike): Graph {
   const needed = new Set(block.nodes.flatMap((n) => n.inputs).filter((name) => name && !produced.has(name)));
   // Constant nodes outside the block whose values it reads come along.
   const constants = graph.nodes.filter((n) =>
-    !own.has(n) && n.opType === "Constant" && needed.has(n.outputs[0])
+    !own.has(n) && isOnnxOp(n, "Constant") && needed.has(n.outputs[0])
   );
   const initializers = new Map([...graph.initializers].filter(([name]) => needed.has(name)));
   return {

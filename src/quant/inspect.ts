@@ -157,7 +157,12 @@ const describeTensor = (v: ValueInfo): InspectedTensor => ({
  */
 export function inspectModel(model: Model, options: { budgets?: number[] } = {}): ModelInspection {
   const ops: Record<string, number> = {};
-  for (const node of model.proto.graph.node) ops[node.opType] = (ops[node.opType] ?? 0) + 1;
+  for (const node of model.proto.graph.node) {
+    const op = node.domain === "" || node.domain === "ai.onnx"
+      ? node.opType
+      : `${node.domain}.${node.opType}`;
+    ops[op] = (ops[op] ?? 0) + 1;
+  }
   let parameters = 0;
   for (const t of model.graph.initializers.values()) if (t.dtype === "float32") parameters += t.size;
   const mixed = inspectMixedPrecision(model, { budgets: options.budgets });

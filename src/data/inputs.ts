@@ -3,7 +3,7 @@
 // labels if present. uint8 data is scaled by 1/255 into float32 and given the
 // model input's layout: a missing channel axis (size 1) is inserted where the
 // declared input shape has it.
-import { AttnroundError } from "../errors.ts";
+import { argument, AttnroundError, isOptions } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 
 /** What the layout is taken from: a model input (a `ValueInfo` fits). */
@@ -46,6 +46,23 @@ export function inputsFromNpz(
   input: InputLayout,
   options: NpzInputOptions = {},
 ): NpzInputs {
+  argument(
+    typeof arrays === "object" && arrays !== null,
+    "inputsFromNpz takes the arrays readNpz returns, e.g. inputsFromNpz(readNpz(bytes), model.inputs[0])",
+  );
+  argument(
+    typeof input === "object" && input !== null && typeof input.name === "string",
+    "inputsFromNpz needs the model input the arrays are for, e.g. model.inputs[0]",
+  );
+  argument(
+    isOptions(options),
+    "inputsFromNpz's options must be an object such as { sampleShape: [1, 28, 28] }",
+  );
+  argument(
+    options.sampleShape === undefined ||
+      (Array.isArray(options.sampleShape) && options.sampleShape.every((d) => Number.isInteger(d) && d > 0)),
+    `inputsFromNpz: sampleShape must be the dimensions of one sample, e.g. [1, 28, 28], got ${options.sampleShape}`,
+  );
   const names = Object.keys(arrays);
   const xName = "x" in arrays ? "x" : names.find((n) => n !== "y");
   if (xName === undefined) {

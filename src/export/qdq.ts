@@ -76,6 +76,8 @@ import {
   type TensorProto,
 } from "../onnx/types.ts";
 import type { ActivationQuantizer } from "../quant/layers.ts";
+import type { Model } from "../model.ts";
+import type { QuantizeOptions } from "../quant/options.ts";
 import type { QuantizedModel, QuantizedWeight } from "../quant/quantized-model.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import { Names } from "./names.ts";
@@ -384,7 +386,15 @@ function encodeNode(node: Node, src: SourceGraph): NodeProto {
       attribute.push(attributeProto(name, v, hint(name, v)));
     }
   }
-  return { ...original, input: node.inputs, output: node.outputs, opType: node.opType, attribute };
+  // The name as loadModel made it unique (a duplicate gets a suffix).
+  return {
+    ...original,
+    name: node.name,
+    input: node.inputs,
+    output: node.outputs,
+    opType: node.opType,
+    attribute,
+  };
 }
 
 function metadata(q: QuantizedModel, weights: QuantizedWeight[]): StringStringEntryProto[] {
@@ -399,6 +409,31 @@ function metadata(q: QuantizedModel, weights: QuantizedWeight[]): StringStringEn
     entry(METADATA_KEYS.activationBits, Object.fromEntries(q.activations.map((a) => [a.tensor, a.bits]))),
     entry(METADATA_KEYS.settings, settings),
   ];
+}
+
+/** The oldest opset the export converts from (README, "Export"): older ops changed in ways it does not rewrite. */
+const OLDEST_OPSET = 9;
+
+/**
+ * Throws what qdqModel would throw for a model quantized with options `o`,
+ * before the run: a default opset older than the export converts, or a node
+ * the opset conversion refuses (tried on a copy of the graph, to 21 when a
+ * 4-bit type may be needed).
+ */
+export function checkQdq(model: Model, o: QuantizeOptions): void {
+  const opset = model.graph.opset;
+  if (opset < OLDEST_OPSET) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `the model imports opset ${opset}; the export converts models from opset ${OLDEST_OPSET} on: ` +
+        `export the float model at a newer opset first`,
+    );
+  }
+  const fourBit = o.weightBits <= 4 || o.activationBits === 4 ||
+    (o.mixedPrecision?.candidates ?? []).some((b) => b <= 4) ||
+    Object.values(o.layers).some((l) => (l.weightBits ?? 8) <= 4 || l.activationBits === 4);
+  const { graph } = sourceGraph(model.proto);
+  upgradeOpset(graph, fourBit ? INT4_OPSET : PER_AXIS_OPSET, new Names(graph));
 }
 
 /** The QDQ ModelProto of a quantized model. */

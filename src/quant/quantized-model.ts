@@ -95,12 +95,19 @@ export interface QuantizedWeight {
 export interface Exporters {
   onnx(q: QuantizedModel): Uint8Array;
   npz(q: QuantizedModel): Uint8Array;
+  /** Throws what onnx() would throw for this model and these options, so that it fails before the run. */
+  check(model: Model, o: QuantizeOptions): void;
 }
 
 let exporters: Exporters | undefined;
 
 export function registerExporters(e: Exporters): void {
   exporters = e;
+}
+
+/** Fails now if the quantized model could not be exported (a conversion the export cannot make). */
+export function checkExport(model: Model, o: QuantizeOptions): void {
+  exporters?.check(model, o);
 }
 
 function exporter(): Exporters {

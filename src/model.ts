@@ -16,6 +16,7 @@ export class Model {
   /** @internal The graph the engine runs (BatchNorm folded). */
   readonly graph: Graph;
   private readonly engine: Engine;
+  private disposed = false;
 
   constructor(proto: ModelProto) {
     wasm(); // fail early, with advice, if init() has not run
@@ -35,6 +36,7 @@ export class Model {
 
   /** Runs the float model. Inputs by name; returns every graph output by name. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    if (this.disposed) throw new AttnroundError("INVALID_ARGUMENT", "the model was disposed: load it again");
     checkFeeds(this.graph.inputs, feeds);
     try {
       return this.engine.run(feeds);
@@ -45,6 +47,7 @@ export class Model {
 
   /** Frees the wasm memory this model holds. */
   dispose(): void {
+    this.disposed = true;
     this.engine.dispose();
   }
 }

@@ -576,6 +576,11 @@ Deno.test("D13: every public function answers bad arguments with INVALID_ARGUMEN
     ["reportToHtml({})", () => reportToHtml(any({}))],
     ["reportToHtml({ settings: 5 })", () => reportToHtml(any({ ...q.report, settings: 5 }))],
     ["init(5)", () => init(any(5))],
+    ["model.run after dispose", () => {
+      const m = loadModel(tinyBytes);
+      m.dispose();
+      return m.run({ input: new Tensor(new Float32Array(784), [1, 1, 28, 28]) });
+    }],
   ];
   const wrong: string[] = [];
   try {

@@ -27,7 +27,10 @@ export interface NpzInputs {
   y?: Tensor;
 }
 
-function bad(code: "INVALID_DATA" | "SHAPE_MISMATCH" | "INVALID_ARGUMENT", message: string): never {
+function bad(
+  code: "INVALID_DATA" | "SHAPE_MISMATCH" | "INVALID_ARGUMENT" | "TOO_LARGE",
+  message: string,
+): never {
   throw new AttnroundError(code, message);
 }
 
@@ -98,15 +101,30 @@ export function inputsFromNpz(
   return y ? { x, y } : { x };
 }
 
+/** A float32 array for array `name`, or TOO_LARGE when the runtime cannot allocate it. */
+function allocated(name: string, length: number): Float32Array {
+  try {
+    return new Float32Array(length);
+  } catch {
+    return bad(
+      "TOO_LARGE",
+      `array "${name}" needs ${length * 4} bytes as float32, more than can be allocated`,
+    );
+  }
+}
+
 function toFloat32(t: Tensor, name: string, scaleUint8: boolean): Float32Array {
   switch (t.dtype) {
     case "float32":
       return t.data as Float32Array;
-    case "float64":
-      return Float32Array.from(t.data as Float64Array);
+    case "float64": {
+      const out = allocated(name, t.size);
+      out.set(t.data as Float64Array);
+      return out;
+    }
     case "uint8": {
       const pixels = t.data as Uint8Array;
-      const out = new Float32Array(pixels.length);
+      const out = allocated(name, pixels.length);
       const k = scaleUint8 ? 1 / 255 : 1;
       for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] * k;
       return out;

@@ -200,7 +200,16 @@ export class EntryReader {
   private failure?: unknown;
 
   constructor(private readonly archive: Uint8Array, readonly entry: ZipEntry) {
-    this.out = new Uint8Array(entry.size);
+    try {
+      this.out = new Uint8Array(entry.size);
+    } catch (cause) {
+      // Past what the runtime can allocate (a limit raised beyond memory): a typed error, not a RangeError.
+      throw new AttnroundError(
+        "TOO_LARGE",
+        `npz: entry "${entry.name}" needs ${entry.size} bytes, more than can be allocated`,
+        { cause },
+      );
+    }
     if (entry.method === DEFLATED) {
       this.inflater = new Inflate((chunk: Uint8Array, final: boolean) => {
         if (this.produced + chunk.length > entry.size) {

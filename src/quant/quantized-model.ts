@@ -120,6 +120,7 @@ function exporter(): Exporters {
 export class QuantizedModel {
   report!: QuantizationReport;
   private readonly engine: Engine;
+  private disposed = false;
 
   /** @internal quantize() builds it; the fields are the library's own. */
   constructor(
@@ -140,6 +141,7 @@ export class QuantizedModel {
 
   /** The simulated-quantized forward pass. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    if (this.disposed) throw new AttnroundError("INVALID_ARGUMENT", "the quantized model was disposed");
     checkFeeds(this.float.inputs, feeds);
     try {
       return this.engine.run(feeds);
@@ -197,6 +199,7 @@ export class QuantizedModel {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.engine.dispose();
   }
 

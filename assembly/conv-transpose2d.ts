@@ -4,25 +4,11 @@
 // iw·sw - padLeft + kx·dw] when that lands inside the output. y starts from the
 // bias; the clamp [lo, hi] (a fused relu/clip, or ±Infinity) is applied last.
 import { gemm } from "./gemm";
+import { Geometry } from "./geometry";
 
 // Workspace: mg·kh·kw·h·w floats (the col matrix of one image and group).
 export function convTranspose2d(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  m: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  group: i32,
-  outH: i32,
-  outW: i32,
+  geometry: usize,
   x: usize,
   wt: usize,
   bias: usize,
@@ -31,6 +17,10 @@ export function convTranspose2d(
   hi: f32,
   col: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, m = geo.m, kh = geo.kh, kw = geo.kw;
+  const sh = geo.strideH, sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft;
+  const dh = geo.dilationH, dw = geo.dilationW, group = geo.group, outH = geo.outH, outW = geo.outW;
   const cg = c / group, mg = m / group;
   const rows = mg * kh * kw, hw = h * w;
   const outPlane = outH * outW;

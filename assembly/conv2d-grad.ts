@@ -18,6 +18,7 @@
 // sums into dW. Small outputs use an im2col of the chunk instead of planes,
 // and 1×1 convs whose outputs are whole quads read dy (and x) in place: see
 // conv2dBackwardWeights. Depthwise convs reduce one channel plane at a time.
+import { Geometry } from "./geometry";
 import { preparePlanes } from "./planes";
 
 const MR = 4;
@@ -331,24 +332,7 @@ function addTile(
 // layout, then the dy panels (group·ceil(mg/4) panels of 64 bytes per quad),
 // sized as src/kernels/conv2d-grad.ts computes them.
 export function conv2dBackwardWeights(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  m: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  group: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   flat: i32,
   chunk: i32,
   x: usize,
@@ -356,6 +340,11 @@ export function conv2dBackwardWeights(
   dwt: usize,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, m = geo.m, kh = geo.kh, kw = geo.kw;
+  const sh = geo.strideH, sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft;
+  const dh = geo.dilationH, dw = geo.dilationW, group = geo.group, outH = geo.outH, outW = geo.outW;
+  const hp = geo.hp, wq = geo.wq;
   if (flat == 2) {
     weightsInPlace(n, c, h, w, m, kh, kw, sh, sw, padTop, padLeft, dh, dw, group, outH, outW, chunk, x, dy, dwt, workspace);
     return;
@@ -452,27 +441,16 @@ const tapSums: usize = heap.alloc(64 * 16);
 // Workspace: one prepared plane (sw·hp·wq + 16 floats, rounded up to 16
 // bytes), then outH·ceil(outW/4)·4 floats of padded dy.
 export function conv2dDepthwiseBackwardWeights(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   x: usize,
   dy: usize,
   dwt: usize,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
+  const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
   const taps = kh * kw;
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
@@ -586,27 +564,16 @@ function depthwiseWeights3x3(
 // Workspace: one plane buffer (sw·hp·wq + 16 floats, rounded up to 16 bytes),
 // then outH·ceil(outW/4)·4 floats of padded dy.
 export function conv2dDepthwiseBackwardInput(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   dy: usize,
   wt: usize,
   dx: usize,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
+  const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
   const bufBytes = (<usize> sw * hp * wq) << 2;

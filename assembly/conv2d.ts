@@ -13,6 +13,7 @@
 // such a dense image. Both then run over the flattened output, so no lanes are
 // lost to ragged rows. Depthwise convs (group == c == m) have their own direct
 // kernel below, one channel plane at a time.
+import { Geometry } from "./geometry";
 import { clamp, preparePlanes, storeLanes } from "./planes";
 
 const MR = 4;
@@ -178,24 +179,7 @@ function tile(
 // strided/padded 1×1 convs the gathered image (c·outH·outW floats + 16), or
 // for the pointwise path cg·4 floats + cg offsets for the last image's ragged quad.
 export function conv2dPacked(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  m: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  group: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   x: usize,
   packed: usize,
   bias: usize,
@@ -204,6 +188,11 @@ export function conv2dPacked(
   hi: f32,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, m = geo.m, kh = geo.kh, kw = geo.kw;
+  const sh = geo.strideH, sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft;
+  const dh = geo.dilationH, dw = geo.dilationW, group = geo.group, outH = geo.outH, outW = geo.outW;
+  const hp = geo.hp, wq = geo.wq;
   const cg = c / group;
   const mg = m / group;
   const kTotal = cg * kh * kw;
@@ -365,22 +354,7 @@ function gatherPixels(
 // time, four outputs per v128, taps from the raw ONNX weights [c, 1, kh, kw].
 // Workspace: sw·hp·wq floats + 16 of slack.
 export function conv2dDepthwise(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   x: usize,
   wt: usize,
   bias: usize,
@@ -389,6 +363,10 @@ export function conv2dDepthwise(
   hi: f32,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
+  const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
   const loV = f32x4.splat(lo), hiV = f32x4.splat(hi);
   const planeIn = <usize> h * w << 2;
   const planeOut = <usize> outH * outW << 2;

@@ -4,25 +4,18 @@
 // average pooling spreads it evenly over the cells the forward divided by.
 // Windows overlap when the stride is below the kernel, so both accumulate
 // into a zeroed dx. Scalar: pooling is a small share of a block's work.
+import { Geometry } from "./geometry";
 
 export function maxPool2dBackward(
-  planes: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  outH: i32,
-  outW: i32,
+  geometry: usize,
   x: usize,
   dy: usize,
   dx: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const planes = geo.n * geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
+  const dw = geo.dilationW, outH = geo.outH, outW = geo.outW;
   memory.fill(dx, 0, (<usize> planes * h * w) << 2);
   for (let pl = 0; pl < planes; pl++) {
     const xp = x + ((<usize> pl * h * w) << 2);
@@ -68,25 +61,16 @@ function countIn(s: i32, k: i32, d: i32, lo: i32, hi: i32): i32 {
 }
 
 export function averagePool2dBackward(
-  planes: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  padBottom: i32,
-  padRight: i32,
-  dh: i32,
-  dw: i32,
+  geometry: usize,
   countIncludePad: i32,
-  outH: i32,
-  outW: i32,
   dy: usize,
   dx: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const planes = geo.n * geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, padBottom = geo.padBottom;
+  const padRight = geo.padRight, dh = geo.dilationH, dw = geo.dilationW, outH = geo.outH;
+  const outW = geo.outW;
   memory.fill(dx, 0, (<usize> planes * h * w) << 2);
   const loH = countIncludePad ? -padTop : 0, hiH = countIncludePad ? h + padBottom : h;
   const loW = countIncludePad ? -padLeft : 0, hiW = countIncludePad ? w + padRight : w;

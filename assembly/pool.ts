@@ -3,6 +3,7 @@
 // average. The window ops prepare one padded, phase-split plane at a time
 // (assembly/planes.ts) and compute four adjacent outputs per v128; the taps'
 // byte offsets within the prepared plane are a table in the workspace.
+import { Geometry } from "./geometry";
 import { preparePlanes, storeLanes } from "./planes";
 
 // Workspace: kh·kw i32 tap offsets (rounded up to 16 bytes), then for average
@@ -19,25 +20,15 @@ function tapOffsets(kh: i32, kw: i32, sw: i32, dh: i32, dw: i32, hp: i32, wq: i3
 }
 
 export function maxPool2d(
-  planes: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
+  geometry: usize,
   x: usize,
   y: usize,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const planes = geo.n * geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
+  const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
   const taps = kh * kw;
   const offs = workspace;
   const prep = workspace + ((<usize> taps * 4 + 15) & ~15);
@@ -83,28 +74,17 @@ function countIn(s: i32, k: i32, d: i32, lo: i32, hi: i32): i32 {
 // countIncludePad of cells within the padded extent [-padTop, h + padBottom)
 // (cells beyond it, which ceil_mode windows may reach, never count).
 export function averagePool2d(
-  planes: i32,
-  h: i32,
-  w: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  padBottom: i32,
-  padRight: i32,
-  dh: i32,
-  dw: i32,
+  geometry: usize,
   countIncludePad: i32,
-  outH: i32,
-  outW: i32,
-  hp: i32,
-  wq: i32,
   x: usize,
   y: usize,
   workspace: usize,
 ): void {
+  const geo = changetype<Geometry>(geometry);
+  const planes = geo.n * geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
+  const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, padBottom = geo.padBottom;
+  const padRight = geo.padRight, dh = geo.dilationH, dw = geo.dilationW, outH = geo.outH;
+  const outW = geo.outW, hp = geo.hp, wq = geo.wq;
   const taps = kh * kw;
   const offs = workspace;
   const cols = offs + ((<usize> taps * 4 + 15) & ~15);

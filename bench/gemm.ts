@@ -2,7 +2,7 @@
 // in one run. Prints a Markdown table of GFLOP/s.
 //   deno task bench
 import { init } from "../mod.ts";
-import { gemmAt, gemmReference, type GemmShape } from "../src/gemm.ts";
+import { gemmAt, gemmReference, type GemmShape } from "../src/kernels/gemm.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
 
 await init();

@@ -23,6 +23,7 @@ const sources = Math.max(
   newest(join(root, "src")),
   newest(join(root, "mod.ts")),
   newest(join(root, "build", "attnround.wasm.ts")),
+  newest(join(root, "build", "attnround.exports.ts")),
 );
 if (built === 0 || sources > built) {
   try {

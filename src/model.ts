@@ -7,8 +7,8 @@ import type { Graph, ValueInfo } from "./graph/ir.ts";
 import { prepareGraph } from "./graph/passes.ts";
 import { decodeModel } from "./onnx/codec.ts";
 import type { ModelProto } from "./onnx/types.ts";
+import { requireKernels } from "./kernels/memory.ts";
 import { Tensor } from "./tensor.ts";
-import { wasm } from "./wasm.ts";
 
 export class Model {
   /** @internal The decoded ONNX model, kept for export. */
@@ -19,7 +19,7 @@ export class Model {
   private disposed = false;
 
   constructor(proto: ModelProto) {
-    wasm(); // fail early, with advice, if init() has not run
+    requireKernels(); // fail early, with advice, if init() has not run
     this.proto = proto;
     this.graph = graphFromModel(proto);
     prepareGraph(this.graph);

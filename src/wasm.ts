@@ -4,76 +4,15 @@
 //
 // No @assemblyscript/loader: every export takes and returns plain numbers and
 // pointers, so instantiation plus an `abort` import is all a loader would do.
+// The exports' signatures and names are generated from assembly/ by the build
+// (build/attnround.exports.ts), so every call is checked against the kernels.
 //
 // Where the module comes from is the entry point's business, not this file's:
 // mod.ts compiles the bytes embedded in build/attnround.wasm.ts (src/init.ts),
 // mod.edge.ts hands over the module its runtime's bundler precompiled
 // (src/init-edge.ts), and a caller may always pass one in.
+import { kernelExportNames, type KernelExports } from "../build/attnround.exports.ts";
 import { AttnroundError } from "./errors.ts";
-
-export interface KernelExports {
-  memory: WebAssembly.Memory;
-  alloc(bytes: number): number;
-  free(ptr: number): void;
-  gemm(
-    transA: number,
-    transB: number,
-    m: number,
-    n: number,
-    k: number,
-    a: number,
-    lda: number,
-    b: number,
-    ldb: number,
-    c: number,
-    ldc: number,
-    accumulate: number,
-  ): void;
-  conv2dPackWeights(m: number, group: number, kTotal: number, w: number, dst: number): void;
-  conv2dPacked(...args: number[]): void;
-  conv2dDepthwise(...args: number[]): void;
-  maxPool2d(...args: number[]): void;
-  averagePool2d(...args: number[]): void;
-  globalAveragePool(planes: number, size: number, x: number, y: number): void;
-  binary(op: number, a: number, b: number, y: number, ...dimsAndStrides: number[]): void;
-  unary(op: number, x: number, y: number, length: number, alpha: number, beta: number): void;
-  convTranspose2d(...args: number[]): void;
-  gaussianFill(seed: number, firstLo: number, firstHi: number, count: number, out: number): void;
-  philoxBlocks(...args: number[]): void;
-  searchScales(...args: number[]): number;
-  fakeQuantNearest(...args: number[]): void;
-  lsqForward(...args: number[]): void;
-  lsqBackward(...args: number[]): number;
-  attentionInit(...args: number[]): void;
-  attentionStochastic(...args: number[]): void;
-  attentionExpected(...args: number[]): void;
-  adaroundInit(...args: number[]): void;
-  adaroundForward(...args: number[]): void;
-  adaroundRegularizer(...args: number[]): number;
-  roundingBackward(dWhat: number, grad: number, n: number, dLatent: number, accumulate: number): void;
-  adamStep(...args: number[]): void;
-  conv2dFlipWeights(m: number, group: number, cg: number, taps: number, w: number, dst: number): void;
-  conv2dBackwardWeights(...args: number[]): void;
-  conv2dDepthwiseBackwardWeights(...args: number[]): void;
-  conv2dDepthwiseBackwardInput(...args: number[]): void;
-  maxPool2dBackward(...args: number[]): void;
-  averagePool2dBackward(...args: number[]): void;
-  globalAveragePoolBackward(planes: number, size: number, dy: number, dx: number): void;
-  reduceToShape(x: number, y: number, ySize: number, scale: number, ...dimsAndStrides: number[]): void;
-  unaryGrad(
-    op: number,
-    x: number,
-    y: number,
-    dy: number,
-    dx: number,
-    length: number,
-    alpha: number,
-    beta: number,
-  ): void;
-  stridedCopy(src: number, dst: number, ...dimsAndStrides: number[]): void;
-  gramSmaller(w: number, m: number, n: number, g: number): number;
-  choleskyLogDet(a: number, s: number, c: number): number;
-}
 
 export interface InitOptions {
   /** A precompiled module, for runtimes that forbid compiling wasm from bytes. */
@@ -81,10 +20,14 @@ export interface InitOptions {
 }
 
 let kernels: KernelExports | undefined;
+/** Where small structs of arguments go (kernels/geometry.ts), allocated once at instantiation. */
+let argsPtr = 0;
+const ARGS_BYTES = 128;
 let pending: Promise<void> | undefined;
 let viewBuffer: ArrayBufferLike | undefined;
 let viewF32: Float32Array = new Float32Array(0);
 let viewU8: Uint8Array = new Uint8Array(0);
+let viewI32: Int32Array = new Int32Array(0);
 
 /**
  * Instantiates the wasm kernels from `options.module`, or else from the module
@@ -117,49 +60,7 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
   }
   const instance = await WebAssembly.instantiate(module, { env: { abort } });
   const exports = instance.exports as unknown as KernelExports;
-  for (
-    const name of [
-      "memory",
-      "alloc",
-      "free",
-      "gemm",
-      "conv2dPackWeights",
-      "conv2dPacked",
-      "conv2dDepthwise",
-      "maxPool2d",
-      "averagePool2d",
-      "globalAveragePool",
-      "binary",
-      "unary",
-      "convTranspose2d",
-      "gaussianFill",
-      "philoxBlocks",
-      "searchScales",
-      "fakeQuantNearest",
-      "lsqForward",
-      "lsqBackward",
-      "attentionInit",
-      "attentionStochastic",
-      "attentionExpected",
-      "adaroundInit",
-      "adaroundForward",
-      "adaroundRegularizer",
-      "roundingBackward",
-      "adamStep",
-      "conv2dFlipWeights",
-      "conv2dBackwardWeights",
-      "conv2dDepthwiseBackwardWeights",
-      "conv2dDepthwiseBackwardInput",
-      "maxPool2dBackward",
-      "averagePool2dBackward",
-      "globalAveragePoolBackward",
-      "reduceToShape",
-      "unaryGrad",
-      "stridedCopy",
-      "gramSmaller",
-      "choleskyLogDet",
-    ] as const
-  ) {
+  for (const name of kernelExportNames) {
     if (!(name in exports)) {
       throw new AttnroundError(
         "WASM_INIT_FAILED",
@@ -168,6 +69,7 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
     }
   }
   kernels = exports;
+  argsPtr = exports.alloc(ARGS_BYTES);
 }
 
 // AssemblyScript calls this on a failed allocation or a trap it checks for.
@@ -195,6 +97,7 @@ function refreshViews(): void {
     viewBuffer = buffer;
     viewF32 = new Float32Array(buffer);
     viewU8 = new Uint8Array(buffer);
+    viewI32 = new Int32Array(buffer);
   }
 }
 
@@ -208,6 +111,25 @@ export function f32(ptr: number, length: number): Float32Array {
 export function u8(ptr: number, length: number): Uint8Array {
   refreshViews();
   return viewU8.subarray(ptr, ptr + length);
+}
+
+/** Int32 view of `length` ints at byte address `ptr`; valid until the next allocation. */
+export function i32(ptr: number, length: number): Int32Array {
+  refreshViews();
+  return viewI32.subarray(ptr >>> 2, (ptr >>> 2) + length);
+}
+
+/**
+ * The address of a block of `bytes` bytes (at most 128) for a kernel's
+ * arguments, written just before the call. Allocated at instantiation:
+ * passing arguments this way never allocates, so views stay valid across it.
+ */
+export function argBlock(bytes: number): number {
+  if (bytes > ARGS_BYTES) {
+    throw new AttnroundError("INVALID_ARGUMENT", `argBlock: ${bytes} bytes asked, ${ARGS_BYTES} available`);
+  }
+  wasm();
+  return argsPtr;
 }
 
 /** Allocates `bytes` bytes (16-byte aligned) in wasm memory. */

@@ -142,3 +142,69 @@ Deno.test("autodiff: shape arithmetic on a trained tensor gets no gradient", asy
   const gx = out[gradients.get("x")!].data as Float32Array;
   gx.forEach((v, i) => assert.ok(Math.abs(v - (2 / 6) * (x[i] - t[i])) < 1e-6));
 });
+
+Deno.test("autodiff: integer, boolean and piecewise-constant results are constants to the backward pass", async () => {
+  await init();
+  // A ViT's class-token chain (Shape → Equal → Where → Expand of a constant), Floor, a Cast to int64 and back,
+  // and TopK whose indices feed a GatherElements: only the float paths from x get gradient nodes.
+  const i64 = (values: number[]) => new Tensor(BigInt64Array.from(values, BigInt), [values.length]);
+  const nodes: Node[] = [
+    node("shape", "Shape", "", ["x"], ["s"]),
+    node("equal", "Equal", "", ["s", "expected"], ["eq"]),
+    node("where", "Where", "", ["eq", "s", "ones"], ["target"]),
+    node("expand", "Expand", "", ["cls", "target"], ["clsRows"]),
+    node("floor", "Floor", "", ["x"], ["fl"]),
+    node("times", "Mul", "", ["fl", "x"], ["fx"]),
+    { ...node("toInt", "Cast", "", ["x"], ["ix"]), attributes: new Map([["to", 7]]) },
+    { ...node("toFloat", "Cast", "", ["ix"], ["ixf"]), attributes: new Map([["to", 1]]) },
+    node("add1", "Add", "", ["clsRows", "fx"], ["a1"]),
+    node("add2", "Add", "", ["a1", "ixf"], ["a2"]),
+    { ...node("topk", "TopK", "", ["x", "k"], ["values", "indices"]), attributes: new Map([["axis", 1]]) },
+    {
+      ...node("pick", "GatherElements", "", ["x", "indices"], ["picked"]),
+      attributes: new Map([["axis", 1]]),
+    },
+    { ...node("cat", "Concat", "", ["a2", "values", "picked"], ["y"]), attributes: new Map([["axis", 1]]) },
+    node("loss", "MeanSquaredError", "attnround", ["y", "t"], ["loss"]),
+  ];
+  const g: Graph = {
+    nodes,
+    initializers: new Map([
+      ["expected", i64([2, 3])],
+      ["ones", i64([1, 1])],
+      ["cls", new Tensor(randomFloats(3, 7), [1, 3])],
+      ["k", i64([2])],
+    ]),
+    inputs: [{ name: "x" }, { name: "t" }],
+    outputs: [{ name: "loss" }],
+    opset: 13,
+  };
+  const { graph: training, gradients } = addGradients(g, "loss", ["x"]);
+  const differentiated = training.nodes.filter((n) => n.domain === "attnround.grad").map((n) => n.opType);
+  for (const op of ["Shape", "Equal", "Where", "Expand", "Floor", "Cast"]) {
+    assert.ok(!differentiated.includes(op), `${op} got a gradient node`);
+  }
+  const x = randomFloats(6, 8).map((v) => 2 * v), t = randomFloats(14, 9);
+  const engine = new Engine(training);
+  const out = engine.run({ x: new Tensor(x, [2, 3]), t: new Tensor(t, [2, 7]) });
+  const gx = out[gradients.get("x")!].data as Float32Array;
+  // Expected: dy = 2(y − t)/14; x gets floor(x)·dy from the product and dy at each selected element twice.
+  const cls = g.initializers.get("cls")!.data as Float32Array;
+  const expected = new Float64Array(6);
+  for (let r = 0; r < 2; r++) {
+    const row = Array.from(x.slice(3 * r, 3 * r + 3));
+    const order = [0, 1, 2].sort((p, q) => row[q] - row[p]).slice(0, 2);
+    const cat = [
+      ...row.map((v, j) => cls[j] + Math.floor(v) * v + Math.trunc(v)),
+      ...order.map((j) => row[j]),
+      ...order.map((j) => row[j]),
+    ];
+    const dy = cat.map((v, j) => (2 * (v - t[7 * r + j])) / 14);
+    row.forEach((v, j) => (expected[3 * r + j] = dy[j] * Math.floor(v)));
+    order.forEach((j, k) => (expected[3 * r + j] += dy[3 + k] + dy[5 + k]));
+  }
+  gx.forEach((v, i) =>
+    assert.ok(Math.abs(v - expected[i]) < 1e-5, `dL/dx[${i}] = ${v}, expected ${expected[i]}`)
+  );
+  engine.dispose();
+});

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { init, Tensor } from "../mod.ts";
-import { gemmAt, gemmReference, type GemmShape, matmul } from "../src/gemm.ts";
+import { gemmAt, gemmReference, type GemmShape, matmul } from "../src/kernels/gemm.ts";
 import { alloc, allocF32, f32, free } from "../src/wasm.ts";
 import { randomFloats, worstRelativeError } from "./helpers.ts";
 

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { init, Tensor } from "../mod.ts";
 import { addGradients } from "../src/engine/autodiff.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { gemmReference } from "../src/gemm.ts";
+import { gemmReference } from "../src/kernels/gemm.ts";
 import type { Graph, Node } from "../src/graph/ir.ts";
 import { type Conv2dParams, conv2dReference } from "../src/kernels/conv2d.ts";
 import { globalAveragePoolReference, maxPool2dReference } from "../src/kernels/pool.ts";

@@ -1,6 +1,6 @@
 // Backward of Gemm, MatMul, BatchNormalization and pooling against float64 finite differences.
 import { init } from "../mod.ts";
-import { gemmReference } from "../src/gemm.ts";
+import { gemmReference } from "../src/kernels/gemm.ts";
 import { matmulOutputShape, matmulReference } from "../src/kernels/matmul.ts";
 import {
   type AveragePool2dParams,

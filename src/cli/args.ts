@@ -77,7 +77,7 @@ function parseValue(spec: CommandSpec, name: string, flag: FlagSpec, raw: string
   }
   if (flag.type === "size") {
     const size = parseSize(raw);
-    if (size === undefined) throw bad("must be a size such as 500MB, 4GiB or a number of bytes");
+    if (size === undefined) throw bad("takes a size such as 2GiB, 512MiB or a number of bytes");
     return size;
   }
   if (flag.type === "int" && !/^[+-]?\d+$/.test(raw.trim())) throw bad("must be an integer");

@@ -88,6 +88,13 @@ export const quantizeSpec: CommandSpec = {
       check: atLeast(1),
       help: "mini-batch size",
     },
+    memory: {
+      type: "size",
+      value: "SIZE",
+      default: `${defaultOptions.memoryBudget / 2 ** 30}GiB`,
+      help:
+        "memory budget for the run's activations, e.g. 2GiB or 512MiB; a mini-batch that does not fit trains in parts",
+    },
     mixed: {
       type: "number",
       value: "AVG_BITS",
@@ -140,6 +147,7 @@ export async function quantizeCommand(
   const npzPath = flags.npz as string | undefined;
   const reportPath = flags.report as string | undefined;
   const htmlPath = flags.html as string | undefined;
+  const memoryBudget = flags.memory as number | undefined;
   await checkOutputs(
     rt,
     "quantize",
@@ -162,6 +170,7 @@ export async function quantizeCommand(
     batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
     seed: (flags.seed as number) ?? defaultOptions.seed,
   };
+  if (memoryBudget !== undefined) options.memoryBudget = memoryBudget;
   if (flags.asymmetric === true) options.symmetricWeights = false;
   if (flags.variant !== undefined) {
     options.attention = { variant: flags.variant as AttentionOptions["variant"] };
@@ -174,7 +183,12 @@ export async function quantizeCommand(
       rt,
       out,
       (signal) =>
-        quantize(model, calib.x, { ...options, signal, onProgress: printer && ((e) => printer.event(e)) }),
+        quantize(model, calib.x, {
+          ...options,
+          signal,
+          spill: rt.spill,
+          onProgress: printer && ((e) => printer.event(e)),
+        }),
     );
   } finally {
     printer?.finish();
@@ -249,6 +263,7 @@ export async function quantizeCommand(
       symmetricWeights: report.settings.symmetricWeights,
       attentionVariant: report.settings.attention.variant,
       mixedPrecision: options.mixedPrecision,
+      memoryBudget: report.settings.memoryBudget,
     },
     layers: report.layers.length,
     blocks: report.blocks.length,

@@ -6,7 +6,7 @@
 // graph, and its lifetime analysis keeps each activation exactly until its
 // gradient node has read it.
 import { AttnroundError } from "../errors.ts";
-import { type Graph, isOnnxDomain, type Node, topologicalOrder } from "../graph/ir.ts";
+import { attrInt, type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { GRAD_DOMAIN, GRAD_INPUT_COUNT, GRAD_OUTPUT_COUNT, gradientFor } from "./registry.ts";
 
@@ -16,8 +16,10 @@ export interface GradientGraph {
   gradients: Map<string, string>;
 }
 
-// Ops whose results are integers (shapes, indices, comparisons): no gradient flows through them.
-const INTEGER_RESULTS = new Set([
+// Ops whose results are integers or booleans (shapes, indices, comparisons,
+// logic), or piecewise constant (Floor, Round, Sign, Hardmax, …): no gradient
+// flows through them, so what they compute is a constant to the backward pass.
+const NO_GRADIENT = new Set([
   "Shape",
   "Size",
   "ArgMax",
@@ -28,7 +30,45 @@ const INTEGER_RESULTS = new Set([
   "LessOrEqual",
   "GreaterOrEqual",
   "NonZero",
+  "Not",
+  "And",
+  "Or",
+  "Xor",
+  "IsNaN",
+  "IsInf",
+  "Floor",
+  "Ceil",
+  "Round",
+  "Sign",
+  "Hardmax",
+  "OneHot",
+  "EyeLike",
+  "Range",
+  "ConstantOfShape",
 ]);
+
+// ONNX data types that carry a gradient: float, float16, double, bfloat16.
+const FLOAT_TYPES = new Set([1, 10, 11, 16]);
+
+/** Whether output `k` of a node can carry a gradient back to the node's inputs. */
+function carriesGradient(graph: Graph, node: Node, k: number): boolean {
+  if (node.domain !== "" && node.domain !== "ai.onnx") return true;
+  if (NO_GRADIENT.has(node.opType)) return false;
+  switch (node.opType) {
+    case "Cast":
+      return FLOAT_TYPES.has(attrInt(node, "to", 1));
+    case "CastLike": {
+      const like = graph.initializers.get(node.inputs[1]);
+      return !like || like.dtype === "float32" || like.dtype === "float64";
+    }
+    // Their second outputs are indices (TopK, MaxPool) or a boolean mask (Dropout).
+    case "TopK":
+    case "MaxPool":
+    case "Dropout":
+      return k === 0;
+  }
+  return true;
+}
 
 /** Name of the seed gradient dLoss/dLoss = 1, added as an initializer. */
 export const LOSS_SEED = "attnround.grad.seed";
@@ -38,8 +78,8 @@ export function addGradients(graph: Graph, loss: string, wrt: string[]): Gradien
   // Tensors that depend on a wrt tensor…
   const dependent = new Set(wrt);
   for (const node of order) {
-    if (isOnnxDomain(node) && INTEGER_RESULTS.has(node.opType)) continue;
-    if (node.inputs.some((i) => dependent.has(i))) node.outputs.forEach((o) => o && dependent.add(o));
+    if (!node.inputs.some((i) => dependent.has(i))) continue;
+    node.outputs.forEach((o, k) => o && carriesGradient(graph, node, k) && dependent.add(o));
   }
   // …and tensors the loss depends on.
   const contributing = new Set([loss]);

@@ -4,7 +4,8 @@
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
 import { activationRange, align16, checkIntegers, clampActivation } from "./planes.ts";
-import { type Conv2dParams, convArgs } from "./conv2d.ts";
+import type { Conv2dParams } from "./conv2d.ts";
+import { geometryArg } from "./geometry.ts";
 
 /**
  * The fields of Conv2dParams, read the ConvTranspose way: x [n, c, h, w],
@@ -64,16 +65,7 @@ export function convTranspose2d(
   check(p);
   const [lo, hi] = activationRange("convTranspose2d", p);
   if (p.n === 0 || p.outH === 0 || p.outW === 0) return;
-  wasm().convTranspose2d(
-    ...convArgs(p),
-    x,
-    w,
-    bias,
-    y,
-    lo,
-    hi,
-    workspace,
-  );
+  wasm().convTranspose2d(geometryArg(p), x, w, bias, y, lo, hi, workspace);
 }
 
 /** Plain reference: same contract as convTranspose2d, on typed arrays, accumulating in float64. */

@@ -21,14 +21,13 @@ import {
   type Conv2dParams,
   conv2dPath,
   conv2dWorkspaceBytes,
-  convArgs,
-  depthwiseArgs,
 } from "./conv2d.ts";
 import {
   convTranspose2d,
   type ConvTranspose2dParams,
   convTranspose2dWorkspaceBytes,
 } from "./conv-transpose2d.ts";
+import { geometryArg } from "./geometry.ts";
 import { align16, type FloatArray, planeBytes, planeGeometry } from "./planes.ts";
 
 export type Conv2dBackwardInputPath = "flipped-conv" | "depthwise-scatter" | "col2im";
@@ -114,13 +113,7 @@ export function conv2dBackwardInput(
   }
   const k = wasm();
   if (path === "depthwise-scatter") {
-    k.conv2dDepthwiseBackwardInput(
-      ...depthwiseArgs(p),
-      dy,
-      w,
-      dx,
-      workspace,
-    );
+    k.conv2dDepthwiseBackwardInput(geometryArg(p), dy, w, dx, workspace);
     return;
   }
   const f = flippedParams(p);
@@ -198,29 +191,12 @@ export function conv2dBackwardWeights(
 ): void {
   conv2dWorkspaceBytes(p); // checks p
   const k = wasm();
-  const { hp, wq } = planeGeometry(p);
   if (isDepthwise(p)) {
-    k.conv2dDepthwiseBackwardWeights(
-      ...depthwiseArgs(p),
-      x,
-      dy,
-      dw,
-      workspace,
-    );
+    k.conv2dDepthwiseBackwardWeights(geometryArg(p), x, dy, dw, workspace);
     return;
   }
   const plan = weightsPlan(p);
-  k.conv2dBackwardWeights(
-    ...convArgs(p),
-    hp,
-    wq,
-    plan.layout,
-    plan.chunk,
-    x,
-    dy,
-    dw,
-    workspace,
-  );
+  k.conv2dBackwardWeights(geometryArg(p), plan.layout, plan.chunk, x, dy, dw, workspace);
 }
 
 /** Visits every (input, weight, output) index triple of the convolution once. */

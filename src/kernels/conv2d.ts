@@ -8,6 +8,7 @@
 // conv2dReference is the plain loop the tests hold the kernels to.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
+import { geometryArg } from "./geometry.ts";
 import {
   type Activation,
   activationRange,
@@ -16,7 +17,6 @@ import {
   clampActivation,
   type FloatArray,
   planeBytes,
-  planeGeometry,
 } from "./planes.ts";
 
 export type { Activation };
@@ -46,70 +46,6 @@ export interface Conv2dParams {
   /** Bounds of "clip"; default ±Infinity. */
   clipMin?: number;
   clipMax?: number;
-}
-
-type SixteenNumbers = [
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-  number,
-];
-
-/** The geometry every grouped conv kernel in assembly/ takes first, in its order. */
-export function convArgs(p: Conv2dParams): SixteenNumbers {
-  return [
-    p.n,
-    p.c,
-    p.h,
-    p.w,
-    p.m,
-    p.kh,
-    p.kw,
-    p.strideH,
-    p.strideW,
-    p.padTop,
-    p.padLeft,
-    p.dilationH,
-    p.dilationW,
-    p.group,
-    p.outH,
-    p.outW,
-  ];
-}
-
-/** The geometry every depthwise kernel in assembly/ takes first, padded-plane sizes included. */
-export function depthwiseArgs(p: Conv2dParams): SixteenNumbers {
-  const { hp, wq } = planeGeometry(p);
-  return [
-    p.n,
-    p.c,
-    p.h,
-    p.w,
-    p.kh,
-    p.kw,
-    p.strideH,
-    p.strideW,
-    p.padTop,
-    p.padLeft,
-    p.dilationH,
-    p.dilationW,
-    p.outH,
-    p.outW,
-    hp,
-    wq,
-  ];
 }
 
 export type Conv2dPath = "pointwise" | "pointwise-gather" | "depthwise" | "implicit-gemm";
@@ -216,18 +152,8 @@ export function conv2d(
   const [lo, hi] = activationRange("conv2d", p);
   if (p.n === 0 || p.outH === 0 || p.outW === 0) return;
   const k = wasm();
-  const { hp, wq } = planeGeometry(p);
   if (conv2dPath(p) === "depthwise") {
-    k.conv2dDepthwise(
-      ...depthwiseArgs(p),
-      x,
-      packed || w,
-      bias,
-      y,
-      lo,
-      hi,
-      workspace,
-    );
+    k.conv2dDepthwise(geometryArg(p), x, packed || w, bias, y, lo, hi, workspace);
     return;
   }
   if (packed === 0) {
@@ -235,18 +161,7 @@ export function conv2d(
     workspace += conv2dPackedWeightsBytes(p);
     k.conv2dPackWeights(p.m, p.group, (p.c / p.group) * p.kh * p.kw, w, packed);
   }
-  k.conv2dPacked(
-    ...convArgs(p),
-    hp,
-    wq,
-    x,
-    packed,
-    bias,
-    y,
-    lo,
-    hi,
-    workspace,
-  );
+  k.conv2dPacked(geometryArg(p), x, packed, bias, y, lo, hi, workspace);
 }
 
 /** Plain reference: same contract as conv2d, on typed arrays, accumulating in float64. */

@@ -1,11 +1,11 @@
 // Batched matrix product with numpy matmul semantics (ONNX MatMul), float32,
-// on the wasm GEMM (src/gemm.ts): 1-D operands gain and then lose a unit
+// on the wasm GEMM (src/kernels/gemm.ts): 1-D operands gain and then lose a unit
 // dimension, leading dimensions broadcast. When only `a` has leading
 // dimensions (activations times a weight matrix, the common case) they fold
 // into one GEMM with batch·M rows; otherwise one GEMM runs per output matrix.
 // No workspace: the GEMM's packing buffers are its own.
 import { AttnroundError } from "../errors.ts";
-import { gemmAt } from "../gemm.ts";
+import { gemmAt } from "./gemm.ts";
 import { broadcastPair } from "./binary.ts";
 import type { FloatArray } from "./planes.ts";
 

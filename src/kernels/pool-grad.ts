@@ -4,6 +4,7 @@
 // divided by. The wasm kernels are in assembly/pool-grad.ts; the *Reference
 // functions are the plain loops the tests hold them to.
 import { wasm } from "../wasm.ts";
+import { geometryArg } from "./geometry.ts";
 import { checkIntegers, type FloatArray } from "./planes.ts";
 import type { AveragePool2dParams, GlobalPoolParams, Pool2dParams } from "./pool.ts";
 
@@ -17,49 +18,13 @@ function resolve(kernel: string, p: Pool2dParams) {
 /** dx [n, c, h, w] of max pooling from its input x and dy (byte addresses); needs no workspace. */
 export function maxPool2dBackward(p: Pool2dParams, x: number, dy: number, dx: number): void {
   const r = resolve("maxPool2dBackward", p);
-  wasm().maxPool2dBackward(
-    r.n * r.c,
-    r.h,
-    r.w,
-    r.kh,
-    r.kw,
-    r.strideH,
-    r.strideW,
-    r.padTop,
-    r.padLeft,
-    r.dilationH,
-    r.dilationW,
-    r.outH,
-    r.outW,
-    x,
-    dy,
-    dx,
-  );
+  wasm().maxPool2dBackward(geometryArg(r), x, dy, dx);
 }
 
 /** dx [n, c, h, w] of average pooling from dy (byte addresses); needs no workspace. */
 export function averagePool2dBackward(p: AveragePool2dParams, dy: number, dx: number): void {
   const r = resolve("averagePool2dBackward", p);
-  wasm().averagePool2dBackward(
-    r.n * r.c,
-    r.h,
-    r.w,
-    r.kh,
-    r.kw,
-    r.strideH,
-    r.strideW,
-    r.padTop,
-    r.padLeft,
-    r.padBottom,
-    r.padRight,
-    r.dilationH,
-    r.dilationW,
-    p.countIncludePad ? 1 : 0,
-    r.outH,
-    r.outW,
-    dy,
-    dx,
-  );
+  wasm().averagePool2dBackward(geometryArg(r), p.countIncludePad ? 1 : 0, dy, dx);
 }
 
 /** dx [n, c, size] = dy [n, c] / size over each plane. */

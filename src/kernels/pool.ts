@@ -5,7 +5,8 @@
 // past the end pads simply see fewer cells.
 import { AttnroundError } from "../errors.ts";
 import { wasm } from "../wasm.ts";
-import { align16, checkIntegers, type FloatArray, planeBytes, planeGeometry } from "./planes.ts";
+import { geometryArg } from "./geometry.ts";
+import { align16, checkIntegers, type FloatArray, planeBytes } from "./planes.ts";
 
 export interface Pool2dParams {
   n: number;
@@ -72,57 +73,14 @@ export function averagePool2dWorkspaceBytes(p: AveragePool2dParams): number {
 export function maxPool2d(p: Pool2dParams, x: number, y: number, workspace: number): void {
   const r = resolve("maxPool2d", p);
   if (r.n * r.c * r.outH * r.outW === 0) return;
-  const { hp, wq } = planeGeometry(r);
-  wasm().maxPool2d(
-    r.n * r.c,
-    r.h,
-    r.w,
-    r.kh,
-    r.kw,
-    r.strideH,
-    r.strideW,
-    r.padTop,
-    r.padLeft,
-    r.dilationH,
-    r.dilationW,
-    r.outH,
-    r.outW,
-    hp,
-    wq,
-    x,
-    y,
-    workspace,
-  );
+  wasm().maxPool2d(geometryArg(r), x, y, workspace);
 }
 
 /** y [n, c, outH, outW] = mean over each window of x [n, c, h, w] (see countIncludePad). */
 export function averagePool2d(p: AveragePool2dParams, x: number, y: number, workspace: number): void {
   const r = resolve("averagePool2d", p);
   if (r.n * r.c * r.outH * r.outW === 0) return;
-  const { hp, wq } = planeGeometry(r);
-  wasm().averagePool2d(
-    r.n * r.c,
-    r.h,
-    r.w,
-    r.kh,
-    r.kw,
-    r.strideH,
-    r.strideW,
-    r.padTop,
-    r.padLeft,
-    r.padBottom,
-    r.padRight,
-    r.dilationH,
-    r.dilationW,
-    p.countIncludePad ? 1 : 0,
-    r.outH,
-    r.outW,
-    hp,
-    wq,
-    x,
-    y,
-    workspace,
-  );
+  wasm().averagePool2d(geometryArg(r), p.countIncludePad ? 1 : 0, x, y, workspace);
 }
 
 /** y [n, c] = mean of each plane of x [n, c, ...]; needs no workspace. */

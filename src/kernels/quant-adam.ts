@@ -58,7 +58,8 @@ export function adamStep(
       `adamStep: need 0 <= beta1, beta2 < 1, lr >= 0 and eps > 0; got beta1 ${beta1}, beta2 ${beta2}, lr ${lr}, eps ${eps}`,
     );
   }
-  wasm().adamStep(param, grad, m, v, n, ...adamConstants(lr, beta1, beta2, eps, step));
+  const [b1, c1, b2, c2, stepSize, bias2, e] = adamConstants(lr, beta1, beta2, eps, step);
+  wasm().adamStep(param, grad, m, v, n, b1, c1, b2, c2, stepSize, bias2, e);
 }
 
 /** The same step on typed arrays in float32 arithmetic: bit-identical to adamStep. */

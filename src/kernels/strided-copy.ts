@@ -58,15 +58,13 @@ export function planStridedCopy(p: StridedCopyParams): CopyPlan {
 
 /** Copies the box from `src` to `dst` (byte addresses of element 0 of each tensor). */
 export function stridedCopy(p: StridedCopyParams, src: number, dst: number): void {
-  const { dims, src: ss, dst: ds } = planStridedCopy(p);
-  if (dims[0] === 0) return;
-  wasm().stridedCopy(
-    src + (p.srcOffset ?? 0) * 4,
-    dst + (p.dstOffset ?? 0) * 4,
-    ...dims,
-    ...ss,
-    ...ds,
-  );
+  const plan = planStridedCopy(p);
+  const [n0, n1, n2, n3, n4, n5] = plan.dims;
+  if (n0 === 0) return;
+  const [s0, s1, s2, s3, s4, s5] = plan.src;
+  const [d0, d1, d2, d3, d4, d5] = plan.dst;
+  const from = src + (p.srcOffset ?? 0) * 4, to = dst + (p.dstOffset ?? 0) * 4;
+  wasm().stridedCopy(from, to, n0, n1, n2, n3, n4, n5, s0, s1, s2, s3, s4, s5, d0, d1, d2, d3, d4, d5);
 }
 
 /** Plain reference: same contract as stridedCopy, on typed arrays. */

@@ -6,9 +6,9 @@
 // other layers' bits come from their coding lengths (mixed.ts).
 import { AttnroundError } from "../errors.ts";
 import { attrTensor, type Graph, isOnnxOp } from "../graph/ir.ts";
+import { WasmBuffer } from "../kernels/memory.ts";
 import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free } from "../wasm.ts";
 import {
   type BitsSource,
   defaultEpsilonRule,
@@ -103,11 +103,10 @@ export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQu
     const bits = plan.bits[index];
     const { qmin, qmax } = quantLevels(bits, o.symmetricWeights);
     const m = rowsShape[0], k = rows.length / m;
-    const pw = alloc(rows.length * 4), ps = alloc(m * 4), pz = alloc(m * 4);
+    const pw = WasmBuffer.from(rows), ps = new WasmBuffer(m), pz = new WasmBuffer(m);
     try {
-      f32(pw, rows.length).set(rows);
-      searchWeightScales(pw, m, k, bits, o.symmetricWeights, ps, pz);
-      const scale = f32(ps, m).slice(), zero = f32(pz, m).slice();
+      searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+      const scale = ps.read(), zero = pz.read();
       return {
         layer,
         bits,
@@ -123,7 +122,7 @@ export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQu
         bitsSource: plan.source[index],
       };
     } finally {
-      free(pw), free(ps), free(pz);
+      pw.dispose(), ps.dispose(), pz.dispose();
     }
   });
 }

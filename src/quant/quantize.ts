@@ -11,11 +11,12 @@ import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
 import { AttnroundError, isOptions } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
+import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
-import { inputShapeError, Model } from "../model.ts";
+import { Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free, wasm } from "../wasm.ts";
 import { ActivationCache } from "./cache.ts";
+import { preflight, type RunPlan, samplesFitting } from "./preflight.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
   type ActivationQuantizer,
@@ -27,14 +28,24 @@ import {
   type ProgressEvent,
   type QuantizeOptions,
   type QuantizeOptionsInput,
+  type QuantizeSettings,
   resolveOptions,
+  type RuntimeOptions,
+  settingsOf,
 } from "./options.ts";
-import { type Block, partitionBlocks } from "../graph/partition.ts";
+import { type Block } from "../graph/partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
 import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "../graph/subgraph.ts";
-import { type CheckedState, checkSavedState, decodeState, encodeState, fingerprint } from "./state.ts";
+import {
+  canonicalBytes,
+  type CheckedState,
+  checkSavedState,
+  decodeState,
+  encodeState,
+  fingerprint,
+} from "./state.ts";
 import {
   checkExport,
   type Fidelity,
@@ -48,57 +59,74 @@ import { fromRows } from "../layout.ts";
 const STEP_INIT_SAMPLES = 256;
 /** Values the activation-step search looks at, per quantizer. */
 const SEARCH_VALUES = 1 << 18;
-/** Samples per forward pass while filling caches. */
-const CHUNK = 64;
 const STATE_VERSION = 2;
 
-function runChunks(engine: Engine, inputName: string, source: ActivationCache, sink: ActivationCache): void {
-  const staging = alloc(Math.min(CHUNK, source.length) * source.sampleSize * 4);
+/** Runs `engine` over every sample of `source` into `sink`, `chunk` samples at a time. */
+function runChunks(
+  engine: Engine,
+  inputName: string,
+  source: ActivationCache,
+  sink: ActivationCache,
+  chunk: number,
+): void {
+  const staging = new WasmBuffer(Math.min(chunk, source.length) * source.sampleSize);
   try {
-    for (let start = 0; start < source.length; start += CHUNK) {
-      const n = Math.min(CHUNK, source.length - start);
-      source.gather(Array.from({ length: n }, (_, i) => start + i), staging);
-      const out = engine.runInPlace({ [inputName]: new WasmValue(staging, [n, ...source.sampleShape]) });
+    for (let start = 0; start < source.length; start += chunk) {
+      const n = Math.min(chunk, source.length - start);
+      source.gather(Array.from({ length: n }, (_, i) => start + i), staging.ptr);
+      const out = engine.runInPlace({ [inputName]: new WasmValue(staging.ptr, [n, ...source.sampleShape]) });
       const v = Object.values(out)[0] as WasmValue;
       sink.write(start, { ptr: v.ptr, length: v.size });
     }
   } finally {
-    free(staging);
+    staging.dispose();
   }
 }
 
-/** Steps of the activation quantizers from the float model's activations (Lp search). */
-function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: CalibrationSet): void {
+/**
+ * Steps of the activation quantizers from the float model's activations (Lp
+ * search). The search costs candidates × values: a strided subsample of at
+ * most SEARCH_VALUES values per quantizer sets the step as well as millions
+ * would, so only that subsample is kept as the samples stream through.
+ */
+function initActivationSteps(plan: RunPlan, acts: ActivationQuantizer[], calib: CalibrationSet): void {
   if (acts.length === 0) return;
+  const { graph } = plan;
   const engine = new Engine({ ...graph, outputs: acts.map((a) => ({ name: a.tensor })) });
   try {
     const count = Math.min(STEP_INIT_SAMPLES, calib.count);
     const sampleSize = calib.data.length / calib.count;
-    const collected = acts.map(() => [] as Float32Array[]);
-    for (let start = 0; start < count; start += CHUNK) {
-      const n = Math.min(CHUNK, count - start);
-      const data = calib.data.subarray(start * sampleSize, (start + n) * sampleSize);
-      const out = engine.run({ [graph.inputs[0].name]: new Tensor(data, [n, ...calib.sampleShape]) });
-      acts.forEach((a, i) => collected[i].push(out[a.tensor].data as Float32Array));
+    const feed = (start: number, n: number) => ({
+      [graph.inputs[0].name]: new Tensor(calib.data.subarray(start * sampleSize, (start + n) * sampleSize), [
+        n,
+        ...calib.sampleShape,
+      ]),
+    });
+    // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
+    const chunk = samplesFitting(plan, engine.plannedMemory(feed(0, 1)).arenaBytes);
+    const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
+    for (let start = 0; start < count; start += chunk) {
+      const n = Math.min(chunk, count - start);
+      const out = engine.runInPlace(feed(start, n));
+      acts.forEach((a, i) => {
+        const c = out[a.tensor].data as Float32Array, p = picked[i];
+        if (start === 0) {
+          const total = (c.length / n) * count;
+          p.stride = Math.ceil(total / SEARCH_VALUES);
+          p.values = new Float32Array(Math.ceil(total / p.stride));
+        }
+        for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
+        p.at -= c.length;
+      });
     }
     acts.forEach((a, i) => {
-      // The search costs candidates × values: a strided subsample of at most
-      // SEARCH_VALUES values sets the step as well as millions would.
-      const total = collected[i].reduce((n, c) => n + c.length, 0);
-      const stride = Math.ceil(total / SEARCH_VALUES);
-      const values = new Float32Array(Math.ceil(total / stride));
-      let at = 0, index = 0;
-      for (const c of collected[i]) {
-        for (; at < c.length; at += stride) values[index++] = c[at];
-        at -= c.length;
-      }
-      const ptr = alloc(index * 4);
+      const { values, index } = picked[i];
+      const samples = WasmBuffer.from(values.subarray(0, index));
       try {
-        f32(ptr, index).set(values.subarray(0, index));
-        const q = searchActivationScale(ptr, index, a.bits);
+        const q = searchActivationScale(samples.ptr, index, a.bits);
         Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
       } finally {
-        free(ptr);
+        samples.dispose();
       }
     });
   } finally {
@@ -108,15 +136,12 @@ function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: C
 
 function nearestRows(q: WeightQuantizer): Float32Array {
   const m = q.rowsShape[0], size = q.rows.length;
-  const w = alloc(size * 4), s = alloc(m * 4), z = alloc(m * 4);
+  const w = WasmBuffer.from(q.rows), s = WasmBuffer.from(q.scale), z = WasmBuffer.from(q.zero);
   try {
-    f32(w, size).set(q.rows);
-    f32(s, m).set(q.scale);
-    f32(z, m).set(q.zero);
-    fakeQuantNearest(w, m, size / m, s, z, q.qmin, q.qmax, w);
-    return f32(w, size).slice();
+    fakeQuantNearest(w.ptr, m, size / m, s.ptr, z.ptr, q.qmin, q.qmax, w.ptr);
+    return w.read();
   } finally {
-    free(w), free(s), free(z);
+    w.dispose(), s.dispose(), z.dispose();
   }
 }
 
@@ -127,7 +152,7 @@ function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
 interface SavedState {
   version: number;
   fingerprint: string;
-  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  settings: QuantizeSettings;
   block: number;
   steps: Record<string, number>;
   finalRows: Record<string, Float32Array>;
@@ -135,7 +160,8 @@ interface SavedState {
   trainer?: TrainerState;
 }
 
-export type RunCallbacks = Pick<QuantizeOptions, "onProgress" | "signal">;
+/** What a resumed run takes besides its saved settings: the caller's runtime hooks. */
+export type RunCallbacks = RuntimeOptions;
 
 export class QuantizationRun {
   private block = 0;
@@ -157,13 +183,20 @@ export class QuantizationRun {
     private readonly o: QuantizeOptions,
     private readonly weights: WeightQuantizer[],
     private readonly acts: ActivationQuantizer[],
-    private readonly blocks: Block[],
+    private readonly plan: RunPlan,
     private readonly fingerprint: string,
   ) {
     this.trainCount = calib.count - this.holdout;
-    this.floatIn = new ActivationCache(calib.sampleShape, this.trainCount);
+    this.floatIn = this.cache(calib.sampleShape);
     this.floatIn.write(0, calib.data.subarray(0, this.trainCount * this.sampleSize));
     this.quantIn = this.floatIn;
+  }
+
+  /** A cache for one tensor of every training sample: in memory, or in a spill file when the plan says so. */
+  private cache(sampleShape: readonly number[]): ActivationCache {
+    return new ActivationCache(sampleShape, this.trainCount, {
+      spill: this.plan.spill ? this.o.spill : undefined,
+    });
   }
 
   private get holdout(): number {
@@ -188,28 +221,21 @@ export class QuantizationRun {
     }
     const o = resolveOptions(options);
     checkExport(model, o);
-    const graph = model.graph;
-    if (graph.inputs.length !== 1) {
+    if (model.graph.inputs.length !== 1) {
       throw new AttnroundError(
         "UNSUPPORTED_MODEL",
-        `quantize supports models with one input; this one has ${graph.inputs.length}`,
+        `quantize supports models with one input; this one has ${model.graph.inputs.length}`,
       );
     }
-    const calib = await collectCalibration(calibration, graph.inputs[0]);
+    const calib = await collectCalibration(calibration, model.graph.inputs[0]);
     if (o.signal?.aborted) throw new AttnroundError("ABORTED", "quantization aborted before it started");
-    const weights = planWeightQuantizers(graph, o);
+    const weights = planWeightQuantizers(model.graph, o);
     const acts = planActivationQuantizers(weights, o);
+    const plan = preflight(model.graph, calib, weights, acts, o);
     o.onProgress?.({ phase: "calibrate" });
-    try {
-      initActivationSteps(graph, acts, calib);
-    } catch (e) {
-      throw inputShapeError(graph.inputs, {
-        [graph.inputs[0].name]: { shape: [calib.count, ...calib.sampleShape] },
-      }, e);
-    }
-    const { onProgress: _p, signal: _s, ...settings } = o;
-    const print = fingerprint(settings, calib.data, ...weights.map((q) => q.rows));
-    return new QuantizationRun(model, calib, o, weights, acts, partitionBlocks(graph), print);
+    initActivationSteps(plan, acts, calib);
+    const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
+    return new QuantizationRun(model, calib, o, weights, acts, plan, print);
   }
 
   /** Continues a run from `state()` bytes, with the same model and calibration data. */
@@ -229,12 +255,12 @@ export class QuantizationRun {
       throw new AttnroundError("INVALID_ARGUMENT", "resume takes the bytes that run.state() returned");
     }
     const extra = isOptions(callbacks)
-      ? Object.keys(callbacks ?? {}).find((k) => k !== "onProgress" && k !== "signal")
+      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill"].includes(k))
       : "";
     if (extra !== undefined) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
-        `resume takes { onProgress, signal } as callbacks${
+        `resume takes { onProgress, signal, spill } beside the state${
           extra ? `, not "${extra}"` : ""
         }: the settings come from the state`,
       );
@@ -271,13 +297,13 @@ export class QuantizationRun {
     const invalid = (why: string) => {
       throw new AttnroundError("INVALID_DATA", `the saved quantization state is invalid: ${why}`);
     };
-    const blocks = this.blocks.length;
+    const blocks = this.plan.blocks.length;
     if (saved.block > blocks) invalid(`it is at block ${saved.block} of a run of ${blocks}`);
     if (saved.reports.length !== saved.block) {
       invalid(`it has ${saved.reports.length} block reports for ${saved.block} finished blocks`);
     }
     saved.reports.forEach((r, i) => {
-      if (r.index !== this.blocks[i].index) invalid(`report ${i} is of block ${r.index}`);
+      if (r.index !== this.plan.blocks[i].index) invalid(`report ${i} is of block ${r.index}`);
     });
     const tensors = new Set(this.acts.map((a) => a.tensor));
     for (const tensor of new Set([...tensors, ...Object.keys(saved.steps)])) {
@@ -287,7 +313,7 @@ export class QuantizationRun {
     }
     const finished = new Map(
       this.weights.filter((q) =>
-        this.blocks.slice(0, saved.block).some((b) => b.nodes.includes(q.layer.node))
+        this.plan.blocks.slice(0, saved.block).some((b) => b.nodes.includes(q.layer.node))
       )
         .map((q) => [q.layer.weight, q.rows.length]),
     );
@@ -315,7 +341,7 @@ export class QuantizationRun {
   }
 
   get done(): boolean {
-    return this.block >= this.blocks.length;
+    return this.block >= this.plan.blocks.length;
   }
 
   /** Progress as a fraction of the reconstruction iterations of all blocks. */
@@ -323,7 +349,7 @@ export class QuantizationRun {
     const perBlock = Math.max(this.o.iterations, 1);
     return Math.min(
       1,
-      (this.block * perBlock + (this.trainer?.iteration ?? 0)) / (this.blocks.length * perBlock),
+      (this.block * perBlock + (this.trainer?.iteration ?? 0)) / (this.plan.blocks.length * perBlock),
     );
   }
 
@@ -349,7 +375,7 @@ export class QuantizationRun {
 
   /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
   state(): Uint8Array {
-    const { onProgress: _p, signal: _s, ...settings } = this.o;
+    const settings = settingsOf(this.o);
     const saved: SavedState = {
       version: STATE_VERSION,
       fingerprint: this.fingerprint,
@@ -372,7 +398,7 @@ export class QuantizationRun {
       );
     }
     if (this.finished) return this.finished;
-    const graph = this.model.graph;
+    const graph = this.plan.graph;
     const weights = new Map(
       this.weights.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
@@ -390,14 +416,20 @@ export class QuantizationRun {
         this.holdout,
         ...this.calib.sampleShape,
       ]);
-      fidelity = measureFidelity(this.model, quantized, graph.inputs[0].name, held);
+      fidelity = measureFidelity(graph, quantized, held, this.plan.forwardSamples);
     }
     quantized.report = quantized.buildReport(
       this.o,
       this.reports,
       fidelity,
       (performance.now() - this.started) / 1000,
-      { peakCacheBytes: this.peakCacheBytes, wasmHeapBytes: wasm().memory.buffer.byteLength },
+      {
+        peakCacheBytes: this.peakCacheBytes,
+        wasmHeapBytes: wasmHeapBytes(),
+        forwardSamples: this.plan.forwardSamples,
+        trainingSamples: this.plan.trainingSamples,
+        sampleBySample: this.plan.sampleBySample,
+      },
     );
     this.finished = quantized;
     this.disposeCaches();
@@ -405,21 +437,13 @@ export class QuantizationRun {
   }
 
   private current(): { block: Block; graph: Graph; layers: WeightQuantizer[]; acts: ActivationQuantizer[] } {
-    const block = this.blocks[this.block];
-    if (block.inputs.length !== 1 || block.outputs.length !== 1) {
-      throw new AttnroundError(
-        "UNSUPPORTED_MODEL",
-        `block ${
-          block.index + 1
-        } has ${block.inputs.length} inputs and ${block.outputs.length} outputs; reconstruction needs one of each`,
-      );
-    }
+    const block = this.plan.blocks[this.block];
     const layers = this.weights.filter((q) => block.nodes.includes(q.layer.node));
     const layerNodes = new Set(layers.map((l) => l.layer.node));
     const acts = this.acts.filter((a) =>
       block.nodes.some((n) => layerNodes.has(n) && n.inputs[0] === a.tensor)
     );
-    return { block, graph: blockGraph(this.model.graph, block), layers, acts };
+    return { block, graph: blockGraph(this.plan.graph, block), layers, acts };
   }
 
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
@@ -433,8 +457,8 @@ export class QuantizationRun {
           ...this.floatIn.sampleShape,
         ]),
       });
-      this.targets = new ActivationCache(probe[block.outputs[0]].shape.slice(1), this.trainCount);
-      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets);
+      this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
+      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets, this.plan.forwardSamples);
     } finally {
       floatEngine.dispose();
     }
@@ -444,12 +468,13 @@ export class QuantizationRun {
       this.trainer = new BlockTrainer(
         graph,
         block.index,
-        this.blocks.length,
+        this.plan.blocks.length,
         layers,
         acts,
         this.quantIn,
         this.targets,
         this.o,
+        this.plan.trainingSamples,
       );
     }
   }
@@ -468,9 +493,9 @@ export class QuantizationRun {
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
     const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
-    const quantOut = new ActivationCache(this.targets!.sampleShape, this.trainCount);
+    const quantOut = this.cache(this.targets!.sampleShape);
     try {
-      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut);
+      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut, this.plan.forwardSamples);
     } finally {
       quantEngine.dispose();
     }

@@ -7,9 +7,10 @@
 // same batches and noise and ends with the same weights.
 import { addGradients } from "../engine/autodiff.ts";
 import { Engine } from "../engine/engine.ts";
-import { WasmValue } from "../engine/value.ts";
+import { type Value, WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
+import { WasmBuffer } from "../kernels/memory.ts";
 import { adamStep } from "../kernels/quant-adam.ts";
 import {
   adaroundForward,
@@ -19,11 +20,20 @@ import {
   attentionStochasticForward,
 } from "../kernels/quant-round.ts";
 import { Tensor } from "../tensor.ts";
-import { alloc, f32, free } from "../wasm.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
-import { dropRngName, latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
+import {
+  dropRngName,
+  latentName,
+  LOSS,
+  rngName,
+  SHARD,
+  SIGMA,
+  stepName,
+  TARGET,
+  trainingGraph,
+} from "./qgraph.ts";
 
 /** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
 export class SampleRng {
@@ -59,9 +69,21 @@ interface Trained {
   name: string;
   size: number;
   shape: number[];
-  value: number;
-  m1: number;
-  m2: number;
+  value: WasmBuffer;
+  m1: WasmBuffer;
+  m2: WasmBuffer;
+}
+
+/** `batch` samples in shards of at most `most`, as equal as they can be: [first sample, count] each. */
+export function splitBatch(batch: number, most: number): [number, number][] {
+  const count = Math.max(1, Math.ceil(batch / Math.max(1, most)));
+  const shards: [number, number][] = [];
+  for (let i = 0, first = 0; i < count; i++) {
+    const size = Math.floor(batch / count) + (i < batch % count ? 1 : 0);
+    shards.push([first, size]);
+    first += size;
+  }
+  return shards;
 }
 
 const ADAROUND_WARMUP = 0.2, ADAROUND_LAMBDA = 0.01, BETA_START = 20, BETA_END = 2;
@@ -75,14 +97,18 @@ export class BlockTrainer {
   private readonly gradients: Map<string, string>;
   /** Per layer: its latent, and the float weight, scales and zero points it is rounded against (in wasm). */
   private readonly latents:
-    (Trained & { q: WeightQuantizer; seed: number; w: number; s: number; z: number })[];
+    (Trained & { q: WeightQuantizer; seed: number; w: WasmBuffer; s: WasmBuffer; z: WasmBuffer })[];
   private readonly steps: (Trained & { a: ActivationQuantizer; dropSeed: number })[];
-  private readonly owned: number[] = [];
+  private readonly owned: WasmBuffer[] = [];
   private readonly rounding: "attention" | "adaround";
   private readonly sampler: SampleRng;
-  private readonly x: number;
-  private readonly t: number;
+  private readonly x: WasmBuffer;
+  private readonly t: WasmBuffer;
   private readonly batch: number;
+  /** The mini-batch's parts, [first sample, count]: one engine run each. */
+  private readonly shards: [number, number][];
+  /** Per trained graph input (latent or step), its gradient summed over the shards (none with one shard). */
+  private readonly sums = new Map<string, WasmBuffer>();
 
   constructor(
     private readonly block: Graph,
@@ -93,6 +119,8 @@ export class BlockTrainer {
     private readonly inputs: ActivationCache,
     private readonly targets: ActivationCache,
     private readonly o: QuantizeOptions,
+    /** The most samples one engine run may hold (memory, or a model that runs sample by sample). */
+    maxShard = Infinity,
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
     const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant, o.activationDrop);
@@ -105,29 +133,34 @@ export class BlockTrainer {
       const m = q.rowsShape[0], size = q.rows.length;
       const t = this.trained(q.layer.weight, q.rowsShape);
       const w = this.zeroed(size), s = this.zeroed(m), z = this.zeroed(m);
-      f32(w, size).set(q.rows);
-      f32(s, m).set(q.scale);
-      f32(z, m).set(q.zero);
-      if (this.rounding === "attention") attentionInit(w, m, size / m, s, z, t.value);
-      else adaroundInit(w, m, size / m, s, t.value);
+      w.write(q.rows);
+      s.write(q.scale);
+      z.write(q.zero);
+      if (this.rounding === "attention") attentionInit(w.ptr, m, size / m, s.ptr, z.ptr, t.value.ptr);
+      else adaroundInit(w.ptr, m, size / m, s.ptr, t.value.ptr);
       return { ...t, q, seed: seedFor(o.seed, q.layer.weight), w, s, z };
     });
     this.steps = acts.map((a) => {
       const t = this.trained(a.tensor, [1]);
-      f32(t.value, 1)[0] = a.step;
+      t.value.f32()[0] = a.step;
       return { ...t, a, dropSeed: seedFor(o.seed, `${a.tensor} drop`) };
     });
     this.batch = Math.min(o.batchSize, inputs.length);
-    this.x = this.zeroed(this.batch * inputs.sampleSize);
-    this.t = this.zeroed(this.batch * targets.sampleSize);
+    this.shards = splitBatch(this.batch, maxShard);
+    const largest = Math.max(...this.shards.map(([, n]) => n));
+    this.x = this.zeroed(largest * inputs.sampleSize);
+    this.t = this.zeroed(largest * targets.sampleSize);
+    if (this.shards.length > 1) {
+      for (const l of this.latents) this.sums.set(latentName(l.name), this.zeroed(l.size));
+      for (const a of this.steps) this.sums.set(stepName(a.name), this.zeroed(a.size));
+    }
     this.sampler = new SampleRng(seedFor(o.seed, `block ${blockIndex}`));
   }
 
-  private zeroed(floats: number): number {
-    const ptr = alloc(Math.max(floats, 1) * 4);
-    this.owned.push(ptr);
-    f32(ptr, floats).fill(0);
-    return ptr;
+  private zeroed(floats: number): WasmBuffer {
+    const buffer = new WasmBuffer(floats);
+    this.owned.push(buffer);
+    return buffer;
   }
 
   private trained(name: string, shape: number[]): Trained {
@@ -154,48 +187,35 @@ export class BlockTrainer {
         );
       }
       for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
-      this.inputs.gather(indices, this.x);
-      this.targets.gather(indices, this.t);
       const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
-      const feeds: Record<string, WasmValue | Tensor> = {
-        [this.block.inputs[0].name]: new WasmValue(this.x, [this.batch, ...this.inputs.sampleShape]),
-        [TARGET]: new WasmValue(this.t, [this.batch, ...this.targets.sampleShape]),
-        [SIGMA]: new Tensor(new Float32Array([sigma]), []),
-      };
-      for (const l of this.latents) {
-        feeds[latentName(l.name)] = new WasmValue(l.value, l.shape);
-        if (this.rounding === "attention") {
-          // Iteration it reads the layer's Gaussian stream from element it·size on.
-          feeds[rngName(l.name)] = new Tensor(
-            new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
-            [2],
-          );
-        }
-      }
-      for (const s of this.steps) {
-        feeds[stepName(s.name)] = new WasmValue(s.value, [1]);
-        if (o.activationDrop > 0) {
-          feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
-        }
-      }
-      const out = this.engine.runInPlace(feeds);
-      const loss = out[LOSS].data[0] as number;
+      const { loss, gradient } = this.lossAndGradients(indices, it, sigma);
       if (it % this.lossEvery === 0) this.losses.push(loss);
       for (const l of this.latents) {
-        const grad = out[this.gradients.get(latentName(l.name))!] as WasmValue | undefined;
-        if (!grad) continue;
+        const grad = gradient(latentName(l.name));
+        if (grad === undefined) continue;
         if (this.rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
           const progress = (it - ADAROUND_WARMUP * o.iterations) / ((1 - ADAROUND_WARMUP) * o.iterations);
           const beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + Math.cos(Math.PI * progress));
-          adaroundRegularizer(l.value, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
+          adaroundRegularizer(l.value.ptr, l.size, beta, ADAROUND_LAMBDA, grad);
         }
-        adamStep(l.value, grad.ptr, l.m1, l.m2, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
+        adamStep(l.value.ptr, grad, l.m1.ptr, l.m2.ptr, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
       }
       for (const s of this.steps) {
-        const grad = out[this.gradients.get(stepName(s.name))!] as WasmValue | undefined;
-        if (!grad) continue;
-        adamStep(s.value, grad.ptr, s.m1, s.m2, 1, o.activationLearningRate, 0.9, 0.999, 1e-8, it + 1);
-        const step = f32(s.value, 1);
+        const grad = gradient(stepName(s.name));
+        if (grad === undefined) continue;
+        adamStep(
+          s.value.ptr,
+          grad,
+          s.m1.ptr,
+          s.m2.ptr,
+          1,
+          o.activationLearningRate,
+          0.9,
+          0.999,
+          1e-8,
+          it + 1,
+        );
+        const step = s.value.f32();
         step[0] = Math.max(step[0], 1e-8);
       }
       this.iteration++;
@@ -213,13 +233,76 @@ export class BlockTrainer {
     this.seconds += (performance.now() - started) / 1000;
   }
 
+  /**
+   * One iteration's loss and gradients over the mini-batch `indices`: one
+   * engine run, or one per shard with the gradients summed in shard order,
+   * each weighted by its share of the batch (the loss is a mean over samples).
+   * `gradient(input)` gives the address of the gradient of a trained graph
+   * input (a latent or a step), or undefined when nothing depends on it.
+   */
+  private lossAndGradients(indices: Int32Array, it: number, sigma: number) {
+    let loss = 0;
+    let out: Record<string, Value> = {};
+    const seen = new Set<string>();
+    for (const [first, count] of this.shards) {
+      this.inputs.gather(indices.subarray(first, first + count), this.x.ptr);
+      this.targets.gather(indices.subarray(first, first + count), this.t.ptr);
+      out = this.engine.runInPlace(this.feeds(it, sigma, first, count));
+      const share = count / this.batch;
+      loss += share * (out[LOSS].data[0] as number);
+      for (const [input, sum] of this.sums) {
+        const grad = out[this.gradients.get(input)!] as WasmValue | undefined;
+        if (!grad) continue;
+        const total = sum.f32(), g = grad.data;
+        if (!seen.has(input)) total.fill(0);
+        seen.add(input);
+        for (let i = 0; i < total.length; i++) total[i] += share * g[i];
+      }
+    }
+    const gradient = (input: string): number | undefined =>
+      this.shards.length > 1
+        ? (seen.has(input) ? this.sums.get(input)!.ptr : undefined)
+        : (out[this.gradients.get(input)!] as WasmValue | undefined)?.ptr;
+    return { loss, gradient };
+  }
+
+  /** The engine's inputs for one run: the shard of `count` samples from `first`, latents, steps and streams. */
+  private feeds(it: number, sigma: number, first: number, count: number): Record<string, Value> {
+    const o = this.o;
+    const feeds: Record<string, Value> = {
+      [this.block.inputs[0].name]: new WasmValue(this.x.ptr, [count, ...this.inputs.sampleShape]),
+      [TARGET]: new WasmValue(this.t.ptr, [count, ...this.targets.sampleShape]),
+      [SIGMA]: new Tensor(new Float32Array([sigma]), []),
+    };
+    for (const l of this.latents) {
+      feeds[latentName(l.name)] = new WasmValue(l.value.ptr, l.shape);
+      if (this.rounding === "attention") {
+        // Iteration it reads the layer's Gaussian stream from element it·size on.
+        feeds[rngName(l.name)] = new Tensor(
+          new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
+          [2],
+        );
+      }
+    }
+    for (const s of this.steps) {
+      feeds[stepName(s.name)] = new WasmValue(s.value.ptr, [1]);
+      if (o.activationDrop > 0) {
+        feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
+      }
+    }
+    if (this.steps.length > 0) {
+      feeds[SHARD] = new Tensor(new BigInt64Array([BigInt(first), BigInt(this.batch)]), [2]);
+    }
+    return feeds;
+  }
+
   state(): TrainerState {
     const tensors: TrainerState["tensors"] = {};
     for (const t of [...this.latents, ...this.steps]) {
       tensors[t.name] = {
-        value: f32(t.value, t.size).slice(),
-        m1: f32(t.m1, t.size).slice(),
-        m2: f32(t.m2, t.size).slice(),
+        value: t.value.read(),
+        m1: t.m1.read(),
+        m2: t.m2.read(),
       };
     }
     return {
@@ -250,9 +333,9 @@ export class BlockTrainer {
       if (!saved || [saved.value, saved.m1, saved.m2].some((v) => v.length !== t.size)) {
         invalid(`has no matching values for "${t.name}"`);
       }
-      f32(t.value, t.size).set(saved!.value);
-      f32(t.m1, t.size).set(saved!.m1);
-      f32(t.m2, t.size).set(saved!.m2);
+      t.value.write(saved!.value);
+      t.m1.write(saved!.m1);
+      t.m2.write(saved!.m2);
     }
     this.iteration = s.iteration;
     this.sampler.state = s.sampler;
@@ -262,23 +345,23 @@ export class BlockTrainer {
 
   /** Final hard-rounded weights (rows layout, by weight name); writes the learned steps back to the quantizers. */
   finish(): Map<string, Float32Array> {
-    for (const s of this.steps) s.a.step = f32(s.value, 1)[0];
+    for (const s of this.steps) s.a.step = s.value.f32()[0];
     const weights = new Map<string, Float32Array>();
     for (const l of this.latents) {
       const q = l.q, m = q.rowsShape[0], k = l.size / m;
       const out = this.zeroed(l.size);
       if (this.rounding === "attention") {
-        attentionStochasticForward(l.value, m, k, l.s, l.z, q.qmin, q.qmax, 0, 0, 0, out, 0);
+        attentionStochasticForward(l.value.ptr, m, k, l.s.ptr, l.z.ptr, q.qmin, q.qmax, 0, 0, 0, out.ptr, 0);
       } else {
-        adaroundForward(l.w, l.value, m, k, l.s, l.z, q.qmin, q.qmax, true, out, 0);
+        adaroundForward(l.w.ptr, l.value.ptr, m, k, l.s.ptr, l.z.ptr, q.qmin, q.qmax, true, out.ptr, 0);
       }
-      weights.set(l.name, f32(out, l.size).slice());
+      weights.set(l.name, out.read());
     }
     return weights;
   }
 
   dispose(): void {
-    for (const ptr of this.owned) free(ptr);
+    for (const buffer of this.owned) buffer.dispose();
     this.owned.length = 0;
     this.engine.dispose();
   }

@@ -118,24 +118,26 @@ export function decodeState(bytes: Uint8Array): unknown {
   return revive(header);
 }
 
-/** JSON with object keys sorted, so that equal settings give equal text whatever their order. */
-function canonical(value: unknown): string {
-  return JSON.stringify(
-    value,
-    (_key, v) =>
-      v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v)
-        ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
-        : v,
+/** `value` as JSON with object keys sorted, so that equal settings give equal bytes whatever their order. */
+export function canonicalBytes(value: unknown): Uint8Array {
+  return new TextEncoder().encode(
+    JSON.stringify(
+      value,
+      (_key, v) =>
+        v && typeof v === "object" && !Array.isArray(v) && !ArrayBuffer.isView(v)
+          ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+          : v,
+    ),
   );
 }
 
 /**
- * What ties a state to its run: SHA-256 (hex) of the settings, the
- * calibration data and every layer's float weight. A state resumes only with
- * the same three.
+ * SHA-256 (hex) of the parts, one after another. What ties a state to its
+ * run: the settings (canonicalBytes), the calibration data and every layer's
+ * float weight; a state resumes only with the same three.
  */
-export function fingerprint(settings: unknown, ...parts: ArrayBufferView[]): string {
-  const hash = new Sha256().update(new TextEncoder().encode(canonical(settings)));
+export function fingerprint(...parts: ArrayBufferView[]): string {
+  const hash = new Sha256();
   for (const p of parts) hash.update(new Uint8Array(p.buffer, p.byteOffset, p.byteLength));
   return hex(hash.digest());
 }

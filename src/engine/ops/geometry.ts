@@ -4,7 +4,6 @@
 import { attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { Conv2dParams } from "../../kernels/conv2d.ts";
 import { opError, opUnsupported } from "../registry.ts";
-import type { WasmValue } from "../value.ts";
 
 export interface SpatialGeometry {
   kernel: number[];
@@ -67,7 +66,12 @@ export function as2d(g: SpatialGeometry): SpatialGeometry {
  * The 2-D kernel params of a 1-D or 2-D Conv node (1-D as height 1), without a
  * fused activation; with `transposed`, of a ConvTranspose node (weight [c, m/group, …]).
  */
-export function convParams(node: Node, x: WasmValue, w: WasmValue, transposed = false): Conv2dParams {
+export function convParams(
+  node: Node,
+  x: { shape: readonly number[] },
+  w: { shape: readonly number[] },
+  transposed = false,
+): Conv2dParams {
   const rank = x.shape.length;
   if (rank !== 3 && rank !== 4) {
     throw opUnsupported(node, `only 1-D and 2-D convolutions are supported (input [${x.shape}])`);

@@ -57,3 +57,18 @@ export function sumToShape(ctx: GradContext, dy: WasmValue, shape: readonly numb
   reduceToShape({ from: dy.shape, to: shape, scale }, dy.ptr, g.ptr);
   return g;
 }
+
+/**
+ * Zero gradients for the wanted float inputs from `first` on that an op's
+ * output does not move with (roi and scales, a Cast's template, a quantizer's
+ * scale): every wanted gradient must exist, even when it is zero.
+ */
+export function constantGradients(
+  ctx: GradContext,
+  inputs: (Value | undefined)[],
+  first = 1,
+): (WasmValue | undefined)[] {
+  return inputs.slice(first).map((v, k) =>
+    v && v.dtype === "float32" && ctx.wants(first + k) ? zeroGradient(ctx, v.shape) : undefined
+  );
+}

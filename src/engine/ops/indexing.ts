@@ -37,14 +37,18 @@ function argExtreme(largest: boolean): OpRun {
   };
 }
 
-function wrapIndex(node: Node, raw: number, dim: number): number {
+export function wrapIndex(node: Node, raw: number, dim: number): number {
   const i = raw < 0 ? raw + dim : raw;
   if (i < 0 || i >= dim) throw opError(node, `index ${raw} is out of range for an axis of size ${dim}`);
   return i;
 }
 
 /** For every element of `shape`, its flat offset with the coordinate on `axis` dropped to 0. */
-function offsetsWithoutAxis(shape: readonly number[], axis: number, into: readonly number[]): Int32Array {
+export function offsetsWithoutAxis(
+  shape: readonly number[],
+  axis: number,
+  into: readonly number[],
+): Int32Array {
   const intoStrides = stridesOf(into), strides = stridesOf(shape);
   const offsets = new Int32Array(product(shape));
   for (let i = 0; i < offsets.length; i++) {
@@ -124,7 +128,7 @@ const scatterElements: OpRun = (ctx, inputs) => {
 };
 
 /** Flat offsets (into data of rank b + m + rest) that each index tuple of a GatherND/ScatterND selects. */
-function tupleOffsets(node: Node, data: Value, indices: Value, batchDims: number) {
+export function tupleOffsets(node: Node, data: Value, indices: Value, batchDims: number) {
   const m = indices.shape[indices.shape.length - 1];
   if (m > data.shape.length - batchDims) {
     throw opError(node, `index tuples of length ${m} are too long for data [${data.shape}]`);

@@ -4,7 +4,7 @@
 // src/kernels/conv2d-grad.ts, matrix products on the wasm GEMM, pooling on
 // src/kernels/pool-grad.ts, per-channel sums on reduceToShape.
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import { reduceToShape } from "../../kernels/binary-grad.ts";
 import { binary } from "../../kernels/binary.ts";
 import {

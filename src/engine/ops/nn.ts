@@ -2,7 +2,7 @@
 // softmax, reductions, and (de)quantization.
 import { attrFloat, attrInt, attrInts, attrString, type Node } from "../../graph/ir.ts";
 import type { DType } from "../../tensor.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import { globalAveragePool } from "../../kernels/pool.ts";
 import { convTranspose2d, convTranspose2dWorkspaceBytes } from "../../kernels/conv-transpose2d.ts";
 import { lsqForward, roundHalfEven } from "../../kernels/quant.ts";

@@ -62,7 +62,7 @@ const prelu: OpRun = (ctx, inputs) => {
   return run(ctx, inputs);
 };
 
-const SELU_ALPHA = 1.67326319217681884765625, SELU_GAMMA = 1.05070102214813232421875;
+export const SELU_ALPHA = 1.67326319217681884765625, SELU_GAMMA = 1.05070102214813232421875;
 
 registerOps({
   PRelu: prelu,

@@ -21,7 +21,7 @@ const transforms = [
 ];
 const nearestModes = ["round_prefer_floor", "round_prefer_ceil", "floor", "ceil"];
 
-interface Options {
+export interface Options {
   mode: "nearest" | "linear" | "cubic";
   transform: string;
   nearestMode: string;
@@ -40,7 +40,7 @@ export interface AxisTaps {
   outside: Uint8Array;
 }
 
-function options(node: Node, opset: number): Options {
+export function options(node: Node, opset: number): Options {
   const legacy = node.opType === "Upsample" || opset < 11;
   const raw = attrString(node, "mode", "nearest");
   return {
@@ -171,7 +171,7 @@ interface Target {
   roi: [number, number][];
 }
 
-function target(ctx: OpContext, x: Value, inputs: (Value | undefined)[]): Target {
+export function target(ctx: OpContext, x: Value, inputs: (Value | undefined)[]): Target {
   const node = ctx.node;
   const rank = x.shape.length;
   let scales: number[] | undefined, sizes: number[] | undefined, roiIn: number[] | undefined;

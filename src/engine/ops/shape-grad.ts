@@ -1,14 +1,16 @@
 // Backward of the data-movement ops in shape.ts. Ops that only reinterpret a
 // shape (Identity, Reshape, Flatten, Squeeze, Unsqueeze, Dropout at
 // inference) pass the gradient on as a view of the same bytes; Transpose,
-// Slice, Pad, Concat and Split move it back with the wasm strided copy.
+// Slice, Pad, Concat and Split move it back with the wasm strided copy (Pad
+// in edge, reflect and wrap modes is in index-grad.ts).
 import { attrInt, attrInts, attrString } from "../../graph/ir.ts";
 import { reduceToShape } from "../../kernels/binary-grad.ts";
 import { stridedCopy } from "../../kernels/strided-copy.ts";
 import { f32 } from "../../wasm.ts";
-import { type GradContext, type OpGrad, opUnsupported, registerGradients } from "../registry.ts";
+import { type GradContext, type OpGrad, registerGradients } from "../registry.ts";
 import { WasmValue } from "../value.ts";
 import { floatInput, scratchParts, zeroGradient, zeroGradients } from "./grad-util.ts";
+import { padModeGrad } from "./index-grad.ts";
 import { padsOf, sliceBox, splitSizes } from "./shape.ts";
 import { normalizeAxis } from "./util.ts";
 import { stridesOf } from "../../layout.ts";
@@ -86,12 +88,10 @@ const sliceGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
  * Constant Pad: dx is the part of dy that holds x (zero where negative pads
  * cropped x away); the constant value (an input from opset 11) gets the rest of dy.
  */
-const padGrad: OpGrad = (ctx, inputs, _outputs, [dy]) => {
+const padGrad: OpGrad = (ctx, inputs, outputs, [dy]) => {
   const x = floatInput(ctx.node, inputs, 0);
   const mode = attrString(ctx.node, "mode", "constant");
-  if (mode !== "constant") {
-    throw opUnsupported(ctx.node, `the gradient of ${mode} padding is not implemented`);
-  }
+  if (mode !== "constant") return padModeGrad(ctx, inputs, outputs, [dy]);
   const valueInput = inputs[2];
   const dx = ctx.wants(0) ? ctx.outputF32(x.shape) : undefined;
   const dValue = valueInput && ctx.wants(2) ? ctx.outputF32(valueInput.shape) : undefined;

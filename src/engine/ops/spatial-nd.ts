@@ -3,15 +3,14 @@
 // these, and keeps its own kernels for 1-D and 2-D. Conv and ConvTranspose go
 // through im2col / col2im and the wasm GEMM; pooling loops directly.
 import { attrFloat, attrInt, attrInts } from "../../graph/ir.ts";
-import { gemmAt } from "../../gemm.ts";
+import { gemmAt } from "../../kernels/gemm.ts";
 import type { OpContext } from "../registry.ts";
 import { type Value, WasmValue } from "../value.ts";
+import { product } from "./util.ts";
 import { stridesOf } from "../../layout.ts";
 import { opError, opUnsupported, required, wasmInput } from "../registry.ts";
 import { type SpatialGeometry, spatialGeometry, transposedGeometry } from "./geometry.ts";
 import { FUSED_MAX, FUSED_MIN } from "../fuse.ts";
-
-const product = (xs: readonly number[]) => xs.reduce((a, b) => a * b, 1);
 
 /** Steps a row-major multi-index; false once it wraps around. */
 function advance(index: number[], dims: readonly number[]): boolean {

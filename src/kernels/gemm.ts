@@ -1,9 +1,9 @@
 // Matrix product C = op(A)·op(B) (+ C). The wasm SIMD kernel lives in
 // assembly/gemm.ts; gemmReference is the plain loop the tests hold it to.
-import { AttnroundError } from "./errors.ts";
-import type { FloatArray } from "./kernels/planes.ts";
-import { Tensor } from "./tensor.ts";
-import { alloc, allocF32, f32, free, wasm } from "./wasm.ts";
+import { AttnroundError } from "../errors.ts";
+import { Tensor } from "../tensor.ts";
+import { alloc, allocF32, f32, free, wasm } from "../wasm.ts";
+import type { FloatArray } from "./planes.ts";
 
 export interface GemmShape {
   transA: boolean;

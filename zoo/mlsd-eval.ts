@@ -106,10 +106,30 @@ for (const r of rows) {
     } | ${pct(r.test.f1)} | ${pct(r.test.precision)} | ${pct(r.test.recall)} | ${r.msPerImage.toFixed(0)} |`,
   );
 }
+// Where the figures come from; the times move with the machine's load.
+const git = await new Deno.Command("git", { args: ["rev-parse", "--short", "HEAD"], stdout: "piped" })
+  .output().catch(() => undefined);
+const context = {
+  commit: git?.success ? new TextDecoder().decode(git.stdout).trim() : "unknown",
+  date: new Date().toISOString().slice(0, 10),
+  load: Deno.loadavg(),
+  cores: navigator.hardwareConcurrency,
+};
+console.log(
+  `\nAt commit ${context.commit}, ${context.date}; load average ${
+    context.load.map((l) => l.toFixed(1)).join(" ")
+  } ` +
+    `on ${context.cores} logical cores as the run ended.`,
+);
 const outFile = flagValue(args, "out");
 if (outFile) {
   await Deno.writeTextFile(
     outFile,
-    JSON.stringify({ validation: validationCount, test: testCount, seeds: mlsdSeeds, rows }, null, 2) + "\n",
+    JSON.stringify(
+      { ...context, validation: validationCount, test: testCount, seeds: mlsdSeeds, rows },
+      null,
+      2,
+    ) +
+      "\n",
   );
 }

@@ -63,6 +63,14 @@ export interface QuantizeOptions {
    * Replaces weightBits for those layers. Candidates default to [2, 3, 4, 5, 6, 8].
    */
   mixedPrecision?: MixedPrecisionOptions;
+  /**
+   * Bytes the run may use for its activations: the cached block inputs and
+   * targets (outside the wasm heap) and the engine's working memory (inside
+   * it). Forward passes take as many samples at once as fit; a mini-batch that
+   * does not fit in one training run is split into shards whose gradients are
+   * summed. A run that cannot fit fails before it starts, saying what would.
+   */
+  memoryBudget: number;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
@@ -90,6 +98,7 @@ export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "sign
   attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "expectation" as const }),
   holdout: 64,
   layers: Object.freeze({}),
+  memoryBudget: 4 * 2 ** 30,
 });
 
 function invalid(message: string): never {
@@ -133,6 +142,9 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   positiveInt("batchSize", 1);
   positiveInt("seed", 0);
   positiveInt("holdout", 0);
+  if (!(o.memoryBudget >= 2 ** 24)) {
+    invalid(`memoryBudget must be at least 16 MiB (in bytes), got ${o.memoryBudget}`);
+  }
   if (!(o.learningRate > 0) || !(o.activationLearningRate > 0)) {
     invalid("learning rates must be positive numbers");
   }

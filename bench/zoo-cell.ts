@@ -5,12 +5,13 @@
 //
 // float: ops, parameters, FLOP per sample, the engine against onnxruntime-node
 // on the first samples of the evaluation set, and the float task metric.
-// quantize: quantize() with the cell's settings; its wall and CPU time and
+// quantize: quantize() with the cell's settings (caches beyond the memory
+// budget spill to a temporary file, as the command line's do); its wall and CPU time and
 // the process's peak RSS (VmHWM) as quantize() returns, before anything else
 // is loaded; the task metric of q.run; SNR and top-1 agreement of q.run against
 // the float model; and the exported ONNX run by onnxruntime-node against q.run.
 import { init, inspectModel, loadModel, type Model, quantize, Tensor } from "../mod.ts";
-import type { QuantizedModel } from "../mod.ts";
+import type { QuantizedModel, SpillStore } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { evaluationSet, readFixture, toInput } from "./fmnist.ts";
 import { readNpz } from "../src/data/npy.ts";
@@ -37,6 +38,8 @@ export interface Comparison {
   maxRel: number;
   /** 10 log10(Σb² / Σ(a − b)²), for the output where it is smallest (Infinity when equal). */
   snrDb: number;
+  /** The same, for each output. */
+  snrDbByOutput: Record<string, number>;
   /** Samples whose arg-max (of the first output) is the same, in [0, 1]; classifiers only. */
   top1Agreement?: number;
   /** Samples on which every output value agrees to float rounding, |a − b| ≤ 1e-4 (1 + |b|), in [0, 1]. */
@@ -255,10 +258,12 @@ class Comparer {
 
   result(): Comparison {
     let maxRel = 0, snrDb = Infinity, noise = 0, signal = 0;
-    for (const s of this.perOutput.values()) {
+    const snrDbByOutput: Record<string, number> = {};
+    for (const [name, s] of this.perOutput) {
       const rel = s.maxAbs / (s.scale || 1);
       maxRel = Number.isNaN(rel) || rel > maxRel ? rel : maxRel;
-      snrDb = Math.min(snrDb, s.noise === 0 ? Infinity : 10 * Math.log10(s.signal / s.noise));
+      snrDbByOutput[name] = s.noise === 0 ? Infinity : 10 * Math.log10(s.signal / s.noise);
+      snrDb = Math.min(snrDb, snrDbByOutput[name]);
       noise += s.noise;
       signal += s.signal;
     }
@@ -266,6 +271,7 @@ class Comparer {
       samples: this.samples,
       maxRel,
       snrDb,
+      snrDbByOutput,
       ...(this.classifier ? { top1Agreement: this.same / this.samples } : {}),
       exact: this.exact / this.samples,
       rmsRel: Math.sqrt(noise / (signal || 1)),
@@ -443,6 +449,33 @@ function processUse(): { cpuSeconds?: number; peakRssMiB?: number } {
   }
 }
 
+/**
+ * Where activation caches that exceed the memory budget go, as the command
+ * line keeps them: a temporary file, unlinked as soon as it is open.
+ */
+const spill: SpillStore = {
+  open(_count, recordBytes) {
+    const path = Deno.makeTempFileSync({ prefix: "attnround-bench-cache-" });
+    const file = Deno.openSync(path, { read: true, write: true });
+    Deno.removeSync(path);
+    return {
+      write(index, bytes) {
+        file.seekSync(index * recordBytes, Deno.SeekMode.Start);
+        for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+      },
+      read(index, into) {
+        file.seekSync(index * recordBytes, Deno.SeekMode.Start);
+        for (let done = 0; done < into.length;) {
+          const n = file.readSync(into.subarray(done));
+          if (!n) throw new Error(`spill file: record ${index} was never written`);
+          done += n;
+        }
+      },
+      close: () => file.close(),
+    };
+  },
+};
+
 interface CellOptions {
   setting: string;
   method: "attention" | "nearest";
@@ -475,6 +508,7 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
       rounding: o.method,
       iterations: o.iterations,
       batchSize: o.batchSize,
+      spill,
       onProgress: (p) => {
         if (p.phase === "reconstruct" && blockStart[p.block!] === undefined) {
           blockStart[p.block!] = performance.now();

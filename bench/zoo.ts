@@ -105,6 +105,8 @@ async function runCell(cellArgs: string[], onStep: (step: Step) => void): Promis
       "--allow-ffi",
       "--allow-sys",
       "--allow-run=cat",
+      // The spill file of activation caches, in the temporary folder.
+      "--allow-write",
       new URL("zoo-cell.ts", import.meta.url).pathname,
       "--dir",
       dir,
@@ -260,27 +262,32 @@ function metricText(metric: TaskMetric | undefined, float: Comparison | undefine
 
 function exportText(e: CellResult["export"]): string {
   if (!e) return "";
-  if (e.error) return e.runs ? `ort: ${code(e.error)}` : `ort fails (${code(e.error)})`;
+  if (e.error) return e.runs ? `runs, then ${code(e.error)}` : `fails (${code(e.error)})`;
   if (!e.ort) return "";
   const agrees = e.ort.exact >= 0.95 ? "agrees" : "differs";
-  return `ort ${agrees} (${fixed(100 * e.ort.exact, 0)} % exact, SNR ${db(e.ort.snrDb)})`;
+  return `${agrees}: ${fixed(100 * e.ort.exact, 0)} % exact, SNR ${db(e.ort.snrDb)}`;
 }
 
-function cellText(c: CellResult | undefined): string {
-  if (!c) return "";
+/** A quantization cell as four columns: metric (or the failure), time, peak RSS, export. */
+function cellColumns(c: CellResult | undefined): string[] {
+  if (!c) return ["", "", "", ""];
   const q = c.quantize;
-  const cpu = q?.cpuSeconds !== undefined ? ` (CPU ${fixed(q.cpuSeconds, 0)} s)` : "";
-  const cost = [
-    ...(q?.seconds !== undefined ? [`${fixed(q.seconds, 0)} s${cpu}`] : []),
-    ...(q?.peakRssMiB !== undefined ? [`${fixed(q.peakRssMiB, 0)} MiB`] : []),
-  ];
+  const time = q?.seconds !== undefined
+    ? `${fixed(q.seconds, 0)}${q.cpuSeconds !== undefined ? ` (${fixed(q.cpuSeconds, 0)})` : ""}`
+    : "";
+  const rss = q?.peakRssMiB !== undefined ? fixed(q.peakRssMiB, 0) : "";
   if (!q || q.error) {
-    const why = q?.error ? `fails (${code(q.error)}) at ${q.at}` : (c.ended ?? "no result");
-    return [why, ...cost].join(", ");
+    return [q?.error ? `fails (${code(q.error)}) at ${q.at}` : (c.ended ?? "no result"), time, rss, ""];
   }
   const metric = c.metricError ? `metric: ${code(c.metricError)}` : metricText(c.metric, c.float);
-  return [metric, ...cost, exportText(c.export)].filter(Boolean).join("; ").replace(/; (\d+ MiB)/, ", $1");
+  return [metric, time, rss, exportText(c.export)];
 }
+
+/** One line of a cell, for the progress log. */
+const cellText = (c: CellResult) => {
+  const [metric, time, rss, exported] = cellColumns(c);
+  return `${metric}; ${time} s (CPU), ${rss} MiB; ${exported}`;
+};
 
 function floatMetricText(f: FloatFacts | undefined): string {
   if (!f?.metric) return "";
@@ -292,8 +299,14 @@ function floatMetricText(f: FloatFacts | undefined): string {
   return "";
 }
 
-function table(all: ModelResults[]): string {
-  const keys = settings.flatMap((s) => methods.map((m) => `${s} ${m}`));
+function markdown(head: string[], rows: string[][]): string {
+  const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(width[i])).join(" | ")} |`;
+  return [line(head), line(width.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+}
+
+/** The models: size, cost, float agreement and float metric, and the quantization settings they ran with. */
+function modelTable(all: ModelResults[]): string {
   const head = [
     "model",
     "ops",
@@ -302,34 +315,46 @@ function table(all: ModelResults[]): string {
     "engine vs onnxruntime-node",
     "float metric",
     "iterations, calibration",
-    ...keys,
   ];
-  const rows = all.map((r) => {
-    const f = r.float?.facts;
-    const ort = f?.ort
-      ? `max rel. ${sci(f.ort.maxRel)}, SNR ${db(f.ort.snrDb)}`
-      : f?.ortError
-      ? `fails (${code(f.ortError)})`
-      : "";
-    return [
-      r.model,
-      f ? String(f.ops) : r.float?.error ? "fails" : "",
-      f ? `${fixed(f.parameters / 1e6, 2)} M` : "",
-      f ? fixed(f.flopsPerSample / 1e6, 0) : "",
-      ort,
-      floatMetricText(f),
-      [
-        ...new Set(
-          keys.flatMap((k) => (r.cells[k] ? [`${r.cells[k].iterations}, ${r.cells[k].calibration}`] : [])),
-        ),
-      ]
-        .join("; "),
-      ...keys.map((k) => cellText(r.cells[k])),
-    ];
-  });
-  const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) => `| ${r.map((c, i) => c.padEnd(width[i])).join(" | ")} |`;
-  return [line(head), line(width.map((w) => "-".repeat(w))), ...rows.map(line)].join("\n");
+  return markdown(
+    head,
+    all.map((r) => {
+      const f = r.float?.facts;
+      const ort = f?.ort
+        ? `max rel. ${sci(f.ort.maxRel)}, SNR ${db(f.ort.snrDb)}`
+        : f?.ortError
+        ? `fails (${code(f.ortError)})`
+        : "";
+      const used = Object.values(r.cells).filter((c) =>
+        settings.includes(c.setting) && methods.includes(c.method)
+      );
+      return [
+        r.model,
+        f ? String(f.ops) : r.float?.error ? "fails" : "",
+        f ? `${fixed(f.parameters / 1e6, 2)} M` : "",
+        f ? fixed(f.flopsPerSample / 1e6, 0) : "",
+        ort,
+        floatMetricText(f),
+        [...new Set(used.map((c) => `${c.iterations}, ${c.calibration}`))].join("; "),
+      ];
+    }),
+  );
+}
+
+/** One setting: per model and method, the metric, quantize time (CPU), peak RSS and the export check. */
+function settingTable(all: ModelResults[], setting: string): string {
+  const head = [
+    setting,
+    ...methods.flatMap((m) => [m, "s (CPU s)", "peak MiB", "export in onnxruntime-node vs q.run"]),
+  ];
+  return markdown(
+    head,
+    all.map((r) => [r.model, ...methods.flatMap((m) => cellColumns(r.cells[`${setting} ${m}`]))]),
+  );
+}
+
+function tables(all: ModelResults[]): string {
+  return [modelTable(all), ...settings.map((s) => settingTable(all, s))].join("\n\n");
 }
 
 /** Every error in full, under the table. */
@@ -391,4 +416,4 @@ if (!args.includes("--table")) {
 }
 const all = models.map((m) => readResults(m.name)).filter((r): r is ModelResults => r !== undefined);
 const listed = problems(all);
-console.log(`${provenance(all)}\n\n${table(all)}\n${listed ? `\n${listed}\n` : ""}`);
+console.log(`${provenance(all)}\n\n${tables(all)}\n${listed ? `\n${listed}\n` : ""}`);

@@ -286,7 +286,7 @@ function cellColumns(c: CellResult | undefined): string[] {
 /** One line of a cell, for the progress log. */
 const cellText = (c: CellResult) => {
   const [metric, time, rss, exported] = cellColumns(c);
-  return `${metric}; ${time} s (CPU), ${rss} MiB; ${exported}`;
+  return [metric, time && `${time} s (CPU s)`, rss && `${rss} MiB`, exported].filter(Boolean).join("; ");
 };
 
 function floatMetricText(f: FloatFacts | undefined): string {

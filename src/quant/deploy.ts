@@ -25,7 +25,7 @@
 // other ops (QLinearAdd, pooling), which differs between runtimes anyway.
 // Reconstruction trains on the fake-quantized float form of the same model,
 // with the biases rounded (QuantizeBias); the two differ by float rounding.
-import { attrFloat, type Graph, type Node } from "../graph/ir.ts";
+import { attrFloat, type Graph, isOnnxDomain, type Node } from "../graph/ir.ts";
 import { quantLevels, roundHalfEven } from "../kernels/quant.ts";
 import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
@@ -57,7 +57,7 @@ export function foldedActivation(
   const readers = graph.nodes.filter((n) => n.inputs.includes(tensor));
   if (readers.length !== 1 || graph.outputs.some((o) => o.name === tensor)) return undefined;
   const node = readers[0];
-  if (node.domain !== "" || node.inputs[0] !== tensor) return undefined;
+  if (!isOnnxDomain(node) || node.inputs[0] !== tensor) return undefined;
   if (node.opType === "Relu") return { node, bounds: [0, Infinity] };
   if (node.opType !== "Clip") return undefined;
   const lo = graph.opset < 11

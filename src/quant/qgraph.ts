@@ -6,7 +6,7 @@
 // reconstruction loss against a target — ready for autodiff. In the exact
 // form only quantized layers read a quantized tensor; in the deploy form
 // every consumer does, and biases are rounded to the runtime's int32 grid.
-import type { Graph, Node } from "../graph/ir.ts";
+import { type Graph, isOnnxOp, type Node } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import type { RoundingMode } from "./options.ts";
@@ -98,7 +98,7 @@ function withActivationQuantizers(
 }
 
 function isQuantizedLayer(n: Node): boolean {
-  return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+  return isOnnxOp(n, "Conv", "ConvTranspose", "Gemm", "MatMul");
 }
 
 /**
@@ -120,7 +120,7 @@ export function quantizersRead(
 /** Drops the Constant nodes or initializers that held the given weights. */
 function withoutWeights(graph: Graph, names: Set<string>): Graph {
   const initializers = new Map([...graph.initializers].filter(([name]) => !names.has(name)));
-  const nodes = graph.nodes.filter((n) => !(n.opType === "Constant" && names.has(n.outputs[0])));
+  const nodes = graph.nodes.filter((n) => !(isOnnxOp(n, "Constant") && names.has(n.outputs[0])));
   return { ...graph, nodes, initializers };
 }
 

@@ -144,7 +144,7 @@ for (const name of models) {
     const started = performance.now();
     const q = await quantize(floatModel, calibration, { ...EXPORTS[label], rounding, iterations, seed: 0 });
     const bytes = q.toOnnx();
-    const qrun = percentSame(predict(images, testCount, (input) => q.run({ input }).logits), labels);
+    const qrun = percentSame(await predict(images, testCount, (input) => q.run({ input }).logits), labels);
     exports.push({ label, form: q.report.settings.exportForm!, bytes, qrun });
     if (saveDir) Deno.writeFileSync(`${saveDir}/${name}.${label}.onnx`, bytes);
     console.error(`${name} ${label}: quantized in ${((performance.now() - started) / 1000).toFixed(0)} s`);
@@ -152,7 +152,7 @@ for (const name of models) {
   }
   shares[name] = layerShare(floatBytes);
   const floatTop1 = percentSame(
-    predict(images, testCount, (input) => floatModel.run({ input }).logits),
+    await predict(images, testCount, (input) => floatModel.run({ input }).logits),
     labels,
   );
   floatModel.dispose();

@@ -1,10 +1,10 @@
 // File sizes of the exports: the float ONNX model against the QDQ models
 // q.toOnnx() writes at W8A8, W4A8 (both forms), W4A4 and mixed precision
 // (3 bits on average), for the fixture models, with the .onnx gzipped (as
-// served over HTTP) and the .npz of the integer weights beside it. Sizes do not depend on the
-// rounding, so the models are quantized by rounding to nearest (no
-// reconstruction) on 256 calibration images. Prints one Markdown table and
-// writes the raw numbers as JSON.
+// served over HTTP) and the .npz of the integer weights beside it. Sizes do
+// not depend on the rounding, so the models are quantized by rounding to
+// nearest (no reconstruction) on 256 calibration images. Prints one Markdown
+// table and writes the raw numbers as JSON.
 //   deno task bench:sizes [--models resnet18_fmnist,mobilenetv2_fmnist] [--out bench/results/sizes.json]
 import { init, loadModel, quantize, readNpz, Tensor } from "../mod.ts";
 import { gzipSync } from "fflate";

@@ -1,7 +1,11 @@
 // What the esbuild scripts share: build/bundle-cli.mjs, build/bundle-browser.mjs,
 // tests/run-node.mjs and tests/edge-runtime.mjs.
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { build } from "esbuild";
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
 /**
  * Deno's `npm:name@version/path` specifiers as the bare `name/path` Node resolves.
@@ -32,3 +36,42 @@ export function writeBundle(result, outfile) {
   renameSync(temp, outfile);
   return outfile;
 }
+
+/** The worker script's file name next to a bundle (dist/attnround.worker.mjs beside dist/attnround.browser.mjs). */
+export const WORKER_BUNDLE = "attnround.worker.mjs";
+
+/**
+ * The worker pool (src/parallel/pool.ts) names its worker script as
+ * `new URL("./worker.ts", import.meta.url)`, which only Deno runs from source.
+ * In a bundle it names the bundled worker instead: `url`, relative to the
+ * bundle (./attnround.worker.mjs) or absolute.
+ */
+export function workerScript(url) {
+  return {
+    name: "worker-script",
+    setup(b) {
+      b.onLoad({ filter: /src[\\/]parallel[\\/]pool\.ts$/ }, (args) => {
+        const source = readFileSync(args.path, "utf8");
+        if (!source.includes('"./worker.ts"')) throw new Error(`${args.path} no longer names "./worker.ts"`);
+        return { contents: source.replace('"./worker.ts"', JSON.stringify(url)), loader: "ts" };
+      });
+    },
+  };
+}
+
+/** Bundles src/parallel/worker.ts (the kernels come from the main thread's module, not embedded) into `outfile`. */
+export async function bundleWorker(outfile) {
+  const result = await build({
+    entryPoints: [join(root, "src", "parallel", "worker.ts")],
+    bundle: true,
+    format: "esm",
+    platform: "browser",
+    target: "es2022",
+    plugins: [npmSpecifiers({ bundled: true })],
+    write: false,
+    outfile,
+    logLevel: "error",
+  });
+  return writeBundle(result, outfile);
+}
+

@@ -20,6 +20,8 @@ export interface InitOptions {
 }
 
 let kernels: KernelExports | undefined;
+/** The compiled module the kernels were instantiated from: workers instantiate it too (src/parallel). */
+let kernelsModule: WebAssembly.Module | undefined;
 /** Where small structs of arguments go (kernels/geometry.ts), allocated once at instantiation. */
 let argsPtr = 0;
 const ARGS_BYTES = 128;
@@ -69,7 +71,14 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
     }
   }
   kernels = exports;
+  kernelsModule = module;
   argsPtr = exports.alloc(ARGS_BYTES);
+}
+
+/** The compiled wasm module in use; throws if init() has not completed. */
+export function wasmModule(): WebAssembly.Module {
+  wasm();
+  return kernelsModule!;
 }
 
 // AssemblyScript calls this on a failed allocation or a trap it checks for.

@@ -1,6 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError, closest, isOptions } from "../errors.ts";
+import { defaultThreads, MAX_THREADS } from "../parallel/pool.ts";
 import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
@@ -77,19 +78,26 @@ export interface QuantizeOptions {
    * command line gives one): without it, such a run fails before it starts.
    */
   spill?: SpillStore;
+  /**
+   * Threads for the reconstruction and the forward passes: workers with a
+   * wasm instance each (SPEC §13), as many as the memory budget holds. The
+   * result is the same for any number. Default: the cores the runtime
+   * reports; one where it has no workers (edge runtimes).
+   */
+  threads: number;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
 
 /** Options that belong to the caller's runtime, not to the result: never saved in a run's state nor reported. */
-export type RuntimeOptions = Pick<QuantizeOptions, "onProgress" | "signal" | "spill">;
+export type RuntimeOptions = Partial<Pick<QuantizeOptions, "onProgress" | "signal" | "spill" | "threads">>;
 
 /** The options that make the result: what the report and a saved state record. */
 export type QuantizeSettings = Omit<QuantizeOptions, keyof RuntimeOptions>;
 
 /** The settings of resolved options, without the runtime's. */
 export function settingsOf(o: QuantizeOptions): QuantizeSettings {
-  const { onProgress: _p, signal: _s, spill: _f, ...settings } = o;
+  const { onProgress: _p, signal: _s, spill: _f, threads: _t, ...settings } = o;
   return settings;
 }
 
@@ -135,7 +143,14 @@ export const MAX_ITERATIONS = 1_000_000;
 /** Seeds are 32-bit: a larger one would alias a smaller. */
 export const MAX_SEED = 2 ** 32 - 1;
 
-const optionNames = [...Object.keys(defaultOptions), "mixedPrecision", "onProgress", "signal", "spill"];
+const optionNames = [
+  ...Object.keys(defaultOptions),
+  "mixedPrecision",
+  "onProgress",
+  "signal",
+  "spill",
+  "threads",
+];
 
 /** Refuses keys of `value` that are not `known` (a typo would otherwise be ignored), with a did-you-mean. */
 function knownKeys(what: string, value: object, known: readonly string[]): void {
@@ -179,6 +194,7 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   const o: QuantizeOptions = {
     ...defaultOptions,
+    threads: defaultThreads(),
     ...options,
     attention: { ...defaultOptions.attention, ...options.attention },
     layers: { ...options.layers },
@@ -212,6 +228,7 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   integer("batchSize", 1);
   integer("seed", 0, MAX_SEED);
   integer("holdout", 0);
+  integer("threads", 1, MAX_THREADS);
   if (!(o.memoryBudget >= 2 ** 24)) {
     invalid(`memoryBudget must be at least 16 MiB (in bytes), got ${o.memoryBudget}`);
   }

@@ -18,10 +18,16 @@ import type { CalibrationSet } from "./calibration.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import type { QuantizeOptions } from "./options.ts";
 import { localizeShapes } from "./shapes.ts";
-import { latentName, LOSS, stepName, trainingGraph } from "./qgraph.ts";
+import { LOSS, roundedInput, stepName, trainingGraph } from "./qgraph.ts";
 
 /** Samples one forward run holds at most (more gains no speed). */
 const MOST_PER_RUN = 64;
+/**
+ * Engine runs the working memory holds at once: a run takes at most this share
+ * of it, so that as many threads (each running in its own wasm memory) fit
+ * the budget side by side.
+ */
+const RUNS_AT_ONCE = 4;
 /** Training keeps a block's activations for the backward pass, with their gradients: bytes per forward byte. */
 const TRAINING_FACTOR = 4;
 /** Share of the budget for the engine's working memory (wasm heap); the rest holds the activation caches. */
@@ -55,7 +61,8 @@ export function samplesFitting(
   perSample: number,
 ): number {
   if (plan.sampleBySample) return 1;
-  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(plan.workingBytes / Math.max(perSample, 1))));
+  const share = plan.workingBytes / RUNS_AT_ONCE;
+  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(share / Math.max(perSample, 1))));
 }
 
 function samples(calib: CalibrationSet, first: number, count: number): Tensor {
@@ -118,15 +125,8 @@ function checkBlocks(
     const reading = new Set(layers.map((q) => q.layer.node.inputs[0]));
     const steps = acts.filter((a) => reading.has(a.tensor));
     if (layers.length === 0 && steps.length === 0) continue;
-    const training = trainingGraph(
-      blockGraph(graph, block),
-      layers,
-      steps,
-      o.rounding,
-      o.attention.variant,
-      o.activationDrop,
-    );
-    const wrt = [...layers.map((q) => latentName(q.layer.weight)), ...steps.map((a) => stepName(a.tensor))];
+    const training = trainingGraph(blockGraph(graph, block), layers, steps, o.activationDrop);
+    const wrt = [...layers.map(roundedInput), ...steps.map((a) => stepName(a.tensor))];
     // addGradients names the node whose op has no backward; the engine, any op it cannot run.
     new Engine(addGradients(training, LOSS, wrt).graph).dispose();
   }

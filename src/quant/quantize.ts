@@ -7,13 +7,17 @@
 // request. The caches of block inputs are not saved: a resumed run rebuilds
 // them by replaying the finished blocks, which is deterministic, so it ends
 // with the same model as an uninterrupted run.
-import { Engine } from "../engine/engine.ts";
-import { WasmValue } from "../engine/value.ts";
+//
+// The forward passes and the reconstruction's shards run on a GraphRunner
+// (workers, SPEC §13), one for each call (start, advance, result) that ends
+// with it, so that no worker outlives the call that started it.
 import { AttnroundError, isOptions } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
 import { Model } from "../model.ts";
+import { Engine } from "../engine/engine.ts";
+import { type GraphRunner, runJobs, withRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
 import { preflight, type RunPlan, samplesFitting } from "./preflight.ts";
@@ -36,7 +40,7 @@ import {
 import { type Block } from "../graph/partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
-import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
+import { BlockTrainer, shardCount, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "../graph/subgraph.ts";
 import {
   canonicalBytes,
@@ -61,25 +65,32 @@ const STEP_INIT_SAMPLES = 256;
 const SEARCH_VALUES = 1 << 18;
 const STATE_VERSION = 2;
 
-/** Runs `engine` over every sample of `source` into `sink`, `chunk` samples at a time. */
-function runChunks(
-  engine: Engine,
-  inputName: string,
+/** Runs `graph` over every sample of `source` into `sink`, `chunk` samples per run (whatever the threads). */
+async function runChunks(
+  runner: GraphRunner,
+  graph: Graph,
   source: ActivationCache,
   sink: ActivationCache,
   chunk: number,
-): void {
-  const staging = new WasmBuffer(Math.min(chunk, source.length) * source.sampleSize);
+): Promise<void> {
+  const input = graph.inputs[0].name, output = graph.outputs[0].name;
+  const handle = await runner.load(graph);
   try {
-    for (let start = 0; start < source.length; start += chunk) {
-      const n = Math.min(chunk, source.length - start);
-      source.gather(Array.from({ length: n }, (_, i) => start + i), staging.ptr);
-      const out = engine.runInPlace({ [inputName]: new WasmValue(staging.ptr, [n, ...source.sampleShape]) });
-      const v = Object.values(out)[0] as WasmValue;
-      sink.write(start, { ptr: v.ptr, length: v.size });
-    }
+    await runJobs(
+      runner,
+      handle,
+      Math.ceil(source.length / chunk),
+      (j) => {
+        const first = j * chunk, n = Math.min(chunk, source.length - first);
+        const x = new Float32Array(n * source.sampleSize);
+        source.gather(Array.from({ length: n }, (_, i) => first + i), x);
+        return { [input]: new Tensor(x, [n, ...source.sampleShape]) };
+      },
+      [output],
+      (j, out) => sink.write(j * chunk, out[output].data as Float32Array),
+    );
   } finally {
-    staging.dispose();
+    runner.unload(handle);
   }
 }
 
@@ -89,49 +100,70 @@ function runChunks(
  * most SEARCH_VALUES values per quantizer sets the step as well as millions
  * would, so only that subsample is kept as the samples stream through.
  */
-function initActivationSteps(plan: RunPlan, acts: ActivationQuantizer[], calib: CalibrationSet): void {
+async function initActivationSteps(
+  runner: GraphRunner,
+  plan: RunPlan,
+  acts: ActivationQuantizer[],
+  calib: CalibrationSet,
+): Promise<void> {
   if (acts.length === 0) return;
   const { graph } = plan;
-  const engine = new Engine({ ...graph, outputs: acts.map((a) => ({ name: a.tensor })) });
+  const outputs = acts.map((a) => a.tensor);
+  const stepsGraph = { ...graph, outputs: outputs.map((name) => ({ name })) };
+  const count = Math.min(STEP_INIT_SAMPLES, calib.count);
+  const sampleSize = calib.data.length / calib.count;
+  const feed = (start: number, n: number) => ({
+    [graph.inputs[0].name]: new Tensor(calib.data.slice(start * sampleSize, (start + n) * sampleSize), [
+      n,
+      ...calib.sampleShape,
+    ]),
+  });
+  // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
+  const probe = new Engine(stepsGraph);
+  let chunk: number;
   try {
-    const count = Math.min(STEP_INIT_SAMPLES, calib.count);
-    const sampleSize = calib.data.length / calib.count;
-    const feed = (start: number, n: number) => ({
-      [graph.inputs[0].name]: new Tensor(calib.data.subarray(start * sampleSize, (start + n) * sampleSize), [
-        n,
-        ...calib.sampleShape,
-      ]),
-    });
-    // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
-    const chunk = samplesFitting(plan, engine.plannedMemory(feed(0, 1)).arenaBytes);
-    const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
-    for (let start = 0; start < count; start += chunk) {
-      const n = Math.min(chunk, count - start);
-      const out = engine.runInPlace(feed(start, n));
-      acts.forEach((a, i) => {
-        const c = out[a.tensor].data as Float32Array, p = picked[i];
-        if (start === 0) {
-          const total = (c.length / n) * count;
-          p.stride = Math.ceil(total / SEARCH_VALUES);
-          p.values = new Float32Array(Math.ceil(total / p.stride));
-        }
-        for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
-        p.at -= c.length;
-      });
-    }
-    acts.forEach((a, i) => {
-      const { values, index } = picked[i];
-      const samples = WasmBuffer.from(values.subarray(0, index));
-      try {
-        const q = searchActivationScale(samples.ptr, index, a.bits);
-        Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
-      } finally {
-        samples.dispose();
-      }
-    });
+    chunk = samplesFitting(plan, probe.plannedMemory(feed(0, 1)).arenaBytes);
   } finally {
-    engine.dispose();
+    probe.dispose();
   }
+  const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
+  const handle = await runner.load(stepsGraph);
+  try {
+    await runJobs(
+      runner,
+      handle,
+      Math.ceil(count / chunk),
+      (j) => {
+        return feed(j * chunk, Math.min(chunk, count - j * chunk));
+      },
+      outputs,
+      (j, out) => {
+        const n = Math.min(chunk, count - j * chunk);
+        acts.forEach((a, i) => {
+          const c = out[a.tensor].data as Float32Array, p = picked[i];
+          if (j === 0) {
+            const total = (c.length / n) * count;
+            p.stride = Math.ceil(total / SEARCH_VALUES);
+            p.values = new Float32Array(Math.ceil(total / p.stride));
+          }
+          for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
+          p.at -= c.length;
+        });
+      },
+    );
+  } finally {
+    runner.unload(handle);
+  }
+  acts.forEach((a, i) => {
+    const { values, index } = picked[i];
+    const samples = WasmBuffer.from(values.subarray(0, index));
+    try {
+      const q = searchActivationScale(samples.ptr, index, a.bits);
+      Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
+    } finally {
+      samples.dispose();
+    }
+  });
 }
 
 function nearestRows(q: WeightQuantizer): Float32Array {
@@ -147,6 +179,26 @@ function nearestRows(q: WeightQuantizer): Float32Array {
 
 function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
   return new Tensor(fromRows(rows, q.layer.weightShape, q.layer.channelAxis), q.layer.weightShape);
+}
+
+/** Calibration samples held back for the fidelity check. */
+function holdoutOf(o: QuantizeOptions, calib: CalibrationSet): number {
+  return Math.min(o.holdout, Math.floor(calib.count / 4));
+}
+
+/**
+ * Threads a run uses: as many as asked, but no more than the budget's working
+ * memory holds, since every thread makes its runs in wasm memory of its own.
+ */
+function threadsFitting(plan: RunPlan, o: QuantizeOptions, trainCount: number): number {
+  const batch = Math.max(1, Math.min(o.batchSize, trainCount));
+  const shard = Math.ceil(batch / shardCount(batch, plan.trainingSamples));
+  const perThread = Math.max(
+    plan.forwardSamples * plan.memory.forwardPerSample,
+    shard * plan.memory.trainingPerSample,
+    1,
+  );
+  return Math.max(1, Math.min(o.threads, Math.floor(plan.workingBytes / perThread)));
 }
 
 interface SavedState {
@@ -185,6 +237,8 @@ export class QuantizationRun {
     private readonly acts: ActivationQuantizer[],
     private readonly plan: RunPlan,
     private readonly fingerprint: string,
+    /** Threads its work runs on. */
+    private readonly threads: number,
   ) {
     this.trainCount = calib.count - this.holdout;
     this.floatIn = this.cache(calib.sampleShape);
@@ -200,7 +254,7 @@ export class QuantizationRun {
   }
 
   private get holdout(): number {
-    return Math.min(this.o.holdout, Math.floor(this.calib.count / 4));
+    return holdoutOf(this.o, this.calib);
   }
 
   private get sampleSize(): number {
@@ -232,10 +286,11 @@ export class QuantizationRun {
     const weights = planWeightQuantizers(model.graph, o);
     const acts = planActivationQuantizers(weights, o);
     const plan = preflight(model.graph, calib, weights, acts, o);
+    const threads = threadsFitting(plan, o, calib.count - holdoutOf(o, calib));
     o.onProgress?.({ phase: "calibrate" });
-    initActivationSteps(plan, acts, calib);
+    await withRunner(threads, (runner) => initActivationSteps(runner, plan, acts, calib));
     const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
-    return new QuantizationRun(model, calib, o, weights, acts, plan, print);
+    return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads);
   }
 
   /** Continues a run from `state()` bytes, with the same model and calibration data. */
@@ -255,12 +310,12 @@ export class QuantizationRun {
       throw new AttnroundError("INVALID_ARGUMENT", "resume takes the bytes that run.state() returned");
     }
     const extra = isOptions(callbacks)
-      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill"].includes(k))
+      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill", "threads"].includes(k))
       : "";
     if (extra !== undefined) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
-        `resume takes { onProgress, signal, spill } beside the state${
+        `resume takes { onProgress, signal, spill, threads } beside the state${
           extra ? `, not "${extra}"` : ""
         }: the settings come from the state`,
       );
@@ -284,7 +339,7 @@ export class QuantizationRun {
       );
     }
     try {
-      run.restore(saved);
+      await withRunner(run.threads, (runner) => run.restore(saved, runner));
     } catch (e) {
       run.dispose();
       throw e;
@@ -293,7 +348,7 @@ export class QuantizationRun {
   }
 
   /** Takes over a checked state's progress: its fields are checked against this run first. */
-  private restore(saved: CheckedState): void {
+  private async restore(saved: CheckedState, runner: GraphRunner): Promise<void> {
     const invalid = (why: string) => {
       throw new AttnroundError("INVALID_DATA", `the saved quantization state is invalid: ${why}`);
     };
@@ -330,11 +385,11 @@ export class QuantizationRun {
     this.reports.push(...(saved.reports as QuantizationReport["blocks"]));
     // Rebuild the block inputs by replaying the finished blocks.
     while (this.block < saved.block) {
-      this.enterBlock(false);
-      this.finishBlock();
+      await this.enterBlock(runner, false);
+      await this.finishBlock(runner);
     }
     if (saved.trainer) {
-      this.enterBlock();
+      await this.enterBlock(runner);
       if (!this.trainer) invalid(`it has a trainer for block ${this.block + 1}, which is not reconstructed`);
       this.trainer!.restore(saved.trainer as TrainerState);
     }
@@ -355,22 +410,25 @@ export class QuantizationRun {
 
   /**
    * Works until the run is finished or the limit is reached (checked between
-   * iterations); returns whether it is finished.
+   * iterations; at least one iteration is made); resolves to whether it is
+   * finished. Its workers end with it.
    */
-  advance(limit: { milliseconds?: number } = {}): boolean {
+  advance(limit: { milliseconds?: number } = {}): Promise<boolean> {
     const deadline = performance.now() + (limit.milliseconds ?? Infinity);
-    while (!this.done && performance.now() < deadline) {
-      if (this.o.signal?.aborted) {
-        throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
+    return withRunner(this.threads, async (runner) => {
+      for (let first = true; !this.done && (first || performance.now() < deadline); first = false) {
+        if (this.o.signal?.aborted) {
+          throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
+        }
+        if (!this.targets) await this.enterBlock(runner);
+        if (this.trainer && !this.trainer.done) {
+          await this.trainer.advance(runner, this.o.iterations, deadline);
+          if (!this.trainer.done) break;
+        }
+        await this.finishBlock(runner);
       }
-      if (!this.targets) this.enterBlock();
-      if (this.trainer && !this.trainer.done) {
-        this.trainer.advance(this.o.iterations, deadline);
-        if (!this.trainer.done) break;
-      }
-      this.finishBlock();
-    }
-    return this.done;
+      return this.done;
+    });
   }
 
   /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
@@ -389,8 +447,8 @@ export class QuantizationRun {
     return encodeState(saved);
   }
 
-  /** The quantized model, once `advance` has returned true. */
-  result(): QuantizedModel {
+  /** The quantized model, once `advance` has resolved to true; checks its fidelity first. */
+  async result(): Promise<QuantizedModel> {
     if (!this.done) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
@@ -416,7 +474,10 @@ export class QuantizationRun {
         this.holdout,
         ...this.calib.sampleShape,
       ]);
-      fidelity = measureFidelity(graph, quantized, held, this.plan.forwardSamples);
+      fidelity = await withRunner(
+        this.threads,
+        (runner) => measureFidelity(runner, graph, quantized.graph, held, this.plan.forwardSamples),
+      );
     }
     quantized.report = quantized.buildReport(
       this.o,
@@ -447,7 +508,7 @@ export class QuantizationRun {
   }
 
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
-  private enterBlock(train = true): void {
+  private async enterBlock(runner: GraphRunner, train = true): Promise<void> {
     const { block, graph, layers, acts } = this.current();
     const floatEngine = new Engine(graph);
     try {
@@ -458,10 +519,10 @@ export class QuantizationRun {
         ]),
       });
       this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
-      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets, this.plan.forwardSamples);
     } finally {
       floatEngine.dispose();
     }
+    await runChunks(runner, graph, this.floatIn, this.targets, this.plan.forwardSamples);
     const reconstructed = this.o.rounding !== "nearest" && this.o.iterations > 0 &&
       (layers.length > 0 || acts.length > 0);
     if (train && reconstructed) {
@@ -480,8 +541,8 @@ export class QuantizationRun {
   }
 
   /** Fixes the current block's weights, runs the quantized block to make the next block's inputs. */
-  private finishBlock(): void {
-    if (!this.targets) this.enterBlock();
+  private async finishBlock(runner: GraphRunner): Promise<void> {
+    if (!this.targets) await this.enterBlock(runner);
     const { block, graph, layers, acts } = this.current();
     const trained = this.trainer?.finish();
     for (const q of layers) {
@@ -492,13 +553,14 @@ export class QuantizationRun {
     const weights = new Map(
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
-    const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
     const quantOut = this.cache(this.targets!.sampleShape);
-    try {
-      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut, this.plan.forwardSamples);
-    } finally {
-      quantEngine.dispose();
-    }
+    await runChunks(
+      runner,
+      quantizedGraph(graph, weights, acts),
+      this.quantIn,
+      quantOut,
+      this.plan.forwardSamples,
+    );
     const live = new Set([this.floatIn, this.quantIn, this.targets!, quantOut]);
     this.peakCacheBytes = Math.max(this.peakCacheBytes, [...live].reduce((n, c) => n + c.byteLength, 0));
     if (this.reports.length <= this.block) {
@@ -542,9 +604,8 @@ export async function quantize(
 ): Promise<QuantizedModel> {
   const run = await QuantizationRun.start(model, calibration, options);
   try {
-    // Yield to the event loop between slices, so that an AbortSignal can fire.
-    while (!run.advance({ milliseconds: 200 })) await new Promise((resolve) => setTimeout(resolve, 0));
-    return run.result();
+    await run.advance();
+    return await run.result();
   } catch (e) {
     run.dispose();
     throw e;

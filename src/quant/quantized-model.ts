@@ -5,6 +5,7 @@ import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { checkFeeds, inputShapeError, type Model } from "../model.ts";
 import { fromRows } from "../layout.ts";
+import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
@@ -302,28 +303,40 @@ function softmax(row: Float32Array): Float64Array {
   return e.map((v) => v / sum);
 }
 
-/** Compares the quantized model with the float graph on held-back samples, `chunk` at a time. */
-export function measureFidelity(
+/** Parts the fidelity check's samples are split into, whatever the threads, so that they spread over them. */
+const FIDELITY_PARTS = 8;
+
+/** Compares the quantized graph with the float graph on held-back samples, at most `most` per run. */
+export async function measureFidelity(
+  runner: GraphRunner,
   float: Graph,
-  quantized: QuantizedModel,
+  quantized: Graph,
   held: Tensor,
-  chunk: number,
-): Fidelity {
+  most: number,
+): Promise<Fidelity> {
   const inputName = float.inputs[0].name, outName = float.outputs[0].name;
   const n = held.shape[0];
   const per = held.size / n;
-  let signal = 0, noise = 0, agree = 0, kl = 0;
-  let classes = 0;
-  const engine = new Engine(float);
-  try {
-    for (let start = 0; start < n; start += chunk) {
-      const count = Math.min(chunk, n - start);
-      const input = new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
+  const chunk = Math.max(1, Math.min(most, Math.ceil(n / FIDELITY_PARTS)));
+  const jobs: Feeds[] = [];
+  for (let start = 0; start < n; start += chunk) {
+    const count = Math.min(chunk, n - start);
+    jobs.push({
+      [inputName]: new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
         count,
         ...held.shape.slice(1),
-      ]);
-      const y = engine.run({ [inputName]: input })[outName];
-      const yq = quantized.run({ [inputName]: input })[outName];
+      ]),
+    });
+  }
+  let signal = 0, noise = 0, agree = 0, kl = 0;
+  let classes = 0;
+  const floatHandle = await runner.load(float), quantHandle = await runner.load(quantized);
+  try {
+    const ys = runner.run(floatHandle, {}, jobs, [outName]),
+      yqs = runner.run(quantHandle, {}, jobs, [outName]);
+    for (let j = 0; j < jobs.length; j++) {
+      const y = (await ys[j])[outName], yq = (await yqs[j])[outName];
+      const count = y.shape[0];
       const a = y.data as Float32Array, b = yq.data as Float32Array;
       for (let i = 0; i < a.length; i++) {
         signal += a[i] * a[i];
@@ -341,7 +354,8 @@ export function measureFidelity(
       }
     }
   } finally {
-    engine.dispose();
+    runner.unload(floatHandle);
+    runner.unload(quantHandle);
   }
   // Capped so that the report stays JSON (identical outputs would give +Infinity).
   const snrDb = noise > 0 ? Math.min(10 * Math.log10(signal / noise), 200) : 200;

@@ -87,6 +87,17 @@ export const limitFlags: Record<string, FlagSpec> = {
   },
 };
 
+/** --threads, for every command that runs a model. */
+export const threadsFlag: Record<string, FlagSpec> = {
+  threads: {
+    type: "int",
+    value: "N",
+    default: "the cores the runtime reports",
+    check: (v) => v >= 1 && v <= 1024 ? undefined : "must be from 1 to 1024",
+    help: "threads to run on (workers); the results are the same for any number",
+  },
+};
+
 export function sampleLimits(flags: Record<string, FlagValue>): SampleLimits {
   return {
     maxBytes: flags["max-data"] as number | undefined,
@@ -152,33 +163,19 @@ export async function loadSamples(
 /** Samples per forward pass when eval and the demo predict classes. */
 export const EVAL_BATCH = 250;
 
-/** Arg-max class of each row of every batch of `x` through `run`. */
-export function predictClasses(
-  run: (x: Tensor) => Tensor,
-  x: Tensor,
-  batch: number,
-  what: string,
-): Int32Array {
-  const n = x.shape[0], per = x.size / n;
+/** Arg-max class of each row of a model's first output over all samples (from runBatched). */
+export function predictClasses(y: Tensor, what: string): Int32Array {
+  if (y.shape.length !== 2) {
+    throw new CliError(
+      `${what}: its first output has shape [${y.shape}]; eval needs class scores [N, classes]`,
+    );
+  }
+  const [n, c] = y.shape, v = y.data as Float32Array;
   const classes = new Int32Array(n);
-  for (let start = 0; start < n; start += batch) {
-    const count = Math.min(batch, n - start);
-    const input = new Tensor((x.data as Float32Array).subarray(start * per, (start + count) * per), [
-      count,
-      ...x.shape.slice(1),
-    ]);
-    const y = run(input);
-    if (y.shape.length !== 2 || y.shape[0] !== count) {
-      throw new CliError(
-        `${what}: its first output has shape [${y.shape}]; eval needs class scores [N, classes]`,
-      );
-    }
-    const c = y.shape[1], v = y.data as Float32Array;
-    for (let r = 0; r < count; r++) {
-      let best = 0;
-      for (let k = 1; k < c; k++) if (v[r * c + k] > v[r * c + best]) best = k;
-      classes[start + r] = best;
-    }
+  for (let r = 0; r < n; r++) {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (v[r * c + k] > v[r * c + best]) best = k;
+    classes[r] = best;
   }
   return classes;
 }

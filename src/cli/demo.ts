@@ -4,9 +4,26 @@
 // the top-1 it prints is the accuracy table's), evaluates float and quantized
 // top-1 on the bundled test images, re-runs the exported ONNX, and writes
 // ONNX, npz, JSON and HTML.
-import { defaultOptions, init, quantize, reportToHtml, type RoundingMode, Tensor } from "../../mod.ts";
+import {
+  type BatchedRunOptions,
+  defaultOptions,
+  init,
+  type Model,
+  quantize,
+  type QuantizedModel,
+  reportToHtml,
+  type RoundingMode,
+  Tensor,
+} from "../../mod.ts";
 import type { CommandSpec, FlagValue } from "./args.ts";
-import { type Console, EVAL_BATCH, loadModelFile, loadSamples, predictClasses } from "./common.ts";
+import {
+  type Console,
+  EVAL_BATCH,
+  loadModelFile,
+  loadSamples,
+  predictClasses,
+  threadsFlag,
+} from "./common.ts";
 import { CliError } from "./errors.ts";
 import { checkOutputs, joinPath, writeOutput } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
@@ -53,6 +70,7 @@ export const demoSpec: CommandSpec = {
       default: FIXTURES,
       help: `where ${MODEL}.onnx, calib.npz and test.npz are`,
     },
+    ...threadsFlag,
   },
   examples: ["deno task demo --fast", "npm run demo"],
 };
@@ -100,13 +118,18 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   );
   const labels = test.y!;
   const top1 = (c: Int32Array) => c.filter((v, i) => v === labels[i]).length / n;
-  const input = model.inputs[0].name, output = model.outputs[0].name;
+  const threads = flags.threads as number | undefined;
+  const runs: BatchedRunOptions = threads === undefined
+    ? { batchSize: EVAL_BATCH }
+    : { batchSize: EVAL_BATCH, threads };
+  const classesOf = async (m: Model | QuantizedModel, what: string) =>
+    predictClasses((await m.runBatched({ [model.inputs[0].name]: xs }, runs))[model.outputs[0].name], what);
 
   out.info(
     `attnround demo: ${MODEL} at ${SETTING} with ${ROUNDING}, ${iterations} iterations per block, ` +
       `${calib.x.shape[0]} calibration images; top-1 on ${n} test images${fast ? " (--fast)" : ""}`,
   );
-  const floatClasses = predictClasses((t) => model.run({ [input]: t })[output], xs, EVAL_BATCH, modelPath);
+  const floatClasses = await classesOf(model, modelPath);
   const floatTop1 = top1(floatClasses);
   out.info(`float top-1: ${(100 * floatTop1).toFixed(2)} %`);
 
@@ -114,15 +137,11 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   const quantStarted = performance.now();
   const q = await quantize(model, calib.x, {
     iterations,
+    ...(threads === undefined ? {} : { threads }),
     onProgress: printer && ((e) => printer.event(e)),
   }).finally(() => printer?.finish());
   const quantSeconds = (performance.now() - quantStarted) / 1000;
-  const quantClasses = predictClasses(
-    (t) => q.run({ [input]: t })[output],
-    xs,
-    EVAL_BATCH,
-    "the quantized model",
-  );
+  const quantClasses = await classesOf(q, "the quantized model");
   const quantTop1 = top1(quantClasses);
   const agreement = quantClasses.filter((v, i) => v === floatClasses[i]).length / n;
 
@@ -134,9 +153,7 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
   const { model: exported } = await loadModelFile(rt, files.onnx, "the exported model");
   const exportedTop1 = top1(
     predictClasses(
-      (t) => exported.run({ [exported.inputs[0].name]: t })[exported.outputs[0].name],
-      xs,
-      EVAL_BATCH,
+      (await exported.runBatched({ [exported.inputs[0].name]: xs }, runs))[exported.outputs[0].name],
       files.onnx,
     ),
   );

@@ -20,6 +20,7 @@ import {
   loadSamples,
   onlyInput,
   sampleLimits,
+  threadsFlag,
 } from "./common.ts";
 import { basename, checkOutputs, writeOutputs } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
@@ -119,6 +120,7 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    ...threadsFlag,
     ...limitFlags,
   },
   examples: [
@@ -171,6 +173,7 @@ export async function quantizeCommand(
     seed: (flags.seed as number) ?? defaultOptions.seed,
   };
   if (memoryBudget !== undefined) options.memoryBudget = memoryBudget;
+  if (flags.threads !== undefined) options.threads = flags.threads as number;
   if (flags.asymmetric === true) options.symmetricWeights = false;
   if (flags.variant !== undefined) {
     options.attention = { variant: flags.variant as AttentionOptions["variant"] };

@@ -3,7 +3,8 @@
 import { Engine } from "../engine/engine.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
-import { checkFeeds, inputShapeError, type Model } from "../model.ts";
+import { checkFeeds, inputShapeError, type Model, runBatchedChecked } from "../model.ts";
+import type { BatchedRunOptions } from "../parallel/batched.ts";
 import { fromRows } from "../layout.ts";
 import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
@@ -157,6 +158,14 @@ export class QuantizedModel {
     } catch (e) {
       throw inputShapeError(this.graph.inputs, feeds, e);
     }
+  }
+
+  /** The simulated-quantized forward pass over many samples, as Model.runBatched. */
+  runBatched(
+    feeds: Record<string, Tensor>,
+    options: BatchedRunOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    return runBatchedChecked(this.graph, this.disposed, "the quantized model was disposed", feeds, options);
   }
 
   /** Each quantized weight as export writes it: integer levels in the weight's own layout. */

@@ -8,6 +8,7 @@
 // outputs transferred back.
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
+import { Tensor } from "../tensor.ts";
 import { wasmModule } from "../wasm.ts";
 import {
   type Feeds,
@@ -127,12 +128,12 @@ class WorkerPool implements GraphRunner {
     }
   }
 
-  private request(worker: WorkerHandle, body: RequestBody): Promise<Reply> {
+  private request(worker: WorkerHandle, body: RequestBody, transfer: ArrayBuffer[] = []): Promise<Reply> {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      worker.post({ ...body, id } as Request);
+      worker.post({ ...body, id } as Request, transfer);
     });
   }
 
@@ -167,13 +168,23 @@ class WorkerPool implements GraphRunner {
     const results: Promise<Feeds>[] = [];
     for (let p = 0; p < parts; p++) {
       const from = Math.floor((p * jobs.length) / parts), to = Math.floor(((p + 1) * jobs.length) / parts);
+      // Each worker gets copies that move to it: one copy of every tensor, where cloning would make several.
+      const transfer: ArrayBuffer[] = [];
+      const moved = (feeds: Feeds): Feeds => {
+        const copy: Feeds = {};
+        for (const [name, t] of Object.entries(feeds)) {
+          copy[name] = new Tensor(t.data.slice(), t.shape, t.dtype);
+          transfer.push(copy[name].data.buffer as ArrayBuffer);
+        }
+        return copy;
+      };
       const reply = this.request(this.workers[p], {
         kind: "run",
         handle,
-        shared,
-        jobs: jobs.slice(from, to),
+        shared: moved(shared),
+        jobs: jobs.slice(from, to).map(moved),
         outputs,
-      });
+      }, transfer);
       for (let j = from; j < to; j++) {
         results.push(quiet(reply.then((r) => receivedFeeds(r.outputs![j - from]))));
       }

@@ -228,6 +228,8 @@ export class QuantizationRun {
   private finished?: QuantizedModel;
   /** Largest total of the activation caches alive at once, in bytes. */
   private peakCacheBytes = 0;
+  /** The workers its calls share while sharing() runs. */
+  private shared?: GraphRunner;
 
   private constructor(
     private readonly model: Model,
@@ -261,11 +263,22 @@ export class QuantizationRun {
     return this.calib.data.length / this.calib.count;
   }
 
-  /** Prepares a run: checks options and data, plans the quantizers and blocks. */
+  /** Prepares a run: checks options and data, plans the quantizers and blocks, sets the activation steps. */
   static async start(
     model: Model,
     calibration: CalibrationInput,
     options: QuantizeOptionsInput = {},
+  ): Promise<QuantizationRun> {
+    const run = await QuantizationRun.prepare(model, calibration, options);
+    await run.calibrate();
+    return run;
+  }
+
+  /** @internal The run's plan, before any work on its data (its activation steps are not set). */
+  static async prepare(
+    model: Model,
+    calibration: CalibrationInput,
+    options: QuantizeOptionsInput,
   ): Promise<QuantizationRun> {
     if (!(model instanceof Model)) {
       throw new AttnroundError(
@@ -287,10 +300,34 @@ export class QuantizationRun {
     const acts = planActivationQuantizers(weights, o);
     const plan = preflight(model.graph, calib, weights, acts, o);
     const threads = threadsFitting(plan, o, calib.count - holdoutOf(o, calib));
-    o.onProgress?.({ phase: "calibrate" });
-    await withRunner(threads, (runner) => initActivationSteps(runner, plan, acts, calib));
     const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
     return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads);
+  }
+
+  /** @internal Sets the activation quantizers' steps from the float model's activations. */
+  calibrate(): Promise<void> {
+    this.o.onProgress?.({ phase: "calibrate" });
+    return this.work((runner) => initActivationSteps(runner, this.plan, this.acts, this.calib));
+  }
+
+  /**
+   * Runs `use` on the run's workers: those of an enclosing sharing() call, or
+   * else ones started for it, which end when it settles.
+   */
+  private work<T>(use: (runner: GraphRunner) => Promise<T>): Promise<T> {
+    return this.shared ? use(this.shared) : withRunner(this.threads, use);
+  }
+
+  /** @internal Runs `use`, every call it makes on this run sharing one set of workers that ends when it settles. */
+  sharing<T>(use: () => Promise<T>): Promise<T> {
+    return withRunner(this.threads, async (runner) => {
+      this.shared = runner;
+      try {
+        return await use();
+      } finally {
+        this.shared = undefined;
+      }
+    });
   }
 
   /** Continues a run from `state()` bytes, with the same model and calibration data. */
@@ -330,7 +367,7 @@ export class QuantizationRun {
         `the saved quantization state has invalid settings: ${e.message}`,
       );
     }
-    const run = await QuantizationRun.start(model, calibration, { ...saved.settings, ...callbacks });
+    const run = await QuantizationRun.prepare(model, calibration, { ...saved.settings, ...callbacks });
     if (run.fingerprint !== saved.fingerprint) {
       run.dispose();
       throw new AttnroundError(
@@ -339,7 +376,10 @@ export class QuantizationRun {
       );
     }
     try {
-      await withRunner(run.threads, (runner) => run.restore(saved, runner));
+      await run.sharing(async () => {
+        await run.calibrate();
+        await run.restore(saved);
+      });
     } catch (e) {
       run.dispose();
       throw e;
@@ -348,7 +388,7 @@ export class QuantizationRun {
   }
 
   /** Takes over a checked state's progress: its fields are checked against this run first. */
-  private async restore(saved: CheckedState, runner: GraphRunner): Promise<void> {
+  private async restore(saved: CheckedState): Promise<void> {
     const invalid = (why: string) => {
       throw new AttnroundError("INVALID_DATA", `the saved quantization state is invalid: ${why}`);
     };
@@ -384,12 +424,14 @@ export class QuantizationRun {
     for (const [name, rows] of Object.entries(saved.finalRows)) this.finalRows.set(name, rows);
     this.reports.push(...(saved.reports as QuantizationReport["blocks"]));
     // Rebuild the block inputs by replaying the finished blocks.
-    while (this.block < saved.block) {
-      await this.enterBlock(runner, false);
-      await this.finishBlock(runner);
-    }
+    await this.work(async (runner) => {
+      while (this.block < saved.block) {
+        await this.enterBlock(runner, false);
+        await this.finishBlock(runner);
+      }
+      if (saved.trainer) await this.enterBlock(runner);
+    });
     if (saved.trainer) {
-      await this.enterBlock(runner);
       if (!this.trainer) invalid(`it has a trainer for block ${this.block + 1}, which is not reconstructed`);
       this.trainer!.restore(saved.trainer as TrainerState);
     }
@@ -415,7 +457,7 @@ export class QuantizationRun {
    */
   advance(limit: { milliseconds?: number } = {}): Promise<boolean> {
     const deadline = performance.now() + (limit.milliseconds ?? Infinity);
-    return withRunner(this.threads, async (runner) => {
+    return this.work(async (runner) => {
       for (let first = true; !this.done && (first || performance.now() < deadline); first = false) {
         if (this.o.signal?.aborted) {
           throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
@@ -474,9 +516,8 @@ export class QuantizationRun {
         this.holdout,
         ...this.calib.sampleShape,
       ]);
-      fidelity = await withRunner(
-        this.threads,
-        (runner) => measureFidelity(runner, graph, quantized.graph, held, this.plan.forwardSamples),
+      fidelity = await this.work((runner) =>
+        measureFidelity(runner, graph, quantized.graph, held, this.plan.forwardSamples)
       );
     }
     quantized.report = quantized.buildReport(
@@ -602,10 +643,14 @@ export async function quantize(
   calibration: CalibrationInput,
   options: QuantizeOptionsInput = {},
 ): Promise<QuantizedModel> {
-  const run = await QuantizationRun.start(model, calibration, options);
+  const run = await QuantizationRun.prepare(model, calibration, options);
   try {
-    await run.advance();
-    return await run.result();
+    // One set of workers for the whole run.
+    return await run.sharing(async () => {
+      await run.calibrate();
+      await run.advance();
+      return await run.result();
+    });
   } catch (e) {
     run.dispose();
     throw e;

@@ -67,7 +67,7 @@ Deno.test("threads: resumed slices on 2 threads end with exactly the model of an
   };
   const whole = await quantize(model, calib, { ...settings, threads: 1 });
   const { result: sliced, slices } = await onWorkers(() =>
-    quantizeInSlices(model, calib, { ...settings, threads: 2 }, 1500)
+    quantizeInSlices(model, calib, { ...settings, threads: 2 }, 100)
   );
   assert.ok(slices > 1, `expected several slices, got ${slices}`);
   assert.equal(await modelDigest(sliced), await modelDigest(whole));

@@ -42,7 +42,7 @@ export const WORKER_BUNDLE = "attnround.worker.mjs";
 
 /**
  * The worker pool (src/parallel/pool.ts) names its worker script as
- * `new URL("./worker.ts", import.meta.url)`, which only Deno runs from source.
+ * `new URL("../worker.ts", import.meta.url)`, which only Deno runs from source.
  * In a bundle it names the bundled worker instead: `url`, relative to the
  * bundle (./attnround.worker.mjs) or absolute.
  */
@@ -52,17 +52,19 @@ export function workerScript(url) {
     setup(b) {
       b.onLoad({ filter: /src[\\/]parallel[\\/]pool\.ts$/ }, (args) => {
         const source = readFileSync(args.path, "utf8");
-        if (!source.includes('"./worker.ts"')) throw new Error(`${args.path} no longer names "./worker.ts"`);
-        return { contents: source.replace('"./worker.ts"', JSON.stringify(url)), loader: "ts" };
+        if (!source.includes('"../worker.ts"')) {
+          throw new Error(`${args.path} no longer names "../worker.ts"`);
+        }
+        return { contents: source.replace('"../worker.ts"', JSON.stringify(url)), loader: "ts" };
       });
     },
   };
 }
 
-/** Bundles src/parallel/worker.ts (the kernels come from the main thread's module, not embedded) into `outfile`. */
+/** Bundles src/worker.ts (the kernels come from the main thread's module, not embedded) into `outfile`. */
 export async function bundleWorker(outfile) {
   const result = await build({
-    entryPoints: [join(root, "src", "parallel", "worker.ts")],
+    entryPoints: [join(root, "src", "worker.ts")],
     bundle: true,
     format: "esm",
     platform: "browser",
@@ -74,4 +76,3 @@ export async function bundleWorker(outfile) {
   });
   return writeBundle(result, outfile);
 }
-

@@ -86,7 +86,7 @@ class LocalRunner implements GraphRunner {
 
 /** The worker script. Bundles rewrite this name to their own worker bundle's (build/esbuild-common.mjs). */
 function workerScript(): URL {
-  return new URL("./worker.ts", import.meta.url);
+  return new URL("../worker.ts", import.meta.url);
 }
 
 /** Counts the workers started, for the tests that check none outlives its run. */

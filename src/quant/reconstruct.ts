@@ -204,11 +204,6 @@ export class BlockTrainer {
     return this.iteration >= this.o.iterations;
   }
 
-  /** Samples one training run holds at most. */
-  get shardSamples(): number {
-    return Math.max(...this.shards.map(([, n]) => n));
-  }
-
   /**
    * Runs up to `count` iterations on `runner`, fewer when `deadline`
    * (performance.now() ms) passes first, but at least one: a call always

@@ -1,11 +1,12 @@
-// A worker of the pool (pool.ts): its own wasm instance, from the module the
-// main thread compiled, and a GraphServer answering the main thread's
-// requests in order. An entry point, like mod.ts: it registers every op the
-// graphs it is sent may hold, the quantizers' included. Web-standard only
-// (onmessage, postMessage); under Node, spawn.ts gives it those two.
-import "../quant/ops.ts";
-import { AttnroundError } from "../errors.ts";
-import { initKernels } from "../wasm.ts";
+// A worker of the pool (parallel/pool.ts): its own wasm instance, from the
+// module the main thread compiled, and a GraphServer answering the main
+// thread's requests in order. An entry point, like mod.ts and the command
+// line, so at the top of the stages: it registers every op the graphs it is
+// sent may hold, the quantizers' included. Web-standard only (onmessage,
+// postMessage); under Node, parallel/spawn.ts gives it those two.
+import "./quant/ops.ts";
+import { AttnroundError } from "./errors.ts";
+import { initKernels } from "./wasm.ts";
 import {
   errorToSend,
   type Feeds,
@@ -14,7 +15,7 @@ import {
   receivedGraph,
   type Reply,
   type Request,
-} from "./server.ts";
+} from "./parallel/server.ts";
 
 interface WorkerScope {
   onmessage: ((event: { data: Request }) => void) | null;

@@ -45,6 +45,14 @@ interface Buffer {
   refs: number;
 }
 
+/** Told the milliseconds of every replayed step when set (bench/profile.ts); unset, steps are not timed. */
+let stepObserver: ((graph: Graph, node: Node, ms: number) => void) | undefined;
+
+/** Sets (or with no argument clears) the observer of replayed steps, for profiling. */
+export function observeSteps(observer?: (graph: Graph, node: Node, ms: number) => void): void {
+  stepObserver = observer;
+}
+
 export class Engine {
   readonly order: Node[];
   private readonly runs: OpRun[];
@@ -263,7 +271,15 @@ export class Engine {
         }
         return plan.arena + step.scratchOffset;
       });
-      const outs = runStep(step.run, ctx, step.node.inputs.map((name) => name ? env.get(name) : undefined));
+      const inputs = step.node.inputs.map((name) => name ? env.get(name) : undefined);
+      let outs: Value[];
+      if (stepObserver) {
+        const t0 = performance.now();
+        outs = runStep(step.run, ctx, inputs);
+        stepObserver(this.graph, step.node, performance.now() - t0);
+      } else {
+        outs = runStep(step.run, ctx, inputs);
+      }
       step.node.outputs.forEach((name, i) => name && outs[i] && env.set(name, outs[i]));
     }
     return this.collectOutputs(env);

@@ -1,0 +1,322 @@
+// Where one reconstruction iteration spends its time, per block and summed
+// over all blocks of resnet18_fmnist and mobilenetv2_fmnist (batch 32,
+// attention rounding, W4A4, the library's defaults otherwise).
+//
+// Each block gets a BlockTrainer as quantize() makes it, on the float model's
+// activations of the first calibration images. After a planning run and a few
+// warm-up iterations, the engine's steps (observeSteps) and the wasm kernel
+// calls (timeKernelCalls) are timed for --iterations iterations; the rest of
+// each iteration's wall time (gathers from the activation cache, Adam, the
+// engine's and the trainer's TypeScript) is timed around them. The same
+// iterations are then run without the hooks, and their ms/iteration printed
+// beside the profiled ones, to show what the timing costs.
+//   deno task bench:profile [--iterations 20] [--models resnet18_fmnist,mobilenetv2_fmnist] [--blocks]
+import { init, loadModel, readNpz } from "../mod.ts";
+import { Engine, observeSteps } from "../src/engine/engine.ts";
+import { GRAD_DOMAIN } from "../src/engine/registry.ts";
+import type { Graph, Node } from "../src/graph/ir.ts";
+import { partitionBlocks } from "../src/graph/partition.ts";
+import { blockGraph } from "../src/graph/subgraph.ts";
+import { WasmBuffer } from "../src/kernels/memory.ts";
+import { searchActivationScale } from "../src/kernels/quant.ts";
+import { ActivationCache } from "../src/quant/cache.ts";
+import { planActivationQuantizers, planWeightQuantizers } from "../src/quant/layers.ts";
+import { resolveOptions } from "../src/quant/options.ts";
+import "../src/quant/ops.ts";
+import { BlockTrainer } from "../src/quant/reconstruct.ts";
+import { Tensor } from "../src/tensor.ts";
+import { timeKernelCalls } from "../src/wasm.ts";
+import { option, readFixture, toInput } from "./fmnist.ts";
+
+await init();
+const iterations = Number(option("iterations", "20"));
+const warmup = 3;
+const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
+const perBlock = Deno.args.includes("--blocks");
+/** With --kernels: milliseconds per iteration of every block, by wasm export and by op (TypeScript inside ops). */
+const perKernel = Deno.args.includes("--kernels");
+const byKernel = new Map<string, number>();
+const addKernel = (key: string, ms: number) => byKernel.set(key, (byKernel.get(key) ?? 0) + ms);
+const images = 256;
+
+/** The shares reported, in this order. */
+const CATEGORIES = [
+  "conv forward",
+  "conv forward, depthwise",
+  "conv input gradient",
+  "conv input gradient, depthwise",
+  "conv weight gradient",
+  "conv weight gradient, depthwise",
+  "conv bias gradient",
+  "Gemm/MatMul forward and gradients",
+  "pooling forward and gradients",
+  "rounding (AttentionRound and its gradient)",
+  "activation quantizers (LSQ, QDrop)",
+  "elementwise and other ops",
+  "TypeScript inside ops",
+  "Adam",
+  "gather from the activation cache",
+  "engine and trainer TypeScript, copies",
+] as const;
+type Category = typeof CATEGORIES[number];
+
+const WEIGHT_GRAD = new Set(["conv2dBackwardWeights", "conv2dDepthwiseBackwardWeights"]);
+
+/** The category of one kernel call made by a step of the training graph. */
+function categoryOf(node: Node, kernel: string, depthwise: boolean): Category {
+  const grad = node.domain === GRAD_DOMAIN;
+  switch (node.opType) {
+    case "Conv":
+      if (!grad) return depthwise ? "conv forward, depthwise" : "conv forward";
+      if (WEIGHT_GRAD.has(kernel)) {
+        return depthwise ? "conv weight gradient, depthwise" : "conv weight gradient";
+      }
+      if (kernel === "reduceToShape") return "conv bias gradient";
+      return depthwise ? "conv input gradient, depthwise" : "conv input gradient";
+    case "Gemm":
+    case "MatMul":
+      return "Gemm/MatMul forward and gradients";
+    case "MaxPool":
+    case "AveragePool":
+    case "GlobalAveragePool":
+      return "pooling forward and gradients";
+    case "AttentionRound":
+    case "AdaRound":
+      return "rounding (AttentionRound and its gradient)";
+    case "FakeQuantActivation":
+      return "activation quantizers (LSQ, QDrop)";
+  }
+  return "elementwise and other ops";
+}
+
+interface Profile {
+  ms: Map<Category, number>;
+  iterations: number;
+  wall: number;
+}
+
+const newProfile = (): Profile => ({ ms: new Map(CATEGORIES.map((c) => [c, 0])), iterations: 0, wall: 0 });
+
+function addTo(p: Profile, c: Category, ms: number): void {
+  p.ms.set(c, p.ms.get(c)! + ms);
+}
+
+/** Runs `count` iterations of the trainer with the hooks on, adding their times to `p`. */
+function profiled(
+  trainer: BlockTrainer,
+  training: Graph,
+  count: number,
+  p: Profile,
+  gathers: { ms: number },
+) {
+  const scale = 2 * count;
+  let calls: [string, number][] = [];
+  timeKernelCalls((name, ms) => calls.push([name, ms]));
+  observeSteps((graph, node, ms) => {
+    if (graph !== training) return;
+    const depthwise = calls.some(([name]) => name.startsWith("conv2dDepthwise"));
+    let inKernels = 0;
+    const op = `${node.domain === GRAD_DOMAIN ? "grad " : ""}${node.opType}`;
+    for (const [name, t] of calls) {
+      addTo(p, categoryOf(node, name, depthwise), t);
+      if (perKernel) addKernel(`${op}: ${name}`, t / scale);
+      inKernels += t;
+    }
+    addTo(p, "TypeScript inside ops", Math.max(0, ms - inKernels));
+    if (perKernel) addKernel(`${op}: TypeScript`, Math.max(0, ms - inKernels) / scale);
+    calls = [];
+  });
+  try {
+    for (let i = 0; i < count; i++) {
+      calls = [];
+      gathers.ms = 0;
+      const before = [...p.ms.values()].reduce((a, b) => a + b, 0);
+      const t0 = performance.now();
+      trainer.advance(1);
+      const wall = performance.now() - t0;
+      // Kernel calls left over were made outside the engine's steps: Adam's.
+      for (const [name, t] of calls) {
+        if (name === "adamStep") addTo(p, "Adam", t);
+        else addTo(p, "engine and trainer TypeScript, copies", t);
+      }
+      calls = [];
+      addTo(p, "gather from the activation cache", gathers.ms);
+      const engine = [...p.ms.values()].reduce((a, b) => a + b, 0) - before;
+      addTo(p, "engine and trainer TypeScript, copies", Math.max(0, wall - engine));
+      p.wall += wall;
+      p.iterations++;
+    }
+  } finally {
+    timeKernelCalls();
+    observeSteps();
+  }
+}
+
+/** The trainingGraph a BlockTrainer runs is private; its engine is the only one replaying during advance. */
+function trainingGraphOf(trainer: BlockTrainer): Graph {
+  let seen: Graph | undefined;
+  observeSteps((graph) => seen = graph);
+  try {
+    trainer.advance(1);
+  } finally {
+    observeSteps();
+  }
+  return seen!;
+}
+
+function share(p: Profile, c: Category): string {
+  return `${(100 * p.ms.get(c)! / p.wall).toFixed(1)}%`;
+}
+
+const calib = toInput(readNpz(readFixture("calib.npz")).x);
+const calibData = (calib.data as Float32Array).subarray(0, images * 784);
+const totals = new Map<string, { p: Profile; plain: number }>();
+
+for (const name of models) {
+  const model = await loadModel(readFixture(`${name}.onnx`));
+  const graph = model.graph;
+  const o = resolveOptions({
+    weightBits: 4,
+    activationBits: 4,
+    rounding: "attention",
+    batchSize: 32,
+    iterations: 2000,
+  });
+  const weights = planWeightQuantizers(graph, o);
+  const acts = planActivationQuantizers(weights, o);
+  const blocks = partitionBlocks(graph);
+  // Float activations of every block input and output and every quantized tensor, on `images` images.
+  const wanted = [
+    ...new Set([...blocks.flatMap((b) => [...b.inputs, ...b.outputs]), ...acts.map((a) => a.tensor)]),
+  ];
+  const engine = new Engine({ ...graph, outputs: wanted.map((n) => ({ name: n })) });
+  const values = new Map<string, Float32Array[]>(wanted.map((n) => [n, []]));
+  const shapes = new Map<string, number[]>();
+  for (let start = 0; start < images; start += 64) {
+    const out = engine.run({
+      [graph.inputs[0].name]: new Tensor(calibData.subarray(start * 784, (start + 64) * 784), [
+        64,
+        1,
+        28,
+        28,
+      ]),
+    });
+    for (const n of wanted) {
+      values.get(n)!.push(out[n].data as Float32Array);
+      shapes.set(n, out[n].shape.slice(1));
+    }
+  }
+  engine.dispose();
+  const joined = (n: string) => {
+    const parts = values.get(n)!, all = new Float32Array(parts.reduce((s, x) => s + x.length, 0));
+    let at = 0;
+    for (const x of parts) all.set(x, at), at += x.length;
+    return all;
+  };
+  for (const a of acts) {
+    const samples = WasmBuffer.from(joined(a.tensor));
+    const q = searchActivationScale(samples.ptr, samples.length, a.bits);
+    Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
+    samples.dispose();
+  }
+  const total = newProfile();
+  let plainTotal = 0;
+  console.log(
+    `\n## ${name}: ${blocks.length} blocks, ${iterations} iterations each (batch 32, attention, W4A4)\n`,
+  );
+  if (perBlock) {
+    console.log(
+      `| block | layers | ms/iteration (profiled) | ms/iteration (plain) | ${CATEGORIES.join(" | ")} |`,
+    );
+    console.log(`|---|---:|---:|---:|${CATEGORIES.map(() => "---:").join("|")}|`);
+  }
+  for (const block of blocks) {
+    const layers = weights.filter((q) => block.nodes.includes(q.layer.node));
+    const layerNodes = new Set(layers.map((l) => l.layer.node));
+    const blockActs = acts.filter((a) =>
+      block.nodes.some((n) => layerNodes.has(n) && n.inputs[0] === a.tensor)
+    );
+    if (layers.length === 0 && blockActs.length === 0) continue;
+    const cache = (tensor: string) => {
+      const c = new ActivationCache(shapes.get(tensor)!, images);
+      c.write(0, joined(tensor));
+      return c;
+    };
+    const inputs = cache(block.inputs[0]), targets = cache(block.outputs[0]);
+    const gathers = { ms: 0 };
+    const gather = inputs.gather.bind(inputs), gatherT = targets.gather.bind(targets);
+    inputs.gather = (i, d) => {
+      const t0 = performance.now();
+      gather(i, d);
+      gathers.ms += performance.now() - t0;
+    };
+    targets.gather = (i, d) => {
+      const t0 = performance.now();
+      gatherT(i, d);
+      gathers.ms += performance.now() - t0;
+    };
+    const trainer = new BlockTrainer(
+      blockGraph(graph, block),
+      block.index,
+      blocks.length,
+      layers,
+      blockActs,
+      inputs,
+      targets,
+      o,
+    );
+    const training = trainingGraphOf(trainer);
+    trainer.advance(warmup);
+    // Alternate profiled and plain halves, so that both see the same load.
+    const p = newProfile();
+    let plain = 0;
+    for (let half = 0; half < 2; half++) {
+      profiled(trainer, training, Math.ceil(iterations / 2), p, gathers);
+      const t0 = performance.now();
+      trainer.advance(Math.ceil(iterations / 2));
+      plain += performance.now() - t0;
+    }
+    plain /= 2 * Math.ceil(iterations / 2);
+    trainer.dispose();
+    inputs.dispose(), targets.dispose();
+    for (const c of CATEGORIES) addTo(total, c, p.ms.get(c)! / p.iterations);
+    total.wall += p.wall / p.iterations;
+    total.iterations++;
+    plainTotal += plain;
+    if (perBlock) {
+      console.log(
+        `| ${block.index + 1} | ${layers.length} | ${(p.wall / p.iterations).toFixed(2)} | ${
+          plain.toFixed(2)
+        } | ${CATEGORIES.map((c) => share(p, c)).join(" | ")} |`,
+      );
+    }
+  }
+  console.log(perBlock ? "\nAll blocks, one iteration each:\n" : "One iteration of every block:\n");
+  console.log(`| share of the time | ${name} |`);
+  console.log("|---|---:|");
+  for (const c of CATEGORIES) console.log(`| ${c} | ${share(total, c)} |`);
+  console.log(`| **ms per iteration of every block, profiled** | ${total.wall.toFixed(1)} |`);
+  console.log(`| **the same without the profiling hooks** | ${plainTotal.toFixed(1)} |`);
+  totals.set(name, { p: total, plain: plainTotal });
+  if (perKernel) {
+    console.log("\n| op: wasm export (or TypeScript) | ms per iteration of every block |\n|---|---:|");
+    for (const [key, ms] of [...byKernel].sort((a, b) => b[1] - a[1])) {
+      if (ms >= 0.05) console.log(`| ${key} | ${ms.toFixed(2)} |`);
+    }
+    byKernel.clear();
+  }
+}
+
+if (totals.size > 1) {
+  console.log("\nSide by side:\n");
+  console.log(`| share of the time | ${[...totals.keys()].join(" | ")} |`);
+  console.log(`|---|${[...totals.keys()].map(() => "---:").join("|")}|`);
+  for (const c of CATEGORIES) {
+    console.log(`| ${c} | ${[...totals.values()].map((t) => share(t.p, c)).join(" | ")} |`);
+  }
+  console.log(
+    `| ms per iteration of every block (profiled / plain) | ${
+      [...totals.values()].map((t) => `${t.p.wall.toFixed(1)} / ${t.plain.toFixed(1)}`).join(" | ")
+    } |`,
+  );
+}

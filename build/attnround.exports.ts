@@ -77,6 +77,8 @@ export interface KernelExports {
   maxPool2dBackward(geometry: usize, x: usize, dy: usize, dx: usize): void;
   /** assembly/binary-grad.ts */
   reduceToShape(x: usize, y: usize, ySize: i32, scale: f32, n0: i32, n1: i32, n2: i32, n3: i32, n4: i32, n5: i32, ys0: i32, ys1: i32, ys2: i32, ys3: i32, ys4: i32, ys5: i32): void;
+  /** assembly/loss.ts */
+  mseGradient(p: usize, t: usize, n: i32, scale: f64, dp: usize, dt: usize): void;
   /** assembly/unary-grad.ts */
   unaryGrad(op: i32, x: usize, y: usize, dy: usize, dx: usize, len: i32, alpha: f32, beta: f32): void;
   /** assembly/strided-copy.ts */
@@ -124,6 +126,7 @@ export const kernelExportNames: readonly (keyof KernelExports)[] = [
   "globalAveragePoolBackward",
   "maxPool2dBackward",
   "reduceToShape",
+  "mseGradient",
   "unaryGrad",
   "stridedCopy",
   "choleskyLogDet",

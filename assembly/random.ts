@@ -21,17 +21,6 @@ const W1: u32 = 0xbb67ae85;
 const edge = memory.data(64, 16);
 const words = memory.data(64, 16);
 
-// (hi, lo) 32-bit halves of the four 64-bit products a[i]·m.
-@inline
-function mulLo(a: v128, m: v128): v128 {
-  return i32x4.shuffle(i64x2.extmul_low_i32x4_u(a, m), i64x2.extmul_high_i32x4_u(a, m), 0, 2, 4, 6);
-}
-
-@inline
-function mulHi(a: v128, m: v128): v128 {
-  return i32x4.shuffle(i64x2.extmul_low_i32x4_u(a, m), i64x2.extmul_high_i32x4_u(a, m), 1, 3, 5, 7);
-}
-
 // r·cos(2π·u2) where u2 = x1 >> 8 scaled, and r·sin: the quadrant comes from
 // round(4·u2), which is exact, so the polynomial only sees |a| <= π/4.
 @inline
@@ -74,8 +63,11 @@ function radius(x0: v128): v128 {
 function philox4(c0: v128, c1: v128, c2: v128, c3: v128, k0: u32, k1: u32, dst: usize): void {
   const m0 = i32x4.splat(M0), m1 = i32x4.splat(M1);
   for (let round = 0; round < 10; round++) {
-    const hi0 = mulHi(c0, m0), lo0 = mulLo(c0, m0);
-    const hi1 = mulHi(c2, m1), lo1 = mulLo(c2, m1);
+    // The four 64-bit products of each pair, once; their halves taken apart by shuffles.
+    const p0l = i64x2.extmul_low_i32x4_u(c0, m0), p0h = i64x2.extmul_high_i32x4_u(c0, m0);
+    const p1l = i64x2.extmul_low_i32x4_u(c2, m1), p1h = i64x2.extmul_high_i32x4_u(c2, m1);
+    const hi0 = i32x4.shuffle(p0l, p0h, 1, 3, 5, 7), lo0 = i32x4.shuffle(p0l, p0h, 0, 2, 4, 6);
+    const hi1 = i32x4.shuffle(p1l, p1h, 1, 3, 5, 7), lo1 = i32x4.shuffle(p1l, p1h, 0, 2, 4, 6);
     c0 = v128.xor(v128.xor(hi1, c1), i32x4.splat(k0));
     c1 = lo1;
     c2 = v128.xor(v128.xor(hi0, c3), i32x4.splat(k1));
@@ -159,8 +151,12 @@ export function philoxBlocks(k0: u32, k1: u32, bLo: u32, bHi: u32, c2: u32, c3: 
     philox4(lo, counterHi(b, lo), i32x4.splat(c2), i32x4.splat(c3), k0, k1, words);
     const x0 = v128.load(words), x1 = v128.load(words, 16);
     const x2 = v128.load(words, 32), x3 = v128.load(words, 48);
-    storeTransposed(x0, x1, x2, x3, edge);
     const n = min(4, count - i);
-    memory.copy(out + (<usize> i << 4), edge, <usize> n << 4);
+    if (n == 4) {
+      storeTransposed(x0, x1, x2, x3, out + (<usize> i << 4));
+    } else {
+      storeTransposed(x0, x1, x2, x3, edge);
+      memory.copy(out + (<usize> i << 4), edge, <usize> n << 4);
+    }
   }
 }

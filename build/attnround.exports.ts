@@ -62,7 +62,7 @@ export interface KernelExports {
   /** assembly/quant-adam.ts */
   adamStep(param: usize, grad: usize, m: usize, v: usize, n: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, stepSize: f32, invSqrtBias2: f32, eps: f32): void;
   /** assembly/conv2d-grad.ts */
-  conv2dBackwardWeights(geometry: usize, flat: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
+  conv2dBackwardWeights(geometry: usize, layout: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
   conv2dDepthwiseBackwardInput(geometry: usize, dy: usize, wt: usize, dx: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */

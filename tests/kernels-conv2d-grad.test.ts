@@ -144,7 +144,7 @@ Deno.test("conv2d backward on random shapes", async () => {
   }
 });
 
-Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy read in place)", async () => {
+Deno.test("conv2d backward 1×1: pointwise (x read in place), strided and padded (an im2col)", async () => {
   await init();
   let seed = 700;
   const none = { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 };
@@ -167,7 +167,7 @@ Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy re
       seed++,
     );
   }
-  // Gathered 1×1 inputs in chunks of two images.
+  // Strided 1×1 inputs as an im2col of a chunk of images.
   check(
     convParams(convShape({ c: 64, m: 8, n: 5, kh: 1, kw: 1, h: 56, w: 56, strideH: 2, strideW: 2, ...none })),
     seed++,

@@ -17,8 +17,9 @@
 // for pointwise convs) by a pixel's eight gradients, in eight registers, over
 // every pixel of a chunk of images; no horizontal sums. See
 // conv2dBackwardWeights. Depthwise convs reduce one channel plane at a time.
+import { depthwise3x3ChannelsScatter, depthwise3x3ChannelsWeights } from "./depthwise";
 import { Geometry } from "./geometry";
-import { preparePlanes } from "./planes";
+import { preparePlanes, zeroFloats } from "./planes";
 
 // Output channels per panel of packed dy, taps per tile of the weight gradient.
 const NR = 8;
@@ -86,9 +87,9 @@ function im2colFlat(
           for (let oh = 0; oh < outH; oh++) {
             const ih = oh * sh - padTop + ky * dh;
             if (ih < 0 || ih >= h) {
-              memory.fill(o, 0, <usize> outW << 2);
+              zeroFloats(o, outW);
             } else {
-              memory.fill(o, 0, <usize> ow0 << 2);
+              zeroFloats(o, ow0);
               let s = src + (<usize> (ih * w + ow0 * sw + shift) << 2);
               let d = o + (<usize> ow0 << 2);
               let ow = ow0;
@@ -104,12 +105,12 @@ function im2colFlat(
                 s += <usize> sw << 2;
                 d += 4;
               }
-              memory.fill(d, 0, <usize> (outW - ow1) << 2);
+              zeroFloats(d, outW - ow1);
             }
             o += <usize> outW << 2;
           }
         }
-        memory.fill(o, 0, <usize> (rowFloats - nb * plane) << 2);
+        zeroFloats(o, rowFloats - nb * plane);
       }
     }
   }
@@ -422,6 +423,10 @@ export function conv2dDepthwiseBackwardWeights(
   const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
   const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
   const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
+  if (kh == 3 && kw == 3) {
+    depthwise3x3ChannelsWeights(geometry, x, dy, dwt, workspace);
+    return;
+  }
   const taps = kh * kw;
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
@@ -441,10 +446,6 @@ export function conv2dDepthwiseBackwardWeights(
       const plane = <usize> (img * c + ch);
       preparePlanes(x + plane * planeIn, 1, h, w, padTop, padLeft, sw, hp, wq, 0, workspace);
       padRows(dy + plane * planeOut, outH, outW, quads, dyp);
-      if (kh == 3 && kw == 3) {
-        depthwiseWeights3x3(workspace, dyp, outH, quads, rowBytes, dyBytes, sw, dw, phaseBytes);
-        continue;
-      }
       for (let ky = 0; ky < kh; ky++) {
         for (let kx = 0; kx < kw; kx++) {
           const t = kx * dw;
@@ -478,56 +479,6 @@ export function conv2dDepthwiseBackwardWeights(
   }
 }
 
-// The nine taps of a 3×3 depthwise weight gradient over one plane, added to tapSums.
-function depthwiseWeights3x3(
-  src: usize,
-  dyp: usize,
-  outH: i32,
-  quads: i32,
-  rowBytes: usize,
-  dyBytes: usize,
-  sw: i32,
-  dw: i32,
-  phaseBytes: usize,
-): void {
-  let s00 = v128.load(tapSums), s01 = v128.load(tapSums, 16), s02 = v128.load(tapSums, 32);
-  let s10 = v128.load(tapSums, 48), s11 = v128.load(tapSums, 64), s12 = v128.load(tapSums, 80);
-  let s20 = v128.load(tapSums, 96), s21 = v128.load(tapSums, 112), s22 = v128.load(tapSums, 128);
-  const o1 = <usize> (dw % sw) * phaseBytes + (<usize> (dw / sw) << 2);
-  const o2 = <usize> ((2 * dw) % sw) * phaseBytes + (<usize> ((2 * dw) / sw) << 2);
-  let d = dyp;
-  for (let oh = 0; oh < outH; oh++) {
-    let r0 = src + <usize> oh * rowBytes;
-    let r1 = r0 + dyBytes;
-    let r2 = r1 + dyBytes;
-    for (let q = 0; q < quads; q++) {
-      const v = v128.load(d);
-      s00 = f32x4.add(s00, f32x4.mul(v, v128.load(r0)));
-      s01 = f32x4.add(s01, f32x4.mul(v, v128.load(r0 + o1)));
-      s02 = f32x4.add(s02, f32x4.mul(v, v128.load(r0 + o2)));
-      s10 = f32x4.add(s10, f32x4.mul(v, v128.load(r1)));
-      s11 = f32x4.add(s11, f32x4.mul(v, v128.load(r1 + o1)));
-      s12 = f32x4.add(s12, f32x4.mul(v, v128.load(r1 + o2)));
-      s20 = f32x4.add(s20, f32x4.mul(v, v128.load(r2)));
-      s21 = f32x4.add(s21, f32x4.mul(v, v128.load(r2 + o1)));
-      s22 = f32x4.add(s22, f32x4.mul(v, v128.load(r2 + o2)));
-      d += 16;
-      r0 += 16;
-      r1 += 16;
-      r2 += 16;
-    }
-  }
-  v128.store(tapSums, s00);
-  v128.store(tapSums, s01, 16);
-  v128.store(tapSums, s02, 32);
-  v128.store(tapSums, s10, 48);
-  v128.store(tapSums, s11, 64);
-  v128.store(tapSums, s12, 80);
-  v128.store(tapSums, s20, 96);
-  v128.store(tapSums, s21, 112);
-  v128.store(tapSums, s22, 128);
-}
-
 // dX [n, c, h, w] of a depthwise conv at any stride, overwritten: each tap
 // scatters w·dy into a zeroed buffer laid out as the forward's prepared
 // planes (where the window reads are contiguous, so are these writes), which
@@ -545,6 +496,10 @@ export function conv2dDepthwiseBackwardInput(
   const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
   const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
   const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
+  if (kh == 3 && kw == 3) {
+    depthwise3x3ChannelsScatter(geometry, dy, wt, dx, workspace);
+    return;
+  }
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
   const bufBytes = (<usize> sw * hp * wq) << 2;

@@ -21,6 +21,8 @@ import {
   type Conv2dParams,
   conv2dPath,
   conv2dWorkspaceBytes,
+  depthwiseByChannels,
+  depthwiseCellsBytes,
 } from "./conv2d.ts";
 import {
   convTranspose2d,
@@ -80,11 +82,17 @@ function paddedRowsBytes(p: Conv2dParams): number {
   return align16(p.outH * Math.ceil(p.outW / 4) * 16);
 }
 
+/** Workspace of the depthwise backward kernels: the input's cells and dy's, or a prepared plane and padded rows. */
+function depthwiseBackwardBytes(p: Conv2dParams): number {
+  if (depthwiseByChannels(p)) return depthwiseCellsBytes(p) + p.outH * p.outW * 16;
+  return planeBytes(p, 1) + paddedRowsBytes(p);
+}
+
 /** Workspace bytes conv2dBackwardInput needs for these params. */
 export function conv2dBackwardInputWorkspaceBytes(p: Conv2dParams): number {
   const path = conv2dBackwardInputPath(p);
   if (path === "col2im") return convTranspose2dWorkspaceBytes(transposedParams(p));
-  if (path === "depthwise-scatter") return planeBytes(p, 1) + paddedRowsBytes(p);
+  if (path === "depthwise-scatter") return depthwiseBackwardBytes(p);
   const f = flippedParams(p);
   const flipped = align16(p.m * (p.c / p.group) * p.kh * p.kw * 4);
   const packed = isDepthwise(f) ? 0 : conv2dPackedWeightsBytes(f);
@@ -172,7 +180,7 @@ export function weightsPlan(p: Conv2dParams): WeightsPlan {
 /** Workspace bytes conv2dBackwardWeights needs for these params. */
 export function conv2dBackwardWeightsWorkspaceBytes(p: Conv2dParams): number {
   conv2dWorkspaceBytes(p); // checks p
-  if (isDepthwise(p)) return planeBytes(p, 1) + paddedRowsBytes(p);
+  if (isDepthwise(p)) return depthwiseBackwardBytes(p);
   return weightsPlan(p).bytes;
 }
 

@@ -97,8 +97,9 @@ export class Engine {
 
   /**
    * Runs the graph and returns the outputs where they lie: float32 ones stay in
-   * wasm memory, valid until the next run. Inputs may be wasm values too (copied
-   * inside wasm memory). A new input shape costs one extra (planning) run.
+   * wasm memory, valid until the next run. Inputs may be wasm values too, read
+   * where they lie (or copied into the arena if they overlap it) and left
+   * unchanged. A new input shape costs one extra (planning) run.
    */
   runInPlace(feeds: Record<string, Value>): Record<string, Value> {
     const key = this.planKey(feeds);
@@ -244,7 +245,8 @@ export class Engine {
       if (this.initializers.has(input.name)) continue;
       const feed = checkFeed(input.name, feeds);
       const offset = plan.inputOffsets.get(input.name);
-      if (offset === undefined) {
+      if (offset === undefined || outsideArena(plan, feed)) {
+        // A wasm value outside the arena is read where it lies: no step writes to its inputs.
         env.set(input.name, feed);
       } else {
         f32(plan.arena + offset, sizeOf(feed.shape)).set(feed.data as Float32Array);
@@ -403,6 +405,13 @@ function layoutArena(
     arenaBytes,
     owned,
   };
+}
+
+/** A wasm value whose bytes the arena does not overlap, so that no step of a replay overwrites it. */
+function outsideArena(plan: Plan, v: Value): boolean {
+  if (!(v instanceof WasmValue)) return false;
+  const end = v.ptr + sizeOf(v.shape) * 4;
+  return end <= plan.arena || v.ptr >= plan.arena + plan.arenaBytes;
 }
 
 function releasePlan(plan: Plan): void {

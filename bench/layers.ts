@@ -1,5 +1,6 @@
 // What bench:kernels and bench:backward share: the convolutions of a
-// ResNet-18-like and a MobileNetV2-like network at batch 32, random fills of
+// ResNet-18-like and a MobileNetV2-like network at batch 32 (the first six are
+// resnet18_fmnist's own, the last four mobilenetv2_fmnist's), random fills of
 // wasm memory, and a timer that keeps the fastest of repeated runs.
 import { conv2dOutputSize, type Conv2dParams } from "../src/kernels/conv2d.ts";
 import { f32 } from "../src/wasm.ts";
@@ -53,6 +54,11 @@ export const convs: [string, Conv2dParams][] = [
   ["mobilenetv2: 1×1 144→24, 28×28", conv(32, 144, 24, 28, 1, 1)],
   ["mobilenetv2: 1×1 64→384, 14×14", conv(32, 64, 384, 14, 1, 1)],
   ["mobilenetv2: 1×1 960→160, 7×7", conv(32, 960, 160, 7, 1, 1)],
+  // Where mobilenetv2_fmnist spends most of its depthwise and pointwise work.
+  ["mobilenetv2_fmnist: dw 3×3 96 ch, 14×14 stride 2", conv(32, 96, 96, 14, 3, 2, 96)],
+  ["mobilenetv2_fmnist: dw 3×3 192 ch, 7×7", conv(32, 192, 192, 7, 3, 1, 192)],
+  ["mobilenetv2_fmnist: 1×1 32→192, 7×7", conv(32, 32, 192, 7, 1, 1)],
+  ["mobilenetv2_fmnist: 1×1 192→32, 7×7", conv(32, 192, 32, 7, 1, 1)],
 ];
 
 /** Seconds per run: the fastest of repeated runs, since the machine may be shared. */

@@ -2,14 +2,15 @@
 // over all blocks of resnet18_fmnist and mobilenetv2_fmnist (batch 32,
 // attention rounding, W4A4, the library's defaults otherwise).
 //
-// Each block gets a BlockTrainer as quantize() makes it, on the float model's
-// activations of the first calibration images. After a planning run and a few
-// warm-up iterations, the engine's steps (observeSteps) and the wasm kernel
-// calls (timeKernelCalls) are timed for --iterations iterations; the rest of
-// each iteration's wall time (gathers from the activation cache, Adam, the
-// engine's and the trainer's TypeScript) is timed around them. The same
-// iterations are then run without the hooks, and their ms/iteration printed
-// beside the profiled ones, to show what the timing costs.
+// Each block gets a BlockTrainer as quantize() makes it (2,000 iterations), on
+// the float model's activations of the first calibration images. After a
+// planning run and a few warm-up iterations, --iterations iterations spread
+// evenly over the schedule (σ decays, and with it the rounding's work) are
+// timed: the engine's steps (observeSteps) and the wasm kernel calls
+// (timeKernelCalls), and around them the rest of each iteration's wall time
+// (gathers from the activation cache, Adam, the engine's and the trainer's
+// TypeScript). Each is run again without the hooks, and those ms/iteration
+// printed beside the profiled ones, to show what the timing costs.
 //   deno task bench:profile [--iterations 20] [--models resnet18_fmnist,mobilenetv2_fmnist] [--blocks]
 import { init, loadModel, readNpz } from "../mod.ts";
 import { Engine, observeSteps } from "../src/engine/engine.ts";
@@ -47,7 +48,6 @@ const CATEGORIES = [
   "conv input gradient, depthwise",
   "conv weight gradient",
   "conv weight gradient, depthwise",
-  "conv bias gradient",
   "Gemm/MatMul forward and gradients",
   "pooling forward and gradients",
   "rounding (AttentionRound and its gradient)",
@@ -71,7 +71,7 @@ function categoryOf(node: Node, kernel: string, depthwise: boolean): Category {
       if (WEIGHT_GRAD.has(kernel)) {
         return depthwise ? "conv weight gradient, depthwise" : "conv weight gradient";
       }
-      if (kernel === "reduceToShape") return "conv bias gradient";
+      if (kernel === "reduceToShape") return "elementwise and other ops";
       return depthwise ? "conv input gradient, depthwise" : "conv input gradient";
     case "Gemm":
     case "MatMul":
@@ -101,15 +101,19 @@ function addTo(p: Profile, c: Category, ms: number): void {
   p.ms.set(c, p.ms.get(c)! + ms);
 }
 
-/** Runs `count` iterations of the trainer with the hooks on, adding their times to `p`. */
+/**
+ * Runs `count` iterations of the trainer with the hooks on, adding their times
+ * to `p`; the per-kernel table divides by `perBlock` iterations.
+ */
 function profiled(
   trainer: BlockTrainer,
   training: Graph,
   count: number,
   p: Profile,
   gathers: { ms: number },
+  perBlock: number,
 ) {
-  const scale = 2 * count;
+  const scale = perBlock;
   let calls: [string, number][] = [];
   timeKernelCalls((name, ms) => calls.push([name, ms]));
   observeSteps((graph, node, ms) => {
@@ -267,16 +271,20 @@ for (const name of models) {
     );
     const training = trainingGraphOf(trainer);
     trainer.advance(warmup);
-    // Alternate profiled and plain halves, so that both see the same load.
+    // Iterations spread over the whole schedule (σ decays, so the rounding's
+    // work does), each run profiled and then plain, so that both see the same load.
     const p = newProfile();
     let plain = 0;
-    for (let half = 0; half < 2; half++) {
-      profiled(trainer, training, Math.ceil(iterations / 2), p, gathers);
+    for (let i = 0; i < iterations; i++) {
+      const at = Math.floor(((i + 0.5) * o.iterations) / iterations);
+      trainer.iteration = at;
+      profiled(trainer, training, 1, p, gathers, iterations);
+      trainer.iteration = at;
       const t0 = performance.now();
-      trainer.advance(Math.ceil(iterations / 2));
+      trainer.advance(1);
       plain += performance.now() - t0;
     }
-    plain /= 2 * Math.ceil(iterations / 2);
+    plain /= iterations;
     trainer.dispose();
     inputs.dispose(), targets.dispose();
     for (const c of CATEGORIES) addTo(total, c, p.ms.get(c)! / p.iterations);

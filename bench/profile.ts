@@ -102,48 +102,57 @@ function addTo(p: Profile, c: Category, ms: number): void {
 }
 
 /**
- * Runs `count` iterations of the trainer with the hooks on, adding their times
+ * Runs `iterations` iterations of the trainer with the hooks on, adding their times
  * to `p`; the per-kernel table divides by `perBlock` iterations.
  */
 function profiled(
   trainer: BlockTrainer,
   training: Graph,
-  count: number,
+  iterations: number,
   p: Profile,
   gathers: { ms: number },
   perBlock: number,
 ) {
   const scale = perBlock;
-  let calls: [string, number][] = [];
-  timeKernelCalls((name, ms) => calls.push([name, ms]));
+  // The kernel calls since the last step, in preallocated arrays: the
+  // recorder itself allocates nothing, so it adds no garbage to collect.
+  const names: string[] = new Array(4096), times = new Float64Array(4096);
+  let count = 0;
+  timeKernelCalls((name, ms) => {
+    names[count] = name;
+    times[count++] = ms;
+  });
   observeSteps((graph, node, ms) => {
     if (graph !== training) return;
-    const depthwise = calls.some(([name]) => name.startsWith("conv2dDepthwise"));
+    let depthwise = false;
+    for (let i = 0; i < count; i++) depthwise ||= names[i].startsWith("conv2dDepthwise");
     let inKernels = 0;
     const op = `${node.domain === GRAD_DOMAIN ? "grad " : ""}${node.opType}`;
-    for (const [name, t] of calls) {
+    for (let i = 0; i < count; i++) {
+      const name = names[i], t = times[i];
       addTo(p, categoryOf(node, name, depthwise), t);
       if (perKernel) addKernel(`${op}: ${name}`, t / scale);
       inKernels += t;
     }
     addTo(p, "TypeScript inside ops", Math.max(0, ms - inKernels));
     if (perKernel) addKernel(`${op}: TypeScript`, Math.max(0, ms - inKernels) / scale);
-    calls = [];
+    count = 0;
   });
   try {
-    for (let i = 0; i < count; i++) {
-      calls = [];
+    for (let it = 0; it < iterations; it++) {
+      count = 0;
       gathers.ms = 0;
       const before = [...p.ms.values()].reduce((a, b) => a + b, 0);
       const t0 = performance.now();
       trainer.advance(1);
       const wall = performance.now() - t0;
       // Kernel calls left over were made outside the engine's steps: Adam's.
-      for (const [name, t] of calls) {
+      for (let i = 0; i < count; i++) {
+        const name = names[i], t = times[i];
         if (name === "adamStep") addTo(p, "Adam", t);
         else addTo(p, "engine and trainer TypeScript, copies", t);
       }
-      calls = [];
+      count = 0;
       addTo(p, "gather from the activation cache", gathers.ms);
       const engine = [...p.ms.values()].reduce((a, b) => a + b, 0) - before;
       addTo(p, "engine and trainer TypeScript, copies", Math.max(0, wall - engine));

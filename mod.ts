@@ -19,6 +19,7 @@ export type {
   QuantizedWeight,
 } from "./src/quant/quantized-model.ts";
 export type { RunCallbacks } from "./src/quant/quantize.ts";
+export type { SpillFile, SpillStore } from "./src/quant/cache.ts";
 export type { CalibrationInput } from "./src/quant/calibration.ts";
 export type {
   AttentionOptions,

@@ -11,6 +11,8 @@ export type ErrorCode =
   | "ABORTED"
   | "INVALID_MODEL"
   | "UNSUPPORTED_MODEL"
+  /** The run would need more memory than its budget allows. */
+  | "MEMORY_BUDGET"
   /** A broken invariant of the library itself: a bug to report, not a bad input. */
   | "INTERNAL";
 

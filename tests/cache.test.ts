@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
 import { init } from "../mod.ts";
 import { ActivationCache, floatBitsFromHalf, halfFromFloatBits } from "../src/quant/cache.ts";
+import { detectRuntime } from "../src/cli/runtime.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
 import { randomFloats } from "./helpers.ts";
 
@@ -266,4 +269,40 @@ Deno.test("2-perf: gather throughput (ATTNROUND_VERBOSE=1 prints it)", async () 
     cache.dispose();
   }
   if (verbose) console.log(lines.join("\n"));
+});
+
+Deno.test("1-cache: a cache kept in a spill file holds no memory and gathers what the in-memory one does", async () => {
+  await init();
+  const runtime = await detectRuntime();
+  for (const precision of ["float16", "float32"] as const) {
+    const shape = [3, 5, 7], count = 40, size = 105;
+    const data = randomFloats(count * size, 17);
+    const memory = new ActivationCache(shape, count, { precision, chunkBytes: 1000 });
+    const spilled = new ActivationCache(shape, count, { precision, spill: runtime.spill });
+    for (const cache of [memory, spilled]) {
+      cache.write(0, data.subarray(0, 25 * size));
+      cache.write(25, data.subarray(25 * size));
+    }
+    assert.equal(spilled.byteLength, 0);
+    const indices = [39, 0, 17, 17, 25, 3];
+    const a = new Float32Array(indices.length * size), b = new Float32Array(indices.length * size);
+    memory.gather(indices, a);
+    spilled.gather(indices, b);
+    assert.deepEqual(b, a);
+    memory.dispose(), spilled.dispose();
+  }
+});
+
+Deno.test("1-cache: the command line's spill files are unlinked at once and read back what was written", async () => {
+  const file = (await detectRuntime()).spill.open(3, 8);
+  file.write(2, Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8]));
+  file.write(0, Uint8Array.from([9, 9, 9, 9, 9, 9, 9, 9]));
+  const into = new Uint8Array(8);
+  file.read(2, into);
+  assert.deepEqual([...into], [1, 2, 3, 4, 5, 6, 7, 8]);
+  file.read(0, into);
+  assert.deepEqual([...into], [9, 9, 9, 9, 9, 9, 9, 9]);
+  const left = readdirSync(tmpdir()).filter((name) => name.startsWith("attnround-cache-"));
+  file.close();
+  assert.deepEqual(left, [], "no file of ours is left in the temporary folder, even while open");
 });

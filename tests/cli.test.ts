@@ -82,6 +82,9 @@ Deno.test("cli: bad flags and values exit 2 and name the flag", () => {
   const notNumber = cliQuantize("x.onnx", "--iters", "many");
   assert.equal(notNumber.code, 2);
   assert.match(notNumber.stderr, /--iters must be an integer, got "many"/);
+  const memory = cliQuantize("x.onnx", "--memory", "12XB");
+  assert.equal(memory.code, 2);
+  assert.match(memory.stderr, /--memory takes a size such as 2GiB, 512MiB or a number of bytes, got "12XB"/);
   const rounding = cliQuantize("x.onnx", "--rounding", "stochastic");
   assert.equal(rounding.code, 2);
   assert.match(rounding.stderr, /--rounding must be one of attention, adaround, nearest/);
@@ -235,6 +238,8 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, passes its o
       "--asymmetric",
       "--variant",
       "stochastic",
+      "--memory",
+      "256MiB",
       "--json",
     );
     assert.equal(r.code, 0, r.stderr);
@@ -243,6 +248,7 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, passes its o
     const result = JSON.parse(lines[0]);
     assert.equal(result.out, out);
     assert.equal(result.settings.weightBits, 3);
+    assert.equal(result.settings.memoryBudget, 256 * 2 ** 20);
     assert.deepEqual(
       readdirSync(dir).sort(),
       ["q.npz", "q.onnx", "r.html", "r.json"],

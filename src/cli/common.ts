@@ -1,5 +1,6 @@
 // What the commands share: their console, and models and .npz samples read
 // from files with errors that name the file.
+import { UsageError } from "./errors.ts";
 import {
   AttnroundError,
   inputsFromNpz,
@@ -36,6 +37,30 @@ export function fmtBytes(n: number): string {
     : n < 1024 ** 2
     ? `${(n / 1024).toFixed(1)} KiB`
     : `${(n / 1024 ** 2).toFixed(2)} MiB`;
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  B: 1,
+  KIB: 2 ** 10,
+  MIB: 2 ** 20,
+  GIB: 2 ** 30,
+  KB: 1e3,
+  MB: 1e6,
+  GB: 1e9,
+};
+
+/** A size such as "2GiB", "512MiB", "1.5GB" or "1048576" (bytes), for `flag`. */
+export function parseSize(text: string, flag: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? UNITS[m[2].toUpperCase()] : undefined;
+  if (!m || unit === undefined) {
+    throw new UsageError(
+      `${flag} takes a size such as 2GiB, 512MiB or a number of bytes, got "${text}"`,
+      "quantize",
+    );
+  }
+  return Math.round(Number(m[1]) * unit);
 }
 
 /** Loads a model file; errors name the file. */

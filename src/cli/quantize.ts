@@ -12,7 +12,7 @@ import {
   type RoundingMode,
 } from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
-import { Console, fmtBytes, loadModelFile, loadSamples } from "./common.ts";
+import { Console, fmtBytes, loadModelFile, loadSamples, parseSize } from "./common.ts";
 import { UsageError } from "./errors.ts";
 import { basename, checkWritable, writeOutput } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
@@ -80,6 +80,13 @@ export const quantizeSpec: CommandSpec = {
       default: String(defaultOptions.batchSize),
       check: atLeast(1),
       help: "mini-batch size",
+    },
+    memory: {
+      type: "string",
+      value: "SIZE",
+      default: `${defaultOptions.memoryBudget / 2 ** 30}GiB`,
+      help:
+        "memory budget for the run's activations, e.g. 2GiB or 512MiB; a mini-batch that does not fit trains in parts",
     },
     mixed: {
       type: "number",
@@ -154,6 +161,7 @@ export async function quantizeCommand(
   const npzPath = flags.npz as string | undefined;
   const reportPath = flags.report as string | undefined;
   const htmlPath = flags.html as string | undefined;
+  const memoryBudget = flags.memory === undefined ? undefined : parseSize(flags.memory as string, "--memory");
   await checkOutputs(
     rt,
     [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
@@ -174,6 +182,7 @@ export async function quantizeCommand(
     batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
     seed: (flags.seed as number) ?? defaultOptions.seed,
   };
+  if (memoryBudget !== undefined) options.memoryBudget = memoryBudget;
   if (flags.asymmetric === true) options.symmetricWeights = false;
   if (flags.variant !== undefined) {
     options.attention = { variant: flags.variant as AttentionOptions["variant"] };
@@ -186,7 +195,12 @@ export async function quantizeCommand(
       rt,
       out,
       (signal) =>
-        quantize(model, calib.x, { ...options, signal, onProgress: printer && ((e) => printer.event(e)) }),
+        quantize(model, calib.x, {
+          ...options,
+          signal,
+          spill: rt.spill,
+          onProgress: printer && ((e) => printer.event(e)),
+        }),
     );
   } finally {
     printer?.finish();
@@ -267,6 +281,7 @@ export async function quantizeCommand(
       symmetricWeights: report.settings.symmetricWeights,
       attentionVariant: report.settings.attention.variant,
       mixedPrecision: options.mixedPrecision,
+      memoryBudget: report.settings.memoryBudget,
     },
     layers: report.layers.length,
     blocks: report.blocks.length,

@@ -2,6 +2,8 @@
 // arguments, files, the terminal, Ctrl-C and the exit code. Nothing else in
 // src/cli/ touches Deno.* or node:*.
 
+import type { SpillStore } from "../../mod.ts";
+
 export interface Output {
   write(text: string): void;
   readonly isTTY: boolean;
@@ -25,6 +27,8 @@ export interface Runtime {
   stat(path: string): Promise<{ isDirectory: boolean; size: number } | undefined>;
   /** Calls `handler` on Ctrl-C (SIGINT); returns a function that stops listening. */
   onInterrupt(handler: () => void): () => void;
+  /** Files for activation caches larger than the memory budget, in the temporary folder. */
+  spill: SpillStore;
   exit(code: number): never;
 }
 
@@ -43,6 +47,39 @@ export function isPermissionDenied(e: unknown): boolean {
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
+
+/**
+ * A spill store over positioned reads and writes of a file that is unlinked
+ * as soon as it is open, so that nothing is left behind however the process ends.
+ */
+function spillStore(
+  openUnlinked: () => {
+    write(bytes: Uint8Array, at: number): number;
+    read(into: Uint8Array, at: number): number;
+    close(): void;
+  },
+): SpillStore {
+  return {
+    open(_count, recordBytes) {
+      const file = openUnlinked();
+      return {
+        write(index, bytes) {
+          for (let done = 0; done < bytes.length;) {
+            done += file.write(bytes.subarray(done), index * recordBytes + done);
+          }
+        },
+        read(index, into) {
+          for (let done = 0; done < into.length;) {
+            const n = file.read(into.subarray(done), index * recordBytes + done);
+            if (n <= 0) throw new Error(`spill file: record ${index} was never written`);
+            done += n;
+          }
+        },
+        close: () => file.close(),
+      };
+    },
+  };
+}
 
 function denoRuntime(Deno: Any): Runtime {
   const encoder = new TextEncoder();
@@ -87,11 +124,30 @@ function denoRuntime(Deno: Any): Runtime {
       return () => Deno.removeSignalListener("SIGINT", handler);
     },
     exit: (code): never => Deno.exit(code) as never,
+    spill: spillStore(() => {
+      const path = Deno.makeTempFileSync({ prefix: "attnround-cache-" });
+      const file = Deno.openSync(path, { read: true, write: true });
+      Deno.removeSync(path);
+      return {
+        write(bytes, at) {
+          file.seekSync(at, Deno.SeekMode.Start);
+          return file.writeSync(bytes);
+        },
+        read(into, at) {
+          file.seekSync(at, Deno.SeekMode.Start);
+          return file.readSync(into) ?? 0;
+        },
+        close: () => file.close(),
+      };
+    }),
   };
 }
 
 async function nodeRuntime(process: Any): Promise<Runtime> {
   const fs = await import("node:fs/promises");
+  const fsSync = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
   const output = (stream: Any): Output => ({
     write: (text: string) => void stream.write(text),
     get isTTY() {
@@ -131,6 +187,16 @@ async function nodeRuntime(process: Any): Promise<Runtime> {
       process.stdout.write("", () => process.exit(code));
       return undefined as never;
     },
+    spill: spillStore(() => {
+      const dir = fsSync.mkdtempSync(join(tmpdir(), "attnround-cache-"));
+      const fd = fsSync.openSync(join(dir, "cache"), "w+");
+      fsSync.rmSync(dir, { recursive: true });
+      return {
+        write: (bytes, at) => fsSync.writeSync(fd, bytes, 0, bytes.length, at),
+        read: (into, at) => fsSync.readSync(fd, into, 0, into.length, at),
+        close: () => fsSync.closeSync(fd),
+      };
+    }),
   };
 }
 

@@ -107,6 +107,23 @@ export class Engine {
     return this.replay(this.plans.get(key)!, feeds);
   }
 
+  /**
+   * The memory a run at these inputs' shapes takes (planning it if it is new):
+   * the arena's bytes, and the bytes of each non-constant tensor it computes.
+   */
+  plannedMemory(feeds: Record<string, Value>): { arenaBytes: number; tensorBytes: Map<string, number> } {
+    const key = this.planKey(feeds);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    const plan = this.plans.get(key)!;
+    const tensorBytes = new Map<string, number>();
+    for (const step of plan.steps) {
+      step.node.outputs.forEach((name, i) =>
+        name && i < step.outputBytes.length && tensorBytes.set(name, step.outputBytes[i])
+      );
+    }
+    return { arenaBytes: plan.arenaBytes, tensorBytes };
+  }
+
   private planKey(feeds: Record<string, Value>): string {
     return this.graph.inputs
       .filter((i) => !this.graph.initializers.has(i.name))

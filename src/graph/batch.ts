@@ -10,7 +10,7 @@
 // samples (batched outputs equal to the samples run one by one) and otherwise
 // keeps the original graph and runs it sample by sample.
 import { Tensor } from "../tensor.ts";
-import { attrTensor, type Graph, type Node } from "./ir.ts";
+import { attrTensor, type Graph, type Node, topologicalOrder } from "./ir.ts";
 
 /** The input that takes a constant shape, by op type. */
 const SHAPE_INPUTS: Record<string, number> = { Reshape: 1, Expand: 1, ConstantOfShape: 0, Resize: 3 };
@@ -55,29 +55,44 @@ export function freeBatch(graph: Graph): Graph | undefined {
     return name;
   };
   const initializers = new Map(graph.initializers);
-  const shape = fresh(`${input.name}/free_batch/shape`), zero = fresh(`${input.name}/free_batch/zero`);
-  const batch = fresh(`${input.name}/free_batch/batch`);
+  const zero = fresh(`${input.name}/free_batch/zero`);
   initializers.set(zero, new Tensor(new BigInt64Array([0n]), [1]));
-  const added: Node[] = [
-    node(fresh(`${input.name}/free_batch/Shape`), "Shape", [input.name], [shape]),
-    node(fresh(`${input.name}/free_batch/Gather`), "Gather", [shape, zero], [batch], 0),
-  ];
-  const nodes = graph.nodes.map((n) => {
+  const constant = (name: string) => name === "" || constantValue(graph, name) !== undefined;
+  // Where a node finds the batch: a batched tensor at hand, so that blocks stay self-contained.
+  const batchSource = (n: Node): string => {
+    if (n.opType === "Reshape" || n.opType === "Resize") return n.inputs[0];
+    for (const c of graph.nodes) {
+      if (!c.inputs.includes(n.outputs[0])) continue;
+      const other = c.inputs.find((i) => i !== n.outputs[0] && !constant(i));
+      if (other) return other;
+    }
+    return input.name;
+  };
+  const added: Node[] = [];
+  const nodes = graph.nodes.flatMap((n) => {
     const at = SHAPE_INPUTS[n.opType];
     const name = at === undefined ? undefined : n.inputs[at];
     const value = name ? constantValue(graph, name) : undefined;
-    if (!value || value.dtype !== "int64" || value.shape.length !== 1 || value.data[0] !== 1n) return n;
+    if (!value || value.dtype !== "int64" || value.shape.length !== 1 || value.data[0] !== 1n) return [n];
+    const shape = fresh(`${name}/free_batch/source_shape`), batch = fresh(`${name}/free_batch/batch`);
     const rest = fresh(`${name}/free_batch/rest`), joined = fresh(`${name}/free_batch/shape`);
     initializers.set(rest, new Tensor((value.data as BigInt64Array).slice(1), [value.size - 1]));
-    added.push(node(fresh(`${name}/free_batch/Concat`), "Concat", [batch, rest], [joined], 0));
     const inputs = [...n.inputs];
     inputs[at] = joined;
-    return { ...n, inputs };
+    const rewritten = { ...n, inputs };
+    const batchNodes = [
+      node(fresh(`${name}/free_batch/Shape`), "Shape", [batchSource(n)], [shape]),
+      node(fresh(`${name}/free_batch/Gather`), "Gather", [shape, zero], [batch], 0),
+      node(fresh(`${name}/free_batch/Concat`), "Concat", [batch, rest], [joined], 0),
+    ];
+    // The batch source may be computed after this node (a consumer's other input): place both later.
+    added.push(...batchNodes, rewritten);
+    return [];
   });
   const free = <T extends { shape?: (number | string | undefined)[] }>(v: T): T =>
     v.shape?.[0] === 1 ? { ...v, shape: [FREE_BATCH, ...v.shape.slice(1)] } : v;
   return {
-    nodes: [...added, ...nodes],
+    nodes: topologicalOrder({ ...graph, nodes: [...nodes, ...added], initializers }),
     initializers,
     inputs: graph.inputs.map((i) => (i === input ? free(i) : i)),
     outputs: graph.outputs.map(free),

@@ -15,10 +15,30 @@ import { wasm } from "../wasm.ts";
 
 export type CachePrecision = "float16" | "float32";
 
+/**
+ * Storage outside memory for caches larger than the memory budget allows: a
+ * file of fixed-size records, which only the caller's runtime can open (the
+ * command line gives one in its temporary folder; the library itself touches
+ * no file system).
+ */
+export interface SpillStore {
+  /** A new, empty file of `count` records of `recordBytes` bytes each; close() deletes it. */
+  open(count: number, recordBytes: number): SpillFile;
+}
+
+export interface SpillFile {
+  write(index: number, bytes: Uint8Array): void;
+  /** Fills `into` with record `index`, as last written. */
+  read(index: number, into: Uint8Array): void;
+  close(): void;
+}
+
 export interface ActivationCacheOptions {
   precision: CachePrecision;
   /** Upper bound on one storage chunk, in bytes (a chunk holds at least one sample). */
   chunkBytes: number;
+  /** Keep the samples in a file of this store instead of in memory. */
+  spill?: SpillStore;
 }
 
 const defaults: Readonly<ActivationCacheOptions> = { precision: "float16", chunkBytes: 32 << 20 };
@@ -122,11 +142,14 @@ export class ActivationCache {
   readonly precision: CachePrecision;
   private chunks: (Uint16Array | Uint32Array)[];
   private readonly perChunk: number;
+  /** With a spill store: the file, and one sample's staging in storage format. */
+  private readonly file?: SpillFile;
+  private readonly staging?: Uint16Array | Uint32Array;
   private filled = 0;
   private disposed = false;
 
   constructor(sampleShape: readonly number[], count: number, options: Partial<ActivationCacheOptions> = {}) {
-    const { precision, chunkBytes } = { ...defaults, ...options };
+    const { precision, chunkBytes, spill } = { ...defaults, ...options };
     if (!sampleShape.every((d) => Number.isInteger(d) && d > 0)) {
       bad(`ActivationCache: sample shape [${sampleShape}] must be positive integers`);
     }
@@ -141,13 +164,20 @@ export class ActivationCache {
     const bytesPerSample = this.sampleSize * (precision === "float16" ? 2 : 4);
     this.perChunk = Math.max(1, Math.floor(chunkBytes / bytesPerSample));
     this.chunks = [];
+    if (spill) {
+      this.file = spill.open(count, bytesPerSample);
+      this.staging = precision === "float16"
+        ? new Uint16Array(this.sampleSize)
+        : new Uint32Array(this.sampleSize);
+      return;
+    }
     for (let start = 0; start < count; start += this.perChunk) {
       const length = Math.min(this.perChunk, count - start) * this.sampleSize;
       this.chunks.push(precision === "float16" ? new Uint16Array(length) : new Uint32Array(length));
     }
   }
 
-  /** Bytes of storage held (0 after dispose). */
+  /** Bytes of memory held (0 after dispose, and for a cache kept in a spill file). */
   get byteLength(): number {
     return this.chunks.reduce((sum, c) => sum + c.byteLength, 0);
   }
@@ -179,11 +209,13 @@ export class ActivationCache {
     const size = this.sampleSize;
     for (let s = 0; s < samples; s++) {
       const index = start + s;
-      const chunk = this.chunks[Math.floor(index / this.perChunk)];
-      const offset = (index % this.perChunk) * size;
       const from = source.subarray(s * size, (s + 1) * size);
+      const [chunk, offset] = this.file
+        ? [this.staging!, 0]
+        : [this.chunks[Math.floor(index / this.perChunk)], (index % this.perChunk) * size];
       if (chunk instanceof Uint32Array) chunk.set(from, offset);
       else compressFloats(from, chunk.subarray(offset, offset + size));
+      this.file?.write(index, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
     }
     this.filled = Math.max(this.filled, start + samples);
   }
@@ -211,8 +243,13 @@ export class ActivationCache {
       if (!(index >= 0 && index < this.filled) || !Number.isInteger(index)) {
         bad(`ActivationCache.gather: sample ${index} has not been written (${this.filled} written)`);
       }
-      const chunk = this.chunks[Math.floor(index / this.perChunk)];
-      const from = (index % this.perChunk) * size;
+      let chunk: Uint16Array | Uint32Array, from: number;
+      if (this.file) {
+        chunk = this.staging!, from = 0;
+        this.file.read(index, new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      } else {
+        chunk = this.chunks[Math.floor(index / this.perChunk)], from = (index % this.perChunk) * size;
+      }
       const to = j * size;
       if (table === undefined) out.set(chunk.subarray(from, from + size), to);
       else expandHalves(chunk.subarray(from, from + size) as Uint16Array, out.subarray(to, to + size), table);
@@ -228,6 +265,7 @@ export class ActivationCache {
 
   /** Releases the storage; the cache cannot be used afterwards. */
   dispose(): void {
+    if (!this.disposed) this.file?.close();
     this.chunks = [];
     this.filled = 0;
     this.disposed = true;

@@ -8,7 +8,7 @@
 // Weights are in rows layout [R, k]: R channels of one scale each.
 import { attrFloat, attrInt, attrString } from "../graph/ir.ts";
 import { registerGradients, registerOps, required, TRAINING_DOMAIN, wasmInput } from "../engine/registry.ts";
-import { WasmValue } from "../engine/value.ts";
+import { type Value, WasmValue } from "../engine/value.ts";
 import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
 import {
@@ -17,6 +17,19 @@ import {
   attentionStochasticForward,
   roundingBackward,
 } from "../kernels/quant-round.ts";
+
+/**
+ * Where a training run's part of the mini-batch starts, and how large the whole
+ * mini-batch is, in elements of `x` (from the SHARD input [first sample, batch
+ * size]; without it, x is the whole mini-batch). QDrop's stream and LSQ's
+ * gradient scale follow the whole mini-batch, so a split one trains alike.
+ */
+function shardOf(x: WasmValue, shard: Value | undefined): { offset: number; total: number } {
+  if (!shard) return { offset: 0, total: x.size };
+  const [first, batch] = Array.from(shard.data as BigInt64Array, Number);
+  const perSample = x.shape[0] > 0 ? x.size / x.shape[0] : 0;
+  return { offset: first * perSample, total: batch * perSample };
+}
 
 function rows(v: WasmValue): [number, number] {
   const r = v.shape[0];
@@ -80,13 +93,15 @@ registerOps(
       const x = wasmInput(node, inputs, 0), step = wasmInput(node, inputs, 1);
       const y = ctx.outputF32(x.shape);
       const p = attrFloat(node, "drop", 0);
+      const { offset } = shardOf(x, inputs[3]);
       let drop: Drop = NO_DROP, words: WasmValue | undefined;
       if (p > 0) {
         const [seed, iteration] = Array.from(required(node, inputs, 2).data as BigInt64Array, Number);
-        const blocks = Math.ceil(x.size / 4);
+        // One word per element of the whole mini-batch: this shard's start at element `offset`.
+        const first = Math.floor(offset / 4), blocks = Math.ceil((offset + x.size) / 4) - first;
         words = ctx.outputF32([blocks * 4]);
-        philoxBlocksWasm([seed, 0], [0, iteration, 0, 0], blocks, words.ptr);
-        drop = { words: words.ptr, below: dropBelow(p) };
+        philoxBlocksWasm([seed, 0], [first, iteration, 0, 0], blocks, words.ptr);
+        drop = { words: words.ptr + (offset % 4) * 4, below: dropBelow(p) };
       }
       lsqForward(
         x.ptr,
@@ -130,6 +145,7 @@ registerGradients({
     const dx = ctx.outputF32(x.shape);
     const dStep = ctx.wants(1) ? ctx.outputF32(step.shape) : undefined;
     const qmax = attrInt(node, "qmax", 255);
+    const { offset, total } = shardOf(x, inputs[3]);
     const g = lsqBackward(
       x.ptr,
       dy.ptr,
@@ -139,8 +155,10 @@ registerGradients({
       attrInt(node, "qmin", 0),
       qmax,
       dx.ptr,
-      lsqGradScale(x.size, qmax),
-      words ? { words: (words as WasmValue).ptr, below: dropBelow(attrFloat(node, "drop", 0)) } : NO_DROP,
+      lsqGradScale(total, qmax),
+      words
+        ? { words: (words as WasmValue).ptr + (offset % 4) * 4, below: dropBelow(attrFloat(node, "drop", 0)) }
+        : NO_DROP,
     );
     if (dStep) dStep.data[0] = g;
     return [ctx.wants(0) ? dx : undefined, dStep];

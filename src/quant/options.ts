@@ -1,6 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError } from "../errors.ts";
+import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
 export type RoundingMode = "attention" | "adaround" | "nearest";
@@ -63,8 +64,33 @@ export interface QuantizeOptions {
    * Replaces weightBits for those layers. Candidates default to [2, 3, 4, 5, 6, 8].
    */
   mixedPrecision?: MixedPrecisionOptions;
+  /**
+   * Bytes the run may use for its activations: the cached block inputs and
+   * targets (outside the wasm heap) and the engine's working memory (inside
+   * it). Forward passes take as many samples at once as fit; a mini-batch that
+   * does not fit in one training run is split into shards whose gradients are
+   * summed. A run that cannot fit fails before it starts, saying what would.
+   */
+  memoryBudget: number;
+  /**
+   * Where caches that do not fit the budget go (a file the runtime opens; the
+   * command line gives one): without it, such a run fails before it starts.
+   */
+  spill?: SpillStore;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
+}
+
+/** Options that belong to the caller's runtime, not to the result: never saved in a run's state nor reported. */
+export type RuntimeOptions = Pick<QuantizeOptions, "onProgress" | "signal" | "spill">;
+
+/** The options that make the result: what the report and a saved state record. */
+export type QuantizeSettings = Omit<QuantizeOptions, keyof RuntimeOptions>;
+
+/** The settings of resolved options, without the runtime's. */
+export function settingsOf(o: QuantizeOptions): QuantizeSettings {
+  const { onProgress: _p, signal: _s, spill: _f, ...settings } = o;
+  return settings;
 }
 
 /** What quantize() takes: any of the options, and any of attention's fields (the rest are defaults). */
@@ -76,7 +102,7 @@ export type QuantizeOptionsInput = Partial<Omit<QuantizeOptions, "attention">> &
  * The settings quantize() uses for every option the caller leaves out
  * (frozen). The command line's defaults are these too.
  */
-export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "signal">> = Object.freeze({
+export const defaultOptions: Readonly<QuantizeSettings> = Object.freeze({
   weightBits: 4,
   activationBits: 4,
   rounding: "attention",
@@ -90,6 +116,7 @@ export const defaultOptions: Readonly<Omit<QuantizeOptions, "onProgress" | "sign
   attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "expectation" as const }),
   holdout: 64,
   layers: Object.freeze({}),
+  memoryBudget: 4 * 2 ** 30,
 });
 
 function invalid(message: string): never {
@@ -133,6 +160,9 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   positiveInt("batchSize", 1);
   positiveInt("seed", 0);
   positiveInt("holdout", 0);
+  if (!(o.memoryBudget >= 2 ** 24)) {
+    invalid(`memoryBudget must be at least 16 MiB (in bytes), got ${o.memoryBudget}`);
+  }
   if (!(o.learningRate > 0) || !(o.activationLearningRate > 0)) {
     invalid("learning rates must be positive numbers");
   }

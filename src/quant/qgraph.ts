@@ -29,6 +29,8 @@ export const dropRngName = (tensor: string) => `${tensor}:drop_rng`;
 export const SIGMA = "attnround:sigma";
 export const TARGET = "attnround:target";
 export const LOSS = "attnround:loss";
+/** int64 [first sample, batch size]: which part of the mini-batch a training run holds (see BlockTrainer). */
+export const SHARD = "attnround:shard";
 
 /**
  * Inserts FakeQuantActivation nodes. For training, `trainingDrop` makes each
@@ -56,6 +58,7 @@ function withActivationQuantizers(
     else initializers.set(stepName(a.tensor), new Tensor(new Float32Array([a.step]), [1]));
     if (drop > 0) inputs.push({ name: dropRngName(a.tensor), dtype: "int64" });
   }
+  if (stepAsInput && used.length > 0) inputs.push({ name: SHARD, dtype: "int64" });
   const quantizerNode = (a: ActivationQuantizer) => {
     const ins = [a.tensor, stepName(a.tensor)], outs = [quantizedName(a.tensor)];
     const attributes: [string, unknown][] = [["zero", a.zero], ["qmin", a.qmin], ["qmax", a.qmax]];
@@ -64,6 +67,7 @@ function withActivationQuantizers(
       outs.push(`${a.tensor}:drop_words`);
       attributes.push(["drop", drop]);
     }
+    if (stepAsInput) ins.push(...(drop > 0 ? [] : [""]), SHARD);
     return node(`${a.tensor}:fake_quant`, "FakeQuantActivation", ins, outs, attributes);
   };
   // A quantizer right where its tensor appears: after its producer, or first for graph inputs.

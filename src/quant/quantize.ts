@@ -13,9 +13,10 @@ import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
-import { inputShapeError, Model } from "../model.ts";
+import { Model } from "../model.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
+import { preflight, type RunPlan, samplesFitting } from "./preflight.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
   type ActivationQuantizer,
@@ -27,9 +28,12 @@ import {
   type ProgressEvent,
   type QuantizeOptions,
   type QuantizeOptionsInput,
+  type QuantizeSettings,
   resolveOptions,
+  type RuntimeOptions,
+  settingsOf,
 } from "./options.ts";
-import { type Block, partitionBlocks } from "../graph/partition.ts";
+import { type Block } from "../graph/partition.ts";
 import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
 import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
@@ -47,15 +51,20 @@ import { fromRows } from "../layout.ts";
 const STEP_INIT_SAMPLES = 256;
 /** Values the activation-step search looks at, per quantizer. */
 const SEARCH_VALUES = 1 << 18;
-/** Samples per forward pass while filling caches. */
-const CHUNK = 64;
 const STATE_VERSION = 1;
 
-function runChunks(engine: Engine, inputName: string, source: ActivationCache, sink: ActivationCache): void {
-  const staging = new WasmBuffer(Math.min(CHUNK, source.length) * source.sampleSize);
+/** Runs `engine` over every sample of `source` into `sink`, `chunk` samples at a time. */
+function runChunks(
+  engine: Engine,
+  inputName: string,
+  source: ActivationCache,
+  sink: ActivationCache,
+  chunk: number,
+): void {
+  const staging = new WasmBuffer(Math.min(chunk, source.length) * source.sampleSize);
   try {
-    for (let start = 0; start < source.length; start += CHUNK) {
-      const n = Math.min(CHUNK, source.length - start);
+    for (let start = 0; start < source.length; start += chunk) {
+      const n = Math.min(chunk, source.length - start);
       source.gather(Array.from({ length: n }, (_, i) => start + i), staging.ptr);
       const out = engine.runInPlace({ [inputName]: new WasmValue(staging.ptr, [n, ...source.sampleShape]) });
       const v = Object.values(out)[0] as WasmValue;
@@ -66,31 +75,44 @@ function runChunks(engine: Engine, inputName: string, source: ActivationCache, s
   }
 }
 
-/** Steps of the activation quantizers from the float model's activations (Lp search). */
-function initActivationSteps(graph: Graph, acts: ActivationQuantizer[], calib: CalibrationSet): void {
+/**
+ * Steps of the activation quantizers from the float model's activations (Lp
+ * search). The search costs candidates × values: a strided subsample of at
+ * most SEARCH_VALUES values per quantizer sets the step as well as millions
+ * would, so only that subsample is kept as the samples stream through.
+ */
+function initActivationSteps(plan: RunPlan, acts: ActivationQuantizer[], calib: CalibrationSet): void {
   if (acts.length === 0) return;
+  const { graph } = plan;
   const engine = new Engine({ ...graph, outputs: acts.map((a) => ({ name: a.tensor })) });
   try {
     const count = Math.min(STEP_INIT_SAMPLES, calib.count);
     const sampleSize = calib.data.length / calib.count;
-    const collected = acts.map(() => [] as Float32Array[]);
-    for (let start = 0; start < count; start += CHUNK) {
-      const n = Math.min(CHUNK, count - start);
-      const data = calib.data.subarray(start * sampleSize, (start + n) * sampleSize);
-      const out = engine.run({ [graph.inputs[0].name]: new Tensor(data, [n, ...calib.sampleShape]) });
-      acts.forEach((a, i) => collected[i].push(out[a.tensor].data as Float32Array));
+    const feed = (start: number, n: number) => ({
+      [graph.inputs[0].name]: new Tensor(calib.data.subarray(start * sampleSize, (start + n) * sampleSize), [
+        n,
+        ...calib.sampleShape,
+      ]),
+    });
+    // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
+    const chunk = samplesFitting(plan, engine.plannedMemory(feed(0, 1)).arenaBytes);
+    const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
+    for (let start = 0; start < count; start += chunk) {
+      const n = Math.min(chunk, count - start);
+      const out = engine.runInPlace(feed(start, n));
+      acts.forEach((a, i) => {
+        const c = out[a.tensor].data as Float32Array, p = picked[i];
+        if (start === 0) {
+          const total = (c.length / n) * count;
+          p.stride = Math.ceil(total / SEARCH_VALUES);
+          p.values = new Float32Array(Math.ceil(total / p.stride));
+        }
+        for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
+        p.at -= c.length;
+      });
     }
     acts.forEach((a, i) => {
-      // The search costs candidates × values: a strided subsample of at most
-      // SEARCH_VALUES values sets the step as well as millions would.
-      const total = collected[i].reduce((n, c) => n + c.length, 0);
-      const stride = Math.ceil(total / SEARCH_VALUES);
-      const values = new Float32Array(Math.ceil(total / stride));
-      let at = 0, index = 0;
-      for (const c of collected[i]) {
-        for (; at < c.length; at += stride) values[index++] = c[at];
-        at -= c.length;
-      }
+      const { values, index } = picked[i];
       const samples = WasmBuffer.from(values.subarray(0, index));
       try {
         const q = searchActivationScale(samples.ptr, index, a.bits);
@@ -122,7 +144,7 @@ function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
 interface SavedState {
   version: number;
   fingerprint: string;
-  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  settings: QuantizeSettings;
   block: number;
   steps: Record<string, number>;
   finalRows: Record<string, Float32Array>;
@@ -130,7 +152,8 @@ interface SavedState {
   trainer?: TrainerState;
 }
 
-export type RunCallbacks = Pick<QuantizeOptions, "onProgress" | "signal">;
+/** What a resumed run takes besides its saved settings: the caller's runtime hooks. */
+export type RunCallbacks = RuntimeOptions;
 
 export class QuantizationRun {
   private block = 0;
@@ -152,13 +175,20 @@ export class QuantizationRun {
     private readonly o: QuantizeOptions,
     private readonly weights: WeightQuantizer[],
     private readonly acts: ActivationQuantizer[],
-    private readonly blocks: Block[],
+    private readonly plan: RunPlan,
     private readonly fingerprint: string,
   ) {
     this.trainCount = calib.count - this.holdout;
-    this.floatIn = new ActivationCache(calib.sampleShape, this.trainCount);
+    this.floatIn = this.cache(calib.sampleShape);
     this.floatIn.write(0, calib.data.subarray(0, this.trainCount * this.sampleSize));
     this.quantIn = this.floatIn;
+  }
+
+  /** A cache for one tensor of every training sample: in memory, or in a spill file when the plan says so. */
+  private cache(sampleShape: readonly number[]): ActivationCache {
+    return new ActivationCache(sampleShape, this.trainCount, {
+      spill: this.plan.spill ? this.o.spill : undefined,
+    });
   }
 
   private get holdout(): number {
@@ -182,27 +212,21 @@ export class QuantizationRun {
       );
     }
     const o = resolveOptions(options);
-    const graph = model.graph;
-    if (graph.inputs.length !== 1) {
+    if (model.graph.inputs.length !== 1) {
       throw new AttnroundError(
         "UNSUPPORTED_MODEL",
-        `quantize supports models with one input; this one has ${graph.inputs.length}`,
+        `quantize supports models with one input; this one has ${model.graph.inputs.length}`,
       );
     }
-    const calib = await collectCalibration(calibration, graph.inputs[0]);
+    const calib = await collectCalibration(calibration, model.graph.inputs[0]);
     if (o.signal?.aborted) throw new AttnroundError("ABORTED", "quantization aborted before it started");
-    const weights = planWeightQuantizers(graph, o);
+    const weights = planWeightQuantizers(model.graph, o);
     const acts = planActivationQuantizers(weights, o);
+    const plan = preflight(model.graph, calib, weights, acts, o);
     o.onProgress?.({ phase: "calibrate" });
-    try {
-      initActivationSteps(graph, acts, calib);
-    } catch (e) {
-      throw inputShapeError(graph.inputs, {
-        [graph.inputs[0].name]: { shape: [calib.count, ...calib.sampleShape] },
-      }, e);
-    }
+    initActivationSteps(plan, acts, calib);
     const print = fingerprint(calib.data, ...weights.map((q) => q.rows));
-    return new QuantizationRun(model, calib, o, weights, acts, partitionBlocks(graph), print);
+    return new QuantizationRun(model, calib, o, weights, acts, plan, print);
   }
 
   /** Continues a run from `state()` bytes, with the same model and calibration data. */
@@ -242,7 +266,7 @@ export class QuantizationRun {
   }
 
   get done(): boolean {
-    return this.block >= this.blocks.length;
+    return this.block >= this.plan.blocks.length;
   }
 
   /** Progress as a fraction of the reconstruction iterations of all blocks. */
@@ -250,7 +274,7 @@ export class QuantizationRun {
     const perBlock = Math.max(this.o.iterations, 1);
     return Math.min(
       1,
-      (this.block * perBlock + (this.trainer?.iteration ?? 0)) / (this.blocks.length * perBlock),
+      (this.block * perBlock + (this.trainer?.iteration ?? 0)) / (this.plan.blocks.length * perBlock),
     );
   }
 
@@ -276,7 +300,7 @@ export class QuantizationRun {
 
   /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
   state(): Uint8Array {
-    const { onProgress: _p, signal: _s, ...settings } = this.o;
+    const settings = settingsOf(this.o);
     const saved: SavedState = {
       version: STATE_VERSION,
       fingerprint: this.fingerprint,
@@ -299,7 +323,7 @@ export class QuantizationRun {
       );
     }
     if (this.finished) return this.finished;
-    const graph = this.model.graph;
+    const graph = this.plan.graph;
     const weights = new Map(
       this.weights.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
@@ -317,14 +341,20 @@ export class QuantizationRun {
         this.holdout,
         ...this.calib.sampleShape,
       ]);
-      fidelity = measureFidelity(this.model, quantized, graph.inputs[0].name, held);
+      fidelity = measureFidelity(graph, quantized, held, this.plan.forwardSamples);
     }
     quantized.report = quantized.buildReport(
       this.o,
       this.reports,
       fidelity,
       (performance.now() - this.started) / 1000,
-      { peakCacheBytes: this.peakCacheBytes, wasmHeapBytes: wasmHeapBytes() },
+      {
+        peakCacheBytes: this.peakCacheBytes,
+        wasmHeapBytes: wasmHeapBytes(),
+        forwardSamples: this.plan.forwardSamples,
+        trainingSamples: this.plan.trainingSamples,
+        sampleBySample: this.plan.sampleBySample,
+      },
     );
     this.finished = quantized;
     this.disposeCaches();
@@ -332,21 +362,13 @@ export class QuantizationRun {
   }
 
   private current(): { block: Block; graph: Graph; layers: WeightQuantizer[]; acts: ActivationQuantizer[] } {
-    const block = this.blocks[this.block];
-    if (block.inputs.length !== 1 || block.outputs.length !== 1) {
-      throw new AttnroundError(
-        "UNSUPPORTED_MODEL",
-        `block ${
-          block.index + 1
-        } has ${block.inputs.length} inputs and ${block.outputs.length} outputs; reconstruction needs one of each`,
-      );
-    }
+    const block = this.plan.blocks[this.block];
     const layers = this.weights.filter((q) => block.nodes.includes(q.layer.node));
     const layerNodes = new Set(layers.map((l) => l.layer.node));
     const acts = this.acts.filter((a) =>
       block.nodes.some((n) => layerNodes.has(n) && n.inputs[0] === a.tensor)
     );
-    return { block, graph: blockGraph(this.model.graph, block), layers, acts };
+    return { block, graph: blockGraph(this.plan.graph, block), layers, acts };
   }
 
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
@@ -360,8 +382,8 @@ export class QuantizationRun {
           ...this.floatIn.sampleShape,
         ]),
       });
-      this.targets = new ActivationCache(probe[block.outputs[0]].shape.slice(1), this.trainCount);
-      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets);
+      this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
+      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets, this.plan.forwardSamples);
     } finally {
       floatEngine.dispose();
     }
@@ -371,12 +393,13 @@ export class QuantizationRun {
       this.trainer = new BlockTrainer(
         graph,
         block.index,
-        this.blocks.length,
+        this.plan.blocks.length,
         layers,
         acts,
         this.quantIn,
         this.targets,
         this.o,
+        this.plan.trainingSamples,
       );
     }
   }
@@ -395,9 +418,9 @@ export class QuantizationRun {
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
     const quantEngine = new Engine(quantizedGraph(graph, weights, acts));
-    const quantOut = new ActivationCache(this.targets!.sampleShape, this.trainCount);
+    const quantOut = this.cache(this.targets!.sampleShape);
     try {
-      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut);
+      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut, this.plan.forwardSamples);
     } finally {
       quantEngine.dispose();
     }

@@ -8,7 +8,7 @@ import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
-import type { QuantizeOptions } from "./options.ts";
+import { type QuantizeOptions, type QuantizeSettings, settingsOf } from "./options.ts";
 
 export interface Fidelity {
   /** Held-back calibration samples compared. */
@@ -41,7 +41,7 @@ export interface LayerReport {
 }
 
 export interface QuantizationReport {
-  settings: Omit<QuantizeOptions, "onProgress" | "signal">;
+  settings: QuantizeSettings;
   layers: LayerReport[];
   activations: { tensor: string; bits: number; step: number; zero: number }[];
   blocks: { index: number; layers: string[]; losses: number[]; lossEvery: number; msPerIteration: number }[];
@@ -67,7 +67,15 @@ export interface QuantizationReport {
    * heap) at their largest, and the wasm heap (which never shrinks, so this is
    * its peak) when the run ended.
    */
-  memory: { peakCacheBytes: number; wasmHeapBytes: number };
+  memory: {
+    peakCacheBytes: number;
+    wasmHeapBytes: number;
+    /** Most samples in one forward run, and in one training run (a larger mini-batch is split into shards). */
+    forwardSamples: number;
+    trainingSamples: number;
+    /** Whether the model's batch is fixed to 1 and could not be freed, so it ran one sample at a time. */
+    sampleBySample: boolean;
+  };
 }
 
 /** A quantized weight as the export writes it: plain data, levels in the weight's own layout. */
@@ -133,11 +141,11 @@ export class QuantizedModel {
 
   /** The simulated-quantized forward pass. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
-    checkFeeds(this.float.inputs, feeds);
+    checkFeeds(this.graph.inputs, feeds);
     try {
       return this.engine.run(feeds);
     } catch (e) {
-      throw inputShapeError(this.float.inputs, feeds, e);
+      throw inputShapeError(this.graph.inputs, feeds, e);
     }
   }
 
@@ -201,7 +209,7 @@ export class QuantizedModel {
     seconds: number,
     memory: QuantizationReport["memory"],
   ): QuantizationReport {
-    const { onProgress: _p, signal: _s, ...settings } = o;
+    const settings = settingsOf(o);
     const layers = this.weights.map((q): LayerReport => {
       const rows = this.finalRows.get(q.layer.weight)!;
       const m = q.rowsShape[0], k = rows.length / m;
@@ -284,41 +292,46 @@ function softmax(row: Float32Array): Float64Array {
   return e.map((v) => v / sum);
 }
 
-/** Compares the quantized model with the float one on held-back samples. */
+/** Compares the quantized model with the float graph on held-back samples, `chunk` at a time. */
 export function measureFidelity(
-  float: Model,
+  float: Graph,
   quantized: QuantizedModel,
-  inputName: string,
   held: Tensor,
+  chunk: number,
 ): Fidelity {
-  const outName = float.outputs[0].name;
+  const inputName = float.inputs[0].name, outName = float.outputs[0].name;
   const n = held.shape[0];
   const per = held.size / n;
   let signal = 0, noise = 0, agree = 0, kl = 0;
   let classes = 0;
-  for (let start = 0; start < n; start += 64) {
-    const count = Math.min(64, n - start);
-    const input = new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
-      count,
-      ...held.shape.slice(1),
-    ]);
-    const y = float.run({ [inputName]: input })[outName];
-    const yq = quantized.run({ [inputName]: input })[outName];
-    const a = y.data as Float32Array, b = yq.data as Float32Array;
-    for (let i = 0; i < a.length; i++) {
-      signal += a[i] * a[i];
-      noise += (a[i] - b[i]) ** 2;
-    }
-    if (y.shape.length === 2 && y.shape[1] > 1) {
-      classes = y.shape[1];
-      for (let r = 0; r < count; r++) {
-        const ra = a.subarray(r * classes, (r + 1) * classes),
-          rb = b.subarray(r * classes, (r + 1) * classes);
-        if (ra.indexOf(Math.max(...ra)) === rb.indexOf(Math.max(...rb))) agree++;
-        const p = softmax(ra), q = softmax(rb);
-        for (let c = 0; c < classes; c++) if (p[c] > 0) kl += p[c] * Math.log(p[c] / Math.max(q[c], 1e-30));
+  const engine = new Engine(float);
+  try {
+    for (let start = 0; start < n; start += chunk) {
+      const count = Math.min(chunk, n - start);
+      const input = new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
+        count,
+        ...held.shape.slice(1),
+      ]);
+      const y = engine.run({ [inputName]: input })[outName];
+      const yq = quantized.run({ [inputName]: input })[outName];
+      const a = y.data as Float32Array, b = yq.data as Float32Array;
+      for (let i = 0; i < a.length; i++) {
+        signal += a[i] * a[i];
+        noise += (a[i] - b[i]) ** 2;
+      }
+      if (y.shape.length === 2 && y.shape[1] > 1) {
+        classes = y.shape[1];
+        for (let r = 0; r < count; r++) {
+          const ra = a.subarray(r * classes, (r + 1) * classes),
+            rb = b.subarray(r * classes, (r + 1) * classes);
+          if (ra.indexOf(Math.max(...ra)) === rb.indexOf(Math.max(...rb))) agree++;
+          const p = softmax(ra), q = softmax(rb);
+          for (let c = 0; c < classes; c++) if (p[c] > 0) kl += p[c] * Math.log(p[c] / Math.max(q[c], 1e-30));
+        }
       }
     }
+  } finally {
+    engine.dispose();
   }
   // Capped so that the report stays JSON (identical outputs would give +Infinity).
   const snrDb = noise > 0 ? Math.min(10 * Math.log10(signal / noise), 200) : 200;

@@ -7,7 +7,7 @@
 // same batches and noise and ends with the same weights.
 import { addGradients } from "../engine/autodiff.ts";
 import { Engine } from "../engine/engine.ts";
-import { WasmValue } from "../engine/value.ts";
+import { type Value, WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer } from "../kernels/memory.ts";
@@ -23,7 +23,17 @@ import { Tensor } from "../tensor.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
-import { dropRngName, latentName, LOSS, rngName, SIGMA, stepName, TARGET, trainingGraph } from "./qgraph.ts";
+import {
+  dropRngName,
+  latentName,
+  LOSS,
+  rngName,
+  SHARD,
+  SIGMA,
+  stepName,
+  TARGET,
+  trainingGraph,
+} from "./qgraph.ts";
 
 /** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
 export class SampleRng {
@@ -64,6 +74,18 @@ interface Trained {
   m2: WasmBuffer;
 }
 
+/** `batch` samples in shards of at most `most`, as equal as they can be: [first sample, count] each. */
+export function splitBatch(batch: number, most: number): [number, number][] {
+  const count = Math.max(1, Math.ceil(batch / Math.max(1, most)));
+  const shards: [number, number][] = [];
+  for (let i = 0, first = 0; i < count; i++) {
+    const size = Math.floor(batch / count) + (i < batch % count ? 1 : 0);
+    shards.push([first, size]);
+    first += size;
+  }
+  return shards;
+}
+
 const ADAROUND_WARMUP = 0.2, ADAROUND_LAMBDA = 0.01, BETA_START = 20, BETA_END = 2;
 
 export class BlockTrainer {
@@ -83,6 +105,10 @@ export class BlockTrainer {
   private readonly x: WasmBuffer;
   private readonly t: WasmBuffer;
   private readonly batch: number;
+  /** The mini-batch's parts, [first sample, count]: one engine run each. */
+  private readonly shards: [number, number][];
+  /** Per trained graph input (latent or step), its gradient summed over the shards (none with one shard). */
+  private readonly sums = new Map<string, WasmBuffer>();
 
   constructor(
     private readonly block: Graph,
@@ -93,6 +119,8 @@ export class BlockTrainer {
     private readonly inputs: ActivationCache,
     private readonly targets: ActivationCache,
     private readonly o: QuantizeOptions,
+    /** The most samples one engine run may hold (memory, or a model that runs sample by sample). */
+    maxShard = Infinity,
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
     const graph = trainingGraph(block, layers, acts, this.rounding, o.attention.variant, o.activationDrop);
@@ -118,8 +146,14 @@ export class BlockTrainer {
       return { ...t, a, dropSeed: seedFor(o.seed, `${a.tensor} drop`) };
     });
     this.batch = Math.min(o.batchSize, inputs.length);
-    this.x = this.zeroed(this.batch * inputs.sampleSize);
-    this.t = this.zeroed(this.batch * targets.sampleSize);
+    this.shards = splitBatch(this.batch, maxShard);
+    const largest = Math.max(...this.shards.map(([, n]) => n));
+    this.x = this.zeroed(largest * inputs.sampleSize);
+    this.t = this.zeroed(largest * targets.sampleSize);
+    if (this.shards.length > 1) {
+      for (const l of this.latents) this.sums.set(latentName(l.name), this.zeroed(l.size));
+      for (const a of this.steps) this.sums.set(stepName(a.name), this.zeroed(a.size));
+    }
     this.sampler = new SampleRng(seedFor(o.seed, `block ${blockIndex}`));
   }
 
@@ -153,49 +187,25 @@ export class BlockTrainer {
         );
       }
       for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
-      this.inputs.gather(indices, this.x.ptr);
-      this.targets.gather(indices, this.t.ptr);
       const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
-      const feeds: Record<string, WasmValue | Tensor> = {
-        [this.block.inputs[0].name]: new WasmValue(this.x.ptr, [this.batch, ...this.inputs.sampleShape]),
-        [TARGET]: new WasmValue(this.t.ptr, [this.batch, ...this.targets.sampleShape]),
-        [SIGMA]: new Tensor(new Float32Array([sigma]), []),
-      };
-      for (const l of this.latents) {
-        feeds[latentName(l.name)] = new WasmValue(l.value.ptr, l.shape);
-        if (this.rounding === "attention") {
-          // Iteration it reads the layer's Gaussian stream from element it·size on.
-          feeds[rngName(l.name)] = new Tensor(
-            new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
-            [2],
-          );
-        }
-      }
-      for (const s of this.steps) {
-        feeds[stepName(s.name)] = new WasmValue(s.value.ptr, [1]);
-        if (o.activationDrop > 0) {
-          feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
-        }
-      }
-      const out = this.engine.runInPlace(feeds);
-      const loss = out[LOSS].data[0] as number;
+      const { loss, gradient } = this.lossAndGradients(indices, it, sigma);
       if (it % this.lossEvery === 0) this.losses.push(loss);
       for (const l of this.latents) {
-        const grad = out[this.gradients.get(latentName(l.name))!] as WasmValue | undefined;
-        if (!grad) continue;
+        const grad = gradient(latentName(l.name));
+        if (grad === undefined) continue;
         if (this.rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
           const progress = (it - ADAROUND_WARMUP * o.iterations) / ((1 - ADAROUND_WARMUP) * o.iterations);
           const beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + Math.cos(Math.PI * progress));
-          adaroundRegularizer(l.value.ptr, l.size, beta, ADAROUND_LAMBDA, grad.ptr);
+          adaroundRegularizer(l.value.ptr, l.size, beta, ADAROUND_LAMBDA, grad);
         }
-        adamStep(l.value.ptr, grad.ptr, l.m1.ptr, l.m2.ptr, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
+        adamStep(l.value.ptr, grad, l.m1.ptr, l.m2.ptr, l.size, o.learningRate, 0.9, 0.999, 1e-8, it + 1);
       }
       for (const s of this.steps) {
-        const grad = out[this.gradients.get(stepName(s.name))!] as WasmValue | undefined;
-        if (!grad) continue;
+        const grad = gradient(stepName(s.name));
+        if (grad === undefined) continue;
         adamStep(
           s.value.ptr,
-          grad.ptr,
+          grad,
           s.m1.ptr,
           s.m2.ptr,
           1,
@@ -221,6 +231,69 @@ export class BlockTrainer {
       }
     }
     this.seconds += (performance.now() - started) / 1000;
+  }
+
+  /**
+   * One iteration's loss and gradients over the mini-batch `indices`: one
+   * engine run, or one per shard with the gradients summed in shard order,
+   * each weighted by its share of the batch (the loss is a mean over samples).
+   * `gradient(input)` gives the address of the gradient of a trained graph
+   * input (a latent or a step), or undefined when nothing depends on it.
+   */
+  private lossAndGradients(indices: Int32Array, it: number, sigma: number) {
+    let loss = 0;
+    let out: Record<string, Value> = {};
+    const seen = new Set<string>();
+    for (const [first, count] of this.shards) {
+      this.inputs.gather(indices.subarray(first, first + count), this.x.ptr);
+      this.targets.gather(indices.subarray(first, first + count), this.t.ptr);
+      out = this.engine.runInPlace(this.feeds(it, sigma, first, count));
+      const share = count / this.batch;
+      loss += share * (out[LOSS].data[0] as number);
+      for (const [input, sum] of this.sums) {
+        const grad = out[this.gradients.get(input)!] as WasmValue | undefined;
+        if (!grad) continue;
+        const total = sum.f32(), g = grad.data;
+        if (!seen.has(input)) total.fill(0);
+        seen.add(input);
+        for (let i = 0; i < total.length; i++) total[i] += share * g[i];
+      }
+    }
+    const gradient = (input: string): number | undefined =>
+      this.shards.length > 1
+        ? (seen.has(input) ? this.sums.get(input)!.ptr : undefined)
+        : (out[this.gradients.get(input)!] as WasmValue | undefined)?.ptr;
+    return { loss, gradient };
+  }
+
+  /** The engine's inputs for one run: the shard of `count` samples from `first`, latents, steps and streams. */
+  private feeds(it: number, sigma: number, first: number, count: number): Record<string, Value> {
+    const o = this.o;
+    const feeds: Record<string, Value> = {
+      [this.block.inputs[0].name]: new WasmValue(this.x.ptr, [count, ...this.inputs.sampleShape]),
+      [TARGET]: new WasmValue(this.t.ptr, [count, ...this.targets.sampleShape]),
+      [SIGMA]: new Tensor(new Float32Array([sigma]), []),
+    };
+    for (const l of this.latents) {
+      feeds[latentName(l.name)] = new WasmValue(l.value.ptr, l.shape);
+      if (this.rounding === "attention") {
+        // Iteration it reads the layer's Gaussian stream from element it·size on.
+        feeds[rngName(l.name)] = new Tensor(
+          new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
+          [2],
+        );
+      }
+    }
+    for (const s of this.steps) {
+      feeds[stepName(s.name)] = new WasmValue(s.value.ptr, [1]);
+      if (o.activationDrop > 0) {
+        feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
+      }
+    }
+    if (this.steps.length > 0) {
+      feeds[SHARD] = new Tensor(new BigInt64Array([BigInt(first), BigInt(this.batch)]), [2]);
+    }
+    return feeds;
   }
 
   state(): TrainerState {

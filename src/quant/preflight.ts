@@ -1,0 +1,210 @@
+// Before the first iteration (SPEC §12), in seconds, everything that can be
+// known to fail is tried: the graph quantization will run (a fixed batch of 1
+// freed where that gives the same outputs, else sample by sample), one
+// calibration sample through the whole model, every block's partition and its
+// backward, and the memory the run needs against its budget. What fails here
+// fails as an AttnroundError naming the node, tensor or option, not after
+// minutes of reconstruction.
+import { addGradients } from "../engine/autodiff.ts";
+import { Engine } from "../engine/engine.ts";
+import { AttnroundError } from "../errors.ts";
+import { freeBatch, hasFixedBatch } from "../graph/batch.ts";
+import type { Graph } from "../graph/ir.ts";
+import { type Block, partitionBlocks } from "../graph/partition.ts";
+import { blockGraph } from "../graph/subgraph.ts";
+import { inputShapeError } from "../model.ts";
+import { Tensor } from "../tensor.ts";
+import type { CalibrationSet } from "./calibration.ts";
+import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
+import type { QuantizeOptions } from "./options.ts";
+import { localizeShapes } from "./shapes.ts";
+import { latentName, LOSS, stepName, trainingGraph } from "./qgraph.ts";
+
+/** Samples one forward run holds at most (more gains no speed). */
+const MOST_PER_RUN = 64;
+/** Training keeps a block's activations for the backward pass, with their gradients: bytes per forward byte. */
+const TRAINING_FACTOR = 4;
+/** Share of the budget for the engine's working memory (wasm heap); the rest holds the activation caches. */
+const WORKING_SHARE = 0.5;
+/** A wasm32 heap ends at 4 GiB; weights, plans and allocator slack need room beside the working memory. */
+const WORKING_MOST = 3 * 2 ** 30;
+/** float16 caches of one block boundary alive at once: float input, quantized input, targets, next input. */
+const CACHES_ALIVE = 4;
+
+export interface RunPlan {
+  /** The graph the run quantizes: the model's own, or with its fixed batch freed. */
+  graph: Graph;
+  blocks: Block[];
+  /** Whether the model's batch is fixed to 1 and could not be freed: every engine run holds one sample. */
+  sampleBySample: boolean;
+  /** Most samples in one forward run of the float or quantized model. */
+  forwardSamples: number;
+  /** Most samples in one training run of a block; a larger mini-batch is split into shards. */
+  trainingSamples: number;
+  /** Whether the activation caches go to the spill store, not fitting the budget. */
+  spill: boolean;
+  /** Bytes of the budget for the engine's working memory. */
+  workingBytes: number;
+  /** Estimates in bytes: engine memory per sample forward and training, and the caches' peak. */
+  memory: { forwardPerSample: number; trainingPerSample: number; cachePeak: number };
+}
+
+/** How many samples one engine run may hold when each takes `perSample` bytes of working memory. */
+export function samplesFitting(
+  plan: Pick<RunPlan, "sampleBySample" | "workingBytes">,
+  perSample: number,
+): number {
+  if (plan.sampleBySample) return 1;
+  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(plan.workingBytes / Math.max(perSample, 1))));
+}
+
+function samples(calib: CalibrationSet, first: number, count: number): Tensor {
+  const size = calib.data.length / calib.count;
+  return new Tensor(calib.data.subarray(first * size, (first + count) * size), [count, ...calib.sampleShape]);
+}
+
+/**
+ * The model's graph if its batch is free; else, if freeBatch's rewrite gives
+ * a few real samples run together exactly the outputs each gives alone, the
+ * rewritten graph; else undefined (the model runs sample by sample).
+ */
+function batchableGraph(model: Graph, calib: CalibrationSet): Graph | undefined {
+  if (!hasFixedBatch(model)) return model;
+  const freed = freeBatch(model)!;
+  const count = Math.min(3, calib.count);
+  if (count < 2) return freed;
+  const one = new Engine(model), many = new Engine(freed);
+  const input = model.inputs[0].name;
+  try {
+    const together = many.run({ [input]: samples(calib, 0, count) });
+    for (let s = 0; s < count; s++) {
+      const alone = one.run({ [input]: samples(calib, s, 1) });
+      for (const [name, t] of Object.entries(alone)) {
+        const a = t.data as Float32Array, b = together[name].data as Float32Array;
+        for (let i = 0; i < a.length; i++) {
+          const d = Math.abs(a[i] - b[s * a.length + i]);
+          if (!(d <= 1e-5 * Math.max(1, Math.abs(a[i])))) return undefined;
+        }
+      }
+    }
+    return freed;
+  } catch {
+    return undefined;
+  } finally {
+    one.dispose(), many.dispose();
+  }
+}
+
+/** Every block reconstruction will train: one input, one output, and a backward for every op in it. */
+function checkBlocks(
+  graph: Graph,
+  blocks: Block[],
+  weights: WeightQuantizer[],
+  acts: ActivationQuantizer[],
+  o: QuantizeOptions,
+): void {
+  for (const block of blocks) {
+    if (block.inputs.length !== 1) {
+      throw new AttnroundError(
+        "UNSUPPORTED_MODEL",
+        `block ${block.index + 1} of ${blocks.length} reads ${
+          block.inputs.map((x) => `"${x}"`).join(", ")
+        }; reconstruction caches one tensor per block boundary`,
+      );
+    }
+    if (o.rounding === "nearest" || o.iterations === 0) continue;
+    const nodes = new Set(block.nodes);
+    const layers = weights.filter((q) => nodes.has(q.layer.node));
+    const reading = new Set(layers.map((q) => q.layer.node.inputs[0]));
+    const steps = acts.filter((a) => reading.has(a.tensor));
+    if (layers.length === 0 && steps.length === 0) continue;
+    const training = trainingGraph(
+      blockGraph(graph, block),
+      layers,
+      steps,
+      o.rounding,
+      o.attention.variant,
+      o.activationDrop,
+    );
+    const wrt = [...layers.map((q) => latentName(q.layer.weight)), ...steps.map((a) => stepName(a.tensor))];
+    // addGradients names the node whose op has no backward; the engine, any op it cannot run.
+    new Engine(addGradients(training, LOSS, wrt).graph).dispose();
+  }
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 24 ? 1 : 0)} MiB`;
+}
+
+/** Plans the run and raises, before any long work, every failure that can be known now. */
+export function preflight(
+  model: Graph,
+  calib: CalibrationSet,
+  weights: WeightQuantizer[],
+  acts: ActivationQuantizer[],
+  o: QuantizeOptions,
+): RunPlan {
+  const freed = batchableGraph(model, calib);
+  const input = model.inputs[0].name;
+  let graph = freed ?? model, forwardPerSample: number, tensorBytes: Map<string, number>;
+  // Samples through the model, named as the calibration set in errors: shape values, ops, memory per sample.
+  try {
+    if (freed && calib.count >= 2) graph = localizeShapes(freed, samples(calib, 0, 2));
+    const engine = new Engine(graph);
+    try {
+      ({ arenaBytes: forwardPerSample, tensorBytes } = engine.plannedMemory({
+        [input]: samples(calib, 0, 1),
+      }));
+    } finally {
+      engine.dispose();
+    }
+  } catch (e) {
+    throw inputShapeError(model.inputs, { [input]: { shape: [calib.count, ...calib.sampleShape] } }, e);
+  }
+  const blocks = partitionBlocks(graph);
+  checkBlocks(graph, blocks, weights, acts, o);
+
+  const working = Math.min(o.memoryBudget * WORKING_SHARE, WORKING_MOST);
+  const trainingPerSample = TRAINING_FACTOR * Math.max(
+    0,
+    ...blocks.map((b) => b.nodes.reduce((n, node) => n + (tensorBytes.get(node.outputs[0]) ?? 0), 0)),
+  );
+  const boundary = Math.max(
+    calib.data.length / calib.count,
+    ...blocks.map((b) => (tensorBytes.get(b.outputs[0]) ?? 0) / 4),
+  );
+  const cachePeak = CACHES_ALIVE * 2 * boundary * calib.count;
+  const advice = "raise the budget (memoryBudget, --memory), or use fewer calibration samples";
+  const perRun = Math.max(forwardPerSample, trainingPerSample);
+  if (perRun > working) {
+    throw new AttnroundError(
+      "MEMORY_BUDGET",
+      `one sample needs about ${mib(perRun)} of working memory (${mib(forwardPerSample)} forward, ${
+        mib(trainingPerSample)
+      } to train the largest block), more than the ${mib(working)} the budget of ${
+        mib(o.memoryBudget)
+      } allows: raise the budget (memoryBudget, --memory)`,
+    );
+  }
+  const spill = cachePeak > o.memoryBudget - working;
+  if (spill && !o.spill) {
+    throw new AttnroundError(
+      "MEMORY_BUDGET",
+      `the cached block inputs and targets of ${calib.count} samples need about ${
+        mib(cachePeak)
+      }, more than the ${mib(o.memoryBudget - working)} the budget of ${
+        mib(o.memoryBudget)
+      } leaves for them: ${advice}`,
+    );
+  }
+  const fitting = { sampleBySample: !freed, workingBytes: working };
+  return {
+    graph,
+    blocks,
+    spill,
+    ...fitting,
+    forwardSamples: samplesFitting(fitting, forwardPerSample),
+    trainingSamples: samplesFitting(fitting, trainingPerSample),
+    memory: { forwardPerSample, trainingPerSample, cachePeak },
+  };
+}

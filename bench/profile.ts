@@ -11,25 +11,75 @@
 // (gathers from the activation cache, Adam, the engine's and the trainer's
 // TypeScript). Each is run again without the hooks, and those ms/iteration
 // printed beside the profiled ones, to show what the timing costs.
+// With --against DIR (another checkout of the library, with its npm packages
+// installed), that checkout's trainer runs the same iterations in turn with
+// this one's, unprofiled, in the same process: a before and after that sees
+// one machine load.
 //   deno task bench:profile [--iterations 20] [--models resnet18_fmnist,mobilenetv2_fmnist] [--blocks]
-import { init, loadModel, readNpz } from "../mod.ts";
-import { Engine, observeSteps } from "../src/engine/engine.ts";
+//     [--kernels] [--against ../other-checkout]
+import { readNpz } from "../mod.ts";
+import { observeSteps } from "../src/engine/engine.ts";
 import { GRAD_DOMAIN } from "../src/engine/registry.ts";
 import type { Graph, Node } from "../src/graph/ir.ts";
-import { partitionBlocks } from "../src/graph/partition.ts";
-import { blockGraph } from "../src/graph/subgraph.ts";
-import { WasmBuffer } from "../src/kernels/memory.ts";
-import { searchActivationScale } from "../src/kernels/quant.ts";
-import { ActivationCache } from "../src/quant/cache.ts";
-import { planActivationQuantizers, planWeightQuantizers } from "../src/quant/layers.ts";
-import { resolveOptions } from "../src/quant/options.ts";
-import "../src/quant/ops.ts";
-import { BlockTrainer } from "../src/quant/reconstruct.ts";
-import { Tensor } from "../src/tensor.ts";
+import type { BlockTrainer } from "../src/quant/reconstruct.ts";
 import { timeKernelCalls } from "../src/wasm.ts";
 import { option, readFixture, toInput } from "./fmnist.ts";
 
-await init();
+/** The parts of the library the profile uses: this checkout's, or with --against DIR another's. */
+interface Library {
+  init: typeof import("../mod.ts").init;
+  loadModel: typeof import("../mod.ts").loadModel;
+  Engine: typeof import("../src/engine/engine.ts").Engine;
+  partitionBlocks: typeof import("../src/graph/partition.ts").partitionBlocks;
+  blockGraph: typeof import("../src/graph/subgraph.ts").blockGraph;
+  WasmBuffer: typeof import("../src/kernels/memory.ts").WasmBuffer;
+  searchActivationScale: typeof import("../src/kernels/quant.ts").searchActivationScale;
+  ActivationCache: typeof import("../src/quant/cache.ts").ActivationCache;
+  planWeightQuantizers: typeof import("../src/quant/layers.ts").planWeightQuantizers;
+  planActivationQuantizers: typeof import("../src/quant/layers.ts").planActivationQuantizers;
+  resolveOptions: typeof import("../src/quant/options.ts").resolveOptions;
+  BlockTrainer: typeof import("../src/quant/reconstruct.ts").BlockTrainer;
+  Tensor: typeof import("../src/tensor.ts").Tensor;
+}
+
+async function library(root: URL): Promise<Library> {
+  const at = (path: string) => import(new URL(path, root).href);
+  const [mod, engine, partition, subgraph, memory, quant, cache, layers, options, reconstruct, tensor] =
+    await Promise.all([
+      "mod.ts",
+      "src/engine/engine.ts",
+      "src/graph/partition.ts",
+      "src/graph/subgraph.ts",
+      "src/kernels/memory.ts",
+      "src/kernels/quant.ts",
+      "src/quant/cache.ts",
+      "src/quant/layers.ts",
+      "src/quant/options.ts",
+      "src/quant/reconstruct.ts",
+      "src/tensor.ts",
+    ].map(at));
+  await at("src/quant/ops.ts");
+  await mod.init();
+  return {
+    init: mod.init,
+    loadModel: mod.loadModel,
+    Engine: engine.Engine,
+    partitionBlocks: partition.partitionBlocks,
+    blockGraph: subgraph.blockGraph,
+    WasmBuffer: memory.WasmBuffer,
+    searchActivationScale: quant.searchActivationScale,
+    ActivationCache: cache.ActivationCache,
+    planWeightQuantizers: layers.planWeightQuantizers,
+    planActivationQuantizers: layers.planActivationQuantizers,
+    resolveOptions: options.resolveOptions,
+    BlockTrainer: reconstruct.BlockTrainer,
+    Tensor: tensor.Tensor,
+  };
+}
+
+const here = await library(new URL("../", import.meta.url));
+const againstDir = option("against", "");
+const against = againstDir ? await library(new URL(`file://${Deno.realPathSync(againstDir)}/`)) : undefined;
 const iterations = Number(option("iterations", "20"));
 const warmup = 3;
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
@@ -183,37 +233,45 @@ function share(p: Profile, c: Category): string {
 
 const calib = toInput(readNpz(readFixture("calib.npz")).x);
 const calibData = (calib.data as Float32Array).subarray(0, images * 784);
-const totals = new Map<string, { p: Profile; plain: number }>();
+const totals = new Map<string, { p: Profile; plain: number; before?: number }>();
 
-for (const name of models) {
-  const model = await loadModel(readFixture(`${name}.onnx`));
+interface BlockRun {
+  index: number;
+  layers: number;
+  trainer: BlockTrainer;
+  /** Milliseconds in the activation caches' gathers since last reset. */
+  gathers: { ms: number };
+  dispose(): void;
+}
+
+/**
+ * One trainer per block of the model, as quantize() makes them (W4A4,
+ * attention rounding, batch 32, 2,000 iterations), on the float model's
+ * activations of `images` calibration images, made with `lib`.
+ */
+async function* blockRuns(lib: Library, name: string): AsyncGenerator<BlockRun> {
+  const model = await lib.loadModel(readFixture(`${name}.onnx`));
   const graph = model.graph;
-  const o = resolveOptions({
+  const o = lib.resolveOptions({
     weightBits: 4,
     activationBits: 4,
     rounding: "attention",
     batchSize: 32,
     iterations: 2000,
   });
-  const weights = planWeightQuantizers(graph, o);
-  const acts = planActivationQuantizers(weights, o);
-  const blocks = partitionBlocks(graph);
-  // Float activations of every block input and output and every quantized tensor, on `images` images.
+  const weights = lib.planWeightQuantizers(graph, o);
+  const acts = lib.planActivationQuantizers(weights, o);
+  const blocks = lib.partitionBlocks(graph);
+  // Float activations of every block input and output and every quantized tensor.
   const wanted = [
     ...new Set([...blocks.flatMap((b) => [...b.inputs, ...b.outputs]), ...acts.map((a) => a.tensor)]),
   ];
-  const engine = new Engine({ ...graph, outputs: wanted.map((n) => ({ name: n })) });
+  const engine = new lib.Engine({ ...graph, outputs: wanted.map((n) => ({ name: n })) });
   const values = new Map<string, Float32Array[]>(wanted.map((n) => [n, []]));
   const shapes = new Map<string, number[]>();
   for (let start = 0; start < images; start += 64) {
-    const out = engine.run({
-      [graph.inputs[0].name]: new Tensor(calibData.subarray(start * 784, (start + 64) * 784), [
-        64,
-        1,
-        28,
-        28,
-      ]),
-    });
+    const data = calibData.subarray(start * 784, (start + 64) * 784);
+    const out = engine.run({ [graph.inputs[0].name]: new lib.Tensor(data, [64, 1, 28, 28]) });
     for (const n of wanted) {
       values.get(n)!.push(out[n].data as Float32Array);
       shapes.set(n, out[n].shape.slice(1));
@@ -227,21 +285,10 @@ for (const name of models) {
     return all;
   };
   for (const a of acts) {
-    const samples = WasmBuffer.from(joined(a.tensor));
-    const q = searchActivationScale(samples.ptr, samples.length, a.bits);
+    const samples = lib.WasmBuffer.from(joined(a.tensor));
+    const q = lib.searchActivationScale(samples.ptr, samples.length, a.bits);
     Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
     samples.dispose();
-  }
-  const total = newProfile();
-  let plainTotal = 0;
-  console.log(
-    `\n## ${name}: ${blocks.length} blocks, ${iterations} iterations each (batch 32, attention, W4A4)\n`,
-  );
-  if (perBlock) {
-    console.log(
-      `| block | layers | ms/iteration (profiled) | ms/iteration (plain) | ${CATEGORIES.join(" | ")} |`,
-    );
-    console.log(`|---|---:|---:|---:|${CATEGORIES.map(() => "---:").join("|")}|`);
   }
   for (const block of blocks) {
     const layers = weights.filter((q) => block.nodes.includes(q.layer.node));
@@ -251,25 +298,22 @@ for (const name of models) {
     );
     if (layers.length === 0 && blockActs.length === 0) continue;
     const cache = (tensor: string) => {
-      const c = new ActivationCache(shapes.get(tensor)!, images);
+      const c = new lib.ActivationCache(shapes.get(tensor)!, images);
       c.write(0, joined(tensor));
       return c;
     };
     const inputs = cache(block.inputs[0]), targets = cache(block.outputs[0]);
     const gathers = { ms: 0 };
-    const gather = inputs.gather.bind(inputs), gatherT = targets.gather.bind(targets);
-    inputs.gather = (i, d) => {
-      const t0 = performance.now();
-      gather(i, d);
-      gathers.ms += performance.now() - t0;
-    };
-    targets.gather = (i, d) => {
-      const t0 = performance.now();
-      gatherT(i, d);
-      gathers.ms += performance.now() - t0;
-    };
-    const trainer = new BlockTrainer(
-      blockGraph(graph, block),
+    for (const c of [inputs, targets]) {
+      const gather = c.gather.bind(c);
+      c.gather = (i, d) => {
+        const t0 = performance.now();
+        gather(i, d);
+        gathers.ms += performance.now() - t0;
+      };
+    }
+    const trainer = new lib.BlockTrainer(
+      lib.blockGraph(graph, block),
       block.index,
       blocks.length,
       layers,
@@ -278,33 +322,74 @@ for (const name of models) {
       targets,
       o,
     );
+    yield {
+      index: block.index,
+      layers: layers.length,
+      trainer,
+      gathers,
+      dispose() {
+        trainer.dispose();
+        inputs.dispose(), targets.dispose();
+      },
+    };
+  }
+}
+
+for (const name of models) {
+  const total = newProfile();
+  let plainTotal = 0, beforeTotal = 0;
+  console.log(
+    `\n## ${name}: ${iterations} iterations of each block (batch 32, attention, W4A4)${
+      against ? `, beside ${againstDir}'s` : ""
+    }\n`,
+  );
+  if (perBlock) {
+    console.log(
+      `| block | layers | ms/iteration (profiled) | ms/iteration (plain) | ${CATEGORIES.join(" | ")} |`,
+    );
+    console.log(`|---|---:|---:|---:|${CATEGORIES.map(() => "---:").join("|")}|`);
+  }
+  const others = against ? blockRuns(against, name) : undefined;
+  for await (const run of blockRuns(here, name)) {
+    const other = others ? (await others.next()).value as BlockRun : undefined;
+    const trainer = run.trainer;
     const training = trainingGraphOf(trainer);
     trainer.advance(warmup);
+    other?.trainer.advance(warmup + 1);
     // Iterations spread over the whole schedule (σ decays, so the rounding's
-    // work does), each run profiled and then plain, so that both see the same load.
+    // work does), each run profiled, then plain, then plain with the other
+    // checkout's trainer: all three see the same load.
     const p = newProfile();
-    let plain = 0;
+    let plain = 0, before = 0;
     for (let i = 0; i < iterations; i++) {
-      const at = Math.floor(((i + 0.5) * o.iterations) / iterations);
+      const at = Math.floor(((i + 0.5) * 2000) / iterations);
       trainer.iteration = at;
-      profiled(trainer, training, 1, p, gathers, iterations);
+      profiled(trainer, training, 1, p, run.gathers, iterations);
       trainer.iteration = at;
-      const t0 = performance.now();
+      let t0 = performance.now();
       trainer.advance(1);
       plain += performance.now() - t0;
+      if (other) {
+        other.trainer.iteration = at;
+        t0 = performance.now();
+        other.trainer.advance(1);
+        before += performance.now() - t0;
+      }
     }
     plain /= iterations;
-    trainer.dispose();
-    inputs.dispose(), targets.dispose();
+    before /= iterations;
+    run.dispose();
+    other?.dispose();
     for (const c of CATEGORIES) addTo(total, c, p.ms.get(c)! / p.iterations);
     total.wall += p.wall / p.iterations;
     total.iterations++;
     plainTotal += plain;
+    beforeTotal += before;
     if (perBlock) {
       console.log(
-        `| ${block.index + 1} | ${layers.length} | ${(p.wall / p.iterations).toFixed(2)} | ${
-          plain.toFixed(2)
-        } | ${CATEGORIES.map((c) => share(p, c)).join(" | ")} |`,
+        `| ${run.index + 1} | ${run.layers} | ${(p.wall / p.iterations).toFixed(2)} | ${plain.toFixed(2)} | ${
+          CATEGORIES.map((c) => share(p, c)).join(" | ")
+        } |`,
       );
     }
   }
@@ -314,7 +399,8 @@ for (const name of models) {
   for (const c of CATEGORIES) console.log(`| ${c} | ${share(total, c)} |`);
   console.log(`| **ms per iteration of every block, profiled** | ${total.wall.toFixed(1)} |`);
   console.log(`| **the same without the profiling hooks** | ${plainTotal.toFixed(1)} |`);
-  totals.set(name, { p: total, plain: plainTotal });
+  if (against) console.log(`| **the same with ${againstDir}** | ${beforeTotal.toFixed(1)} |`);
+  totals.set(name, { p: total, plain: plainTotal, before: against ? beforeTotal : undefined });
   if (perKernel) {
     console.log("\n| op: wasm export (or TypeScript) | ms per iteration of every block |\n|---|---:|");
     for (const [key, ms] of [...byKernel].sort((a, b) => b[1] - a[1])) {
@@ -336,4 +422,11 @@ if (totals.size > 1) {
       [...totals.values()].map((t) => `${t.p.wall.toFixed(1)} / ${t.plain.toFixed(1)}`).join(" | ")
     } |`,
   );
+  if (against) {
+    console.log(
+      `| ms per iteration of every block with ${againstDir} (plain) | ${
+        [...totals.values()].map((t) => t.before!.toFixed(1)).join(" | ")
+      } |`,
+    );
+  }
 }

@@ -39,7 +39,7 @@ export { reportToHtml } from "./src/report/html.ts";
 export type { HtmlReportOptions } from "./src/report/html.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";
 export { readNpy, readNpz, writeNpy, writeNpz } from "./src/data/npy.ts";
-export type { NpzOptions } from "./src/data/npy.ts";
+export type { NpzOptions, NpzReadOptions } from "./src/data/npy.ts";
 export { inputsFromNpz } from "./src/data/inputs.ts";
 export type { InputLayout, NpzInputOptions, NpzInputs } from "./src/data/inputs.ts";
 export { AttnroundError } from "./src/errors.ts";

@@ -2,6 +2,7 @@
 // kernels are compiled from the wasm bytes embedded in build/attnround.wasm.ts,
 // so that importing the library needs neither a file system nor a network.
 import { wasmBase64 } from "../build/attnround.wasm.ts";
+import { AttnroundError, isOptions } from "./errors.ts";
 import { initKernels, type InitOptions } from "./wasm.ts";
 
 /**
@@ -10,6 +11,11 @@ import { initKernels, type InitOptions } from "./wasm.ts";
  * from bytes is forbidden (or use the edge entry, mod.edge.ts).
  */
 export function init(options: InitOptions = {}): Promise<void> {
+  if (!isOptions(options)) {
+    return Promise.reject(
+      new AttnroundError("INVALID_ARGUMENT", "init takes nothing, or { module: WebAssembly.Module }"),
+    );
+  }
   return initKernels(options, () => WebAssembly.compile(decodeBase64(wasmBase64)));
 }
 

@@ -16,6 +16,7 @@ export class Model {
   /** @internal The graph the engine runs (BatchNorm folded). */
   readonly graph: Graph;
   private readonly engine: Engine;
+  private disposed = false;
 
   constructor(proto: ModelProto) {
     requireKernels(); // fail early, with advice, if init() has not run
@@ -35,6 +36,7 @@ export class Model {
 
   /** Runs the float model. Inputs by name; returns every graph output by name. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    if (this.disposed) throw new AttnroundError("INVALID_ARGUMENT", "the model was disposed: load it again");
     checkFeeds(this.graph.inputs, feeds);
     try {
       return this.engine.run(feeds);
@@ -45,6 +47,7 @@ export class Model {
 
   /** Frees the wasm memory this model holds. */
   dispose(): void {
+    this.disposed = true;
     this.engine.dispose();
   }
 }
@@ -69,16 +72,18 @@ export function checkFeeds(inputs: readonly ValueInfo[], feeds: Record<string, T
 }
 
 /**
- * An op that cannot take its inputs fails with INVALID_MODEL. When the model's
- * inputs have dynamic dimensions, that is the fed shape's fault, not the
- * model's: such errors become SHAPE_MISMATCH naming the shapes fed.
+ * An op that cannot take its inputs fails with INVALID_MODEL. When the model
+ * leaves a dimension other than the batch open (or its input's shape), the
+ * shape fed chose it, so such errors become SHAPE_MISMATCH naming the shapes
+ * fed. A shape that fits every declared dimension but the batch is the
+ * model's fault: its nodes disagree among themselves.
  */
 export function inputShapeError(
   inputs: readonly ValueInfo[],
   fed: Record<string, { shape: readonly number[] }>,
   error: unknown,
 ): unknown {
-  const dynamic = inputs.some((i) => !i.shape || i.shape.some((d) => typeof d !== "number"));
+  const dynamic = inputs.some((i) => !i.shape || i.shape.some((d, k) => k > 0 && typeof d !== "number"));
   if (!(error instanceof AttnroundError) || error.code !== "INVALID_MODEL" || !dynamic) return error;
   if (!error.message.startsWith("node ")) return error;
   const given = Object.entries(fed).map(([name, t]) => `"${name}" of shape [${t.shape}]`).join(", ");

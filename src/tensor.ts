@@ -77,8 +77,14 @@ export class Tensor {
   readonly dtype: DType;
 
   constructor(data: TensorData, shape: readonly number[], dtype?: DType) {
-    const natural = dtypeOfArray.get(data.constructor);
+    const natural = ArrayBuffer.isView(data) ? dtypeOfArray.get(data.constructor) : undefined;
     if (!natural) throw new AttnroundError("INVALID_ARGUMENT", "Tensor data must be a typed array");
+    if (!Array.isArray(shape)) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        "Tensor shape must be an array of dimensions, e.g. [1, 3, 224, 224]",
+      );
+    }
     const resolved = dtype ?? natural;
     if (resolved !== natural && containerOf[resolved] !== natural) {
       throw new AttnroundError(

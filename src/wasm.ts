@@ -169,6 +169,10 @@ export function argBlock(bytes: number): number {
 
 /** Allocates `bytes` bytes (16-byte aligned) in wasm memory. */
 export function alloc(bytes: number): number {
+  // The export takes a u32: a larger (or fractional, or negative) size would wrap to another one.
+  if (!(Number.isInteger(bytes) && bytes >= 0 && bytes < 2 ** 32)) {
+    throw new AttnroundError("TOO_LARGE", `cannot allocate ${bytes} bytes in wasm memory (4 GiB at most)`);
+  }
   return wasm().alloc(bytes);
 }
 

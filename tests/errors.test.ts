@@ -256,7 +256,7 @@ const rows: Row[] = [
     [{ activationBits: 16 }, /activationBits must be an integer from 2 to 8 \(or 32 for float\), got 16/],
     [{ layers: { "/conv2/Conv": { weightBits: 12 } } }, /layers\["\/conv2\/Conv"\]\.weightBits .* got 12/],
     [{ rounding: "floor" }, /rounding must be "attention", "adaround" or "nearest", got "floor"/],
-    [{ iterations: -1 }, /iterations must be an integer ≥ 0, got -1/],
+    [{ iterations: -1 }, /iterations must be an integer from 0 to 1000000, got -1/],
   ] as const).map(([options, message]): Row => ({
     name: `quantize: option ${JSON.stringify(options)}`,
     code: "INVALID_ARGUMENT",

@@ -184,7 +184,7 @@ Deno.test("a saved state is refused for another calibration set, and garbage is 
   const other = new Tensor(calib.data.slice(0, 784 * 100), [100, 1, 28, 28]);
   await assert.rejects(() => QuantizationRun.resume(model, other, state), {
     code: "INVALID_DATA",
-    message: /another model or calibration set/,
+    message: /another model, calibration set or settings/,
   });
   await assert.rejects(() => QuantizationRun.resume(model, calib, state.slice(0, 40)), {
     code: "INVALID_DATA",

@@ -3,7 +3,8 @@
 import { UsageError } from "./errors.ts";
 
 export interface FlagSpec {
-  type: "string" | "int" | "number" | "boolean";
+  /** "size": a byte count such as 500MB, 4GiB or 1048576, parsed to bytes. */
+  type: "string" | "int" | "number" | "boolean" | "size";
   /** Placeholder in the help text, e.g. "FILE". */
   value?: string;
   help: string;
@@ -74,12 +75,39 @@ function parseValue(spec: CommandSpec, name: string, flag: FlagSpec, raw: string
     if (flag.choices && !flag.choices.includes(raw)) throw bad(`must be one of ${flag.choices.join(", ")}`);
     return raw;
   }
+  if (flag.type === "size") {
+    const size = parseSize(raw);
+    if (size === undefined) throw bad("takes a size such as 2GiB, 512MiB or a number of bytes");
+    return size;
+  }
   if (flag.type === "int" && !/^[+-]?\d+$/.test(raw.trim())) throw bad("must be an integer");
   const n = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(n)) throw bad("must be a number");
   const problem = flag.check?.(n);
   if (problem) throw bad(problem);
   return n;
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  tb: 1e12,
+  kib: 2 ** 10,
+  mib: 2 ** 20,
+  gib: 2 ** 30,
+  tib: 2 ** 40,
+};
+
+/** Bytes of a size such as "500MB", "4GiB", "1.5 GiB" or "1048576"; undefined if it is not one. */
+export function parseSize(text: string): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(text.trim());
+  const unit = match && UNITS[match[2].toLowerCase()];
+  if (!match || unit === undefined || unit === null) return undefined;
+  const bytes = Math.round(Number(match[1]) * unit);
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
 }
 
 export function parseArgs(spec: CommandSpec, argv: readonly string[]): ParsedArgs {

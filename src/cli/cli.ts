@@ -35,7 +35,11 @@ exit status: 0 success, 1 failure, 2 bad usage
 function describeError(e: unknown): string {
   if (e instanceof AttnroundError) return `[${e.code}] ${e.message}`;
   if (e instanceof CliError) return e.message;
-  return (e as Error)?.stack ?? String(e);
+  // Not one the library anticipated: a bug, told in one line like any other error.
+  const error = e as Error;
+  return `[INTERNAL] ${error?.name ?? "Error"}: ${
+    error?.message ?? String(e)
+  } (a bug in attnround: please report it)`;
 }
 
 /** Runs one command line; returns the exit code. */
@@ -92,7 +96,11 @@ export async function runCli(rt: Runtime, argv: readonly string[] = rt.args): Pr
       rt.stdout.write(
         JSON.stringify({
           error: {
-            code: (e as AttnroundError).code ?? (code === 2 ? "USAGE" : "FAILED"),
+            code: e instanceof AttnroundError
+              ? e.code
+              : e instanceof CliError
+              ? (code === 2 ? "USAGE" : "FAILED")
+              : "INTERNAL",
             message: (e as Error)?.message ?? String(e),
           },
         }) + "\n",

@@ -1,6 +1,5 @@
 // What the commands share: their console, and models and .npz samples read
 // from files with errors that name the file.
-import { UsageError } from "./errors.ts";
 import {
   AttnroundError,
   inputsFromNpz,
@@ -10,6 +9,7 @@ import {
   Tensor,
   type ValueInfo,
 } from "../../mod.ts";
+import { atLeast, type FlagSpec, type FlagValue } from "./args.ts";
 import { CliError } from "./errors.ts";
 import { readInput } from "./files.ts";
 import type { Runtime } from "./runtime.ts";
@@ -39,30 +39,6 @@ export function fmtBytes(n: number): string {
     : `${(n / 1024 ** 2).toFixed(2)} MiB`;
 }
 
-const UNITS: Record<string, number> = {
-  "": 1,
-  B: 1,
-  KIB: 2 ** 10,
-  MIB: 2 ** 20,
-  GIB: 2 ** 30,
-  KB: 1e3,
-  MB: 1e6,
-  GB: 1e9,
-};
-
-/** A size such as "2GiB", "512MiB", "1.5GB" or "1048576" (bytes), for `flag`. */
-export function parseSize(text: string, flag: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  const unit = m ? UNITS[m[2].toUpperCase()] : undefined;
-  if (!m || unit === undefined) {
-    throw new UsageError(
-      `${flag} takes a size such as 2GiB, 512MiB or a number of bytes, got "${text}"`,
-      "quantize",
-    );
-  }
-  return Math.round(Number(m[1]) * unit);
-}
-
 /** Loads a model file; errors name the file. */
 export async function loadModelFile(
   rt: Runtime,
@@ -85,27 +61,92 @@ export interface Samples {
   y?: Int32Array;
 }
 
-/** A .npz as model inputs and labels (SPEC §8, through inputsFromNpz); errors name the file. */
-export function samplesFromNpz(bytes: Uint8Array, input: ValueInfo, file: string): Samples {
+/** What an .npz of samples may unpack to (readNpz's options; --max-data and --max-samples). */
+export interface SampleLimits {
+  maxBytes?: number;
+  maxSamples?: number;
+}
+
+/** Samples an .npz may hold unless --max-samples says otherwise: far more than a calibration or test set needs. */
+export const MAX_SAMPLES = 1_000_000;
+
+/** The flags that set SampleLimits, for the commands that read .npz samples. */
+export const limitFlags: Record<string, FlagSpec> = {
+  "max-data": {
+    type: "size",
+    value: "SIZE",
+    default: "1GiB",
+    help: "most bytes an .npz may unpack to (e.g. 4GiB); a larger one is refused before it is read",
+  },
+  "max-samples": {
+    type: "int",
+    value: "N",
+    default: String(MAX_SAMPLES),
+    check: atLeast(1),
+    help: "most samples an .npz array may hold; checked before its data is read",
+  },
+};
+
+export function sampleLimits(flags: Record<string, FlagValue>): SampleLimits {
+  return {
+    maxBytes: flags["max-data"] as number | undefined,
+    maxSamples: (flags["max-samples"] as number | undefined) ?? MAX_SAMPLES,
+  };
+}
+
+/**
+ * A .npz as model inputs and labels (SPEC §8, through inputsFromNpz), read
+ * within `limits`; the inputs must be finite. Errors are prefixed with `label`.
+ */
+export function samplesFromNpz(
+  bytes: Uint8Array,
+  input: ValueInfo,
+  label: string,
+  limits: SampleLimits = {},
+): Samples {
   try {
-    const { x, y } = inputsFromNpz(readNpz(bytes), input);
+    const arrays = readNpz(bytes, limits);
+    const { x, y } = inputsFromNpz(arrays, input);
+    const name = "x" in arrays ? "x" : Object.keys(arrays).find((n) => n !== "y");
+    const data = x.data as Float32Array, per = data.length / x.shape[0];
+    for (let i = 0; i < data.length; i++) {
+      if (!Number.isFinite(data[i])) {
+        throw new AttnroundError(
+          "INVALID_DATA",
+          `array "${name}" holds ${data[i]} at element ${i} (sample ${
+            Math.floor(i / per)
+          }): inputs must be finite`,
+        );
+      }
+    }
     return { x, y: y && Int32Array.from(y.data as ArrayLike<number | bigint>, Number) };
   } catch (e) {
-    if (e instanceof AttnroundError) throw new AttnroundError(e.code, `${file}: ${e.message}`, { cause: e });
+    if (e instanceof AttnroundError) throw new AttnroundError(e.code, `${label}: ${e.message}`, { cause: e });
     throw e;
   }
 }
 
-export async function loadSamples(rt: Runtime, path: string, model: Model, flag: string): Promise<Samples> {
-  const bytes = await readInput(rt, path, flag);
-  try {
-    return samplesFromNpz(bytes, model.inputs[0], path);
-  } catch (e) {
-    if (e instanceof AttnroundError && !e.message.includes(path)) {
-      throw new AttnroundError(e.code, `${flag} ${path}: ${e.message}`, { cause: e });
-    }
-    throw e;
+/** The model's one input; the commands feed models with one input only. */
+export function onlyInput(model: Model, path: string): ValueInfo {
+  if (model.inputs.length !== 1) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `${path}: the model has ${model.inputs.length} inputs; attnround runs models with one input`,
+    );
   }
+  return model.inputs[0];
+}
+
+export async function loadSamples(
+  rt: Runtime,
+  path: string,
+  model: Model,
+  flag: string,
+  limits: SampleLimits = {},
+): Promise<Samples> {
+  const bytes = await readInput(rt, path, flag);
+  const label = flag.startsWith("--") ? `${flag} ${path}` : path;
+  return samplesFromNpz(bytes, model.inputs[0], label, limits);
 }
 
 /** Samples per forward pass when eval and the demo predict classes. */

@@ -8,7 +8,7 @@ import { defaultOptions, init, quantize, reportToHtml, type RoundingMode, Tensor
 import type { CommandSpec, FlagValue } from "./args.ts";
 import { type Console, EVAL_BATCH, loadModelFile, loadSamples, predictClasses } from "./common.ts";
 import { CliError } from "./errors.ts";
-import { checkWritable, joinPath, writeOutput } from "./files.ts";
+import { checkOutputs, joinPath, writeOutput } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -77,10 +77,14 @@ export async function demo(rt: Runtime, flags: Record<string, FlagValue>, out: C
       `cannot create the output directory ${dir} (${(e as Error).message}); choose another with --out`,
     );
   }
-  for (const path of Object.values(files)) await checkWritable(rt, path, "--out");
+  const modelPath = joinPath(fixtures, `${MODEL}.onnx`);
+  await checkOutputs(rt, "demo", Object.values(files).map((path) => ["--out", path]), [
+    ["the demo model", modelPath],
+    ["the calibration set", joinPath(fixtures, "calib.npz")],
+    ["the test set", joinPath(fixtures, "test.npz")],
+  ]);
 
   await init();
-  const modelPath = joinPath(fixtures, `${MODEL}.onnx`);
   const { model, bytes: modelBytes } = await loadModelFile(
     rt,
     modelPath,

@@ -2,7 +2,16 @@
 // with another model, as one JSON line.
 import { init, type Model, type Tensor } from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
-import { Console, EVAL_BATCH, loadModelFile, loadSamples, predictClasses } from "./common.ts";
+import {
+  Console,
+  EVAL_BATCH,
+  limitFlags,
+  loadModelFile,
+  loadSamples,
+  onlyInput,
+  predictClasses,
+  sampleLimits,
+} from "./common.ts";
 import type { Runtime } from "./runtime.ts";
 
 export const evalSpec: CommandSpec = {
@@ -29,6 +38,7 @@ export const evalSpec: CommandSpec = {
       check: atLeast(1),
       help: "samples per forward pass",
     },
+    ...limitFlags,
   },
   examples: ["attnround eval model.w4a4.onnx --data test.npz --compare model.onnx"],
 };
@@ -46,10 +56,12 @@ export async function evalCommand(
 ) {
   await init();
   const { model } = await loadModelFile(rt, modelPath);
+  onlyInput(model, modelPath);
   const other = flags.compare
     ? (await loadModelFile(rt, flags.compare as string, "--compare")).model
     : undefined;
-  const data = await loadSamples(rt, flags.data as string, model, "--data");
+  if (other) onlyInput(other, flags.compare as string);
+  const data = await loadSamples(rt, flags.data as string, model, "--data", sampleLimits(flags));
   const batch = (flags.batch as number) ?? EVAL_BATCH;
   const n = data.x.shape[0];
   const classes = predictClasses(runner(model), data.x, batch, modelPath);

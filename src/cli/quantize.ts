@@ -12,9 +12,16 @@ import {
   type RoundingMode,
 } from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
-import { Console, fmtBytes, loadModelFile, loadSamples, parseSize } from "./common.ts";
-import { UsageError } from "./errors.ts";
-import { basename, checkWritable, writeOutput } from "./files.ts";
+import {
+  Console,
+  fmtBytes,
+  limitFlags,
+  loadModelFile,
+  loadSamples,
+  onlyInput,
+  sampleLimits,
+} from "./common.ts";
+import { basename, checkOutputs, writeOutputs } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -71,7 +78,7 @@ export const quantizeSpec: CommandSpec = {
       type: "int",
       value: "N",
       default: String(defaultOptions.iterations),
-      check: atLeast(0),
+      check: (v) => v >= 0 && v <= 1_000_000 ? undefined : "must be from 0 to 1000000",
       help: "reconstruction iterations per block",
     },
     batch: {
@@ -82,7 +89,7 @@ export const quantizeSpec: CommandSpec = {
       help: "mini-batch size",
     },
     memory: {
-      type: "string",
+      type: "size",
       value: "SIZE",
       default: `${defaultOptions.memoryBudget / 2 ** 30}GiB`,
       help:
@@ -98,7 +105,7 @@ export const quantizeSpec: CommandSpec = {
       type: "int",
       value: "N",
       default: String(defaultOptions.seed),
-      check: atLeast(0),
+      check: (v) => v >= 0 && v <= 2 ** 32 - 1 ? undefined : "must be from 0 to 4294967295",
       help: "random seed (same seed, same result)",
     },
     npz: {
@@ -112,34 +119,13 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    ...limitFlags,
   },
   examples: [
     "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
     "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
   ],
 };
-
-/** Output paths must differ from each other and from the inputs, and be writable; checked before any work. */
-async function checkOutputs(
-  rt: Runtime,
-  outputs: [string, string | undefined][],
-  inputs: string[],
-): Promise<void> {
-  const given = outputs.filter((o): o is [string, string] => typeof o[1] === "string");
-  for (const [flag, path] of given) {
-    const clash = given.find(([f, p]) => f !== flag && p === path);
-    if (clash) {
-      throw new UsageError(
-        `${flag} and ${clash[0]} name the same file ${path}; give each its own path`,
-        "quantize",
-      );
-    }
-    if (inputs.includes(path)) {
-      throw new UsageError(`${flag} ${path} would overwrite an input; write elsewhere`, "quantize");
-    }
-  }
-  for (const [flag, path] of given) await checkWritable(rt, path, flag);
-}
 
 function withInterrupt<T>(rt: Runtime, out: Console, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
   const controller = new AbortController();
@@ -161,15 +147,17 @@ export async function quantizeCommand(
   const npzPath = flags.npz as string | undefined;
   const reportPath = flags.report as string | undefined;
   const htmlPath = flags.html as string | undefined;
-  const memoryBudget = flags.memory === undefined ? undefined : parseSize(flags.memory as string, "--memory");
+  const memoryBudget = flags.memory as number | undefined;
   await checkOutputs(
     rt,
+    "quantize",
     [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
-    [modelPath, flags.calib as string],
+    [["the model", modelPath], ["--calib", flags.calib as string]],
   );
   await init();
   const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
-  const calib = await loadSamples(rt, flags.calib as string, model, "--calib");
+  onlyInput(model, modelPath);
+  const calib = await loadSamples(rt, flags.calib as string, model, "--calib", sampleLimits(flags));
   out.info(
     `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
@@ -205,29 +193,23 @@ export async function quantizeCommand(
   } finally {
     printer?.finish();
   }
+  // Every output is made before any is written: a failure leaves none of them half-updated.
   const report = q.report;
   const onnx = q.toOnnx();
-  await writeOutput(rt, outPath, onnx);
-  const written = [outPath];
-  let npzBytes: number | undefined;
-  if (npzPath) {
-    const npz = q.toNpz();
-    npzBytes = npz.length;
-    await writeOutput(rt, npzPath, npz);
-    written.push(npzPath);
-  }
-  if (reportPath) {
-    await writeOutput(rt, reportPath, JSON.stringify(report, null, 2) + "\n");
-    written.push(reportPath);
-  }
+  const files: [string, Uint8Array | string][] = [[outPath, onnx]];
+  const npz = npzPath ? q.toNpz() : undefined;
+  const npzBytes = npz?.length;
+  if (npz) files.push([npzPath!, npz]);
+  if (reportPath) files.push([reportPath, JSON.stringify(report, null, 2) + "\n"]);
   if (htmlPath) {
     const html = reportToHtml(report, {
       model: basename(modelPath),
       sizes: { floatModel: modelBytes.length, quantizedModel: onnx.length, npz: npzBytes },
     });
-    await writeOutput(rt, htmlPath, html);
-    written.push(htmlPath);
+    files.push([htmlPath, html]);
   }
+  await writeOutputs(rt, files);
+  const written = files.map(([path]) => path);
   const fid = report.fidelity;
   if (fid && !fid.ok) {
     out.warn(

@@ -5,6 +5,7 @@
 import type { SpillStore } from "../../mod.ts";
 
 export interface Output {
+  /** Writes `text`; once the reader has gone (a closed pipe), writes nothing more and does not fail. */
   write(text: string): void;
   readonly isTTY: boolean;
   /** Terminal width, when known. */
@@ -23,13 +24,30 @@ export interface Runtime {
   rename(from: string, to: string): Promise<void>;
   remove(path: string): Promise<void>;
   mkdir(path: string): Promise<void>;
-  /** undefined when nothing is there. */
-  stat(path: string): Promise<{ isDirectory: boolean; size: number } | undefined>;
+  /** undefined when nothing is there; throws when the path cannot be looked at (permissions). Follows links. */
+  stat(path: string): Promise<FileInfo | undefined>;
+  /** The path with every link and "." or ".." resolved; it must exist. */
+  realPath(path: string): Promise<string>;
+  /** The names in a directory. */
+  readDir(path: string): Promise<string[]>;
+  /** Whether a process with this id runs on this machine, when the runtime can tell. */
+  isRunning(pid: number): Promise<boolean | undefined>;
   /** Calls `handler` on Ctrl-C (SIGINT); returns a function that stops listening. */
   onInterrupt(handler: () => void): () => void;
   /** Files for activation caches larger than the memory budget, in the temporary folder. */
   spill: SpillStore;
   exit(code: number): never;
+}
+
+export interface FileInfo {
+  /** "other": a device, pipe or socket. */
+  kind: "file" | "directory" | "other";
+  size: number;
+  /** Device and inode, which tell two paths of one file apart from two files, where the runtime gives them. */
+  dev?: number;
+  ino?: number;
+  /** Last modification, ms since the epoch, when known. */
+  mtimeMs?: number;
 }
 
 /** Whether the error is the host's "no such file or directory". */
@@ -47,6 +65,12 @@ export function isPermissionDenied(e: unknown): boolean {
 
 // deno-lint-ignore no-explicit-any
 type Any = any;
+
+/** Whether the error says the reader of a pipe has gone (EPIPE). */
+function isBrokenPipe(e: unknown): boolean {
+  const err = e as { code?: string; name?: string };
+  return err?.code === "EPIPE" || err?.name === "BrokenPipe";
+}
 
 /**
  * A spill store over positioned reads and writes of a file that is unlinked
@@ -83,22 +107,32 @@ function spillStore(
 
 function denoRuntime(Deno: Any): Runtime {
   const encoder = new TextEncoder();
-  const output = (file: Any): Output => ({
-    write(text: string) {
-      const bytes = encoder.encode(text);
-      for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
-    },
-    get isTTY() {
-      return file.isTerminal();
-    },
-    get columns() {
-      try {
-        return Deno.consoleSize().columns;
-      } catch {
-        return undefined;
-      }
-    },
-  });
+  const output = (file: Any): Output => {
+    let closed = false;
+    return {
+      write(text: string) {
+        if (closed) return;
+        const bytes = encoder.encode(text);
+        try {
+          for (let done = 0; done < bytes.length;) done += file.writeSync(bytes.subarray(done));
+        } catch (e) {
+          // `attnround inspect … | head -1`: the reader has what it wanted, the output ends here.
+          if (!isBrokenPipe(e)) throw e;
+          closed = true;
+        }
+      },
+      get isTTY() {
+        return file.isTerminal();
+      },
+      get columns() {
+        try {
+          return Deno.consoleSize().columns;
+        } catch {
+          return undefined;
+        }
+      },
+    };
+  };
   return {
     name: "deno",
     args: [...Deno.args],
@@ -113,10 +147,32 @@ function denoRuntime(Deno: Any): Runtime {
     async stat(path) {
       try {
         const s = await Deno.stat(path);
-        return { isDirectory: s.isDirectory, size: s.size };
+        return {
+          kind: s.isFile ? "file" : s.isDirectory ? "directory" : "other",
+          size: s.size,
+          dev: s.dev ?? undefined,
+          ino: s.ino ?? undefined,
+          mtimeMs: s.mtime?.getTime(),
+        };
       } catch (e) {
         if (isNotFound(e)) return undefined;
         throw e;
+      }
+    },
+    realPath: (path) => Deno.realPath(path),
+    async readDir(path) {
+      const names: string[] = [];
+      for await (const entry of Deno.readDir(path)) names.push(entry.name);
+      return names;
+    },
+    async isRunning(pid) {
+      // Deno has no signal 0; Linux lists live processes in /proc (readable with --allow-all).
+      if (Deno.build.os !== "linux") return undefined;
+      try {
+        await Deno.stat(`/proc/${pid}`);
+        return true;
+      } catch (e) {
+        return isNotFound(e) ? false : undefined;
       }
     },
     onInterrupt(handler) {
@@ -148,15 +204,25 @@ async function nodeRuntime(process: Any): Promise<Runtime> {
   const fsSync = await import("node:fs");
   const { tmpdir } = await import("node:os");
   const { join } = await import("node:path");
-  const output = (stream: Any): Output => ({
-    write: (text: string) => void stream.write(text),
-    get isTTY() {
-      return Boolean(stream.isTTY);
-    },
-    get columns() {
-      return stream.columns;
-    },
-  });
+  const output = (stream: Any): Output => {
+    let closed = false;
+    // A closed pipe is reported asynchronously: from then on the output ends quietly.
+    stream.on?.("error", (e: unknown) => {
+      if (!isBrokenPipe(e)) throw e;
+      closed = true;
+    });
+    return {
+      write: (text: string) => {
+        if (!closed) stream.write(text);
+      },
+      get isTTY() {
+        return Boolean(stream.isTTY);
+      },
+      get columns() {
+        return stream.columns;
+      },
+    };
+  };
   return {
     name: "node",
     args: process.argv.slice(2),
@@ -171,10 +237,26 @@ async function nodeRuntime(process: Any): Promise<Runtime> {
     async stat(path) {
       try {
         const s = await fs.stat(path);
-        return { isDirectory: s.isDirectory(), size: s.size };
+        return {
+          kind: s.isFile() ? "file" : s.isDirectory() ? "directory" : "other",
+          size: s.size,
+          dev: s.dev,
+          ino: s.ino,
+          mtimeMs: s.mtimeMs,
+        };
       } catch (e) {
         if (isNotFound(e)) return undefined;
         throw e;
+      }
+    },
+    realPath: (path) => fs.realpath(path),
+    readDir: (path) => fs.readdir(path),
+    isRunning(pid) {
+      try {
+        process.kill(pid, 0); // signal 0: only asks whether the process exists
+        return Promise.resolve(true);
+      } catch (e) {
+        return Promise.resolve((e as { code?: string }).code === "EPERM");
       }
     },
     onInterrupt(handler) {

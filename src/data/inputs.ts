@@ -3,7 +3,7 @@
 // labels if present. uint8 data is scaled by 1/255 into float32 and given the
 // model input's layout: a missing channel axis (size 1) is inserted where the
 // declared input shape has it.
-import { AttnroundError } from "../errors.ts";
+import { argument, AttnroundError, isOptions } from "../errors.ts";
 import { Tensor } from "../tensor.ts";
 
 /** What the layout is taken from: a model input (a `ValueInfo` fits). */
@@ -27,7 +27,10 @@ export interface NpzInputs {
   y?: Tensor;
 }
 
-function bad(code: "INVALID_DATA" | "SHAPE_MISMATCH" | "INVALID_ARGUMENT", message: string): never {
+function bad(
+  code: "INVALID_DATA" | "SHAPE_MISMATCH" | "INVALID_ARGUMENT" | "TOO_LARGE",
+  message: string,
+): never {
   throw new AttnroundError(code, message);
 }
 
@@ -46,6 +49,23 @@ export function inputsFromNpz(
   input: InputLayout,
   options: NpzInputOptions = {},
 ): NpzInputs {
+  argument(
+    typeof arrays === "object" && arrays !== null,
+    "inputsFromNpz takes the arrays readNpz returns, e.g. inputsFromNpz(readNpz(bytes), model.inputs[0])",
+  );
+  argument(
+    typeof input === "object" && input !== null && typeof input.name === "string",
+    "inputsFromNpz needs the model input the arrays are for, e.g. model.inputs[0]",
+  );
+  argument(
+    isOptions(options),
+    "inputsFromNpz's options must be an object such as { sampleShape: [1, 28, 28] }",
+  );
+  argument(
+    options.sampleShape === undefined ||
+      (Array.isArray(options.sampleShape) && options.sampleShape.every((d) => Number.isInteger(d) && d > 0)),
+    `inputsFromNpz: sampleShape must be the dimensions of one sample, e.g. [1, 28, 28], got ${options.sampleShape}`,
+  );
   const names = Object.keys(arrays);
   const xName = "x" in arrays ? "x" : names.find((n) => n !== "y");
   if (xName === undefined) {
@@ -81,15 +101,30 @@ export function inputsFromNpz(
   return y ? { x, y } : { x };
 }
 
+/** A float32 array for array `name`, or TOO_LARGE when the runtime cannot allocate it. */
+function allocated(name: string, length: number): Float32Array {
+  try {
+    return new Float32Array(length);
+  } catch {
+    return bad(
+      "TOO_LARGE",
+      `array "${name}" needs ${length * 4} bytes as float32, more than can be allocated`,
+    );
+  }
+}
+
 function toFloat32(t: Tensor, name: string, scaleUint8: boolean): Float32Array {
   switch (t.dtype) {
     case "float32":
       return t.data as Float32Array;
-    case "float64":
-      return Float32Array.from(t.data as Float64Array);
+    case "float64": {
+      const out = allocated(name, t.size);
+      out.set(t.data as Float64Array);
+      return out;
+    }
     case "uint8": {
       const pixels = t.data as Uint8Array;
-      const out = new Float32Array(pixels.length);
+      const out = allocated(name, pixels.length);
       const k = scaleUint8 ? 1 / 255 : 1;
       for (let i = 0; i < pixels.length; i++) out[i] = pixels[i] * k;
       return out;

@@ -9,9 +9,9 @@
 // Reading accepts both byte orders (big-endian data is byte-swapped) and
 // Fortran order (transposed into the row-major order Tensor uses). Writing
 // produces version 1.0 (2.0 for headers over 64 KiB), native byte order, C order.
-import { AttnroundError } from "../errors.ts";
+import { argument, AttnroundError, isOptions } from "../errors.ts";
 import { arrayOfDtype, type DType, Tensor, type TensorData, type TypedArrayConstructor } from "../tensor.ts";
-import { readZip, writeZip } from "./zip.ts";
+import { EntryReader, listZip, writeZip } from "./zip.ts";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // "\x93NUMPY"
 const ALIGN = 64; // numpy aligns the data to 64 bytes since 1.14
@@ -37,31 +37,45 @@ const codeOfDtype = {
   uint4: "u1",
 } as Record<DType, string>;
 
+const notNpy = `not a .npy file (it does not start with "\\x93NUMPY")`;
+
 const hostLittleEndian = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 function invalid(message: string): AttnroundError {
   return new AttnroundError("INVALID_DATA", `npy: ${message}`);
 }
 
-/** Reads one .npy file. Throws AttnroundError("INVALID_DATA") naming what is wrong. */
-export function readNpy(bytes: Uint8Array): Tensor {
-  if (bytes.length < 10 || MAGIC.some((b, i) => bytes[i] !== b)) {
-    throw invalid(`not a .npy file (it does not start with "\\x93NUMPY")`);
+interface NpyHeader {
+  dtype: DType;
+  littleEndian: boolean;
+  fortranOrder: boolean;
+  shape: number[];
+  descr: string;
+  /** Where the elements start. */
+  dataStart: number;
+  /** Bytes the elements take. */
+  byteLength: number;
+}
+
+/**
+ * The header of a .npy file from its first bytes. Returns the number of bytes
+ * it needs when `bytes` holds fewer (a caller inflating the file asks again).
+ */
+function parseNpyHeader(bytes: Uint8Array): NpyHeader | number {
+  if (bytes.length < 10) return 10;
+  if (MAGIC.some((b, i) => bytes[i] !== b)) {
+    throw invalid(notNpy);
   }
   const major = bytes[6], minor = bytes[7];
   if (major < 1 || major > 3 || minor !== 0) {
     throw invalid(`format version ${major}.${minor} is not supported (1.0, 2.0 and 3.0 are)`);
   }
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const prefix = major === 1 ? 10 : 12;
-  if (bytes.length < prefix) throw invalid(`truncated: ${bytes.length} bytes, shorter than the preamble`);
+  if (bytes.length < prefix) return prefix;
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
   const dataStart = prefix + headerLength;
-  if (dataStart > bytes.length) {
-    throw invalid(
-      `truncated header: it declares ${headerLength} bytes, ${bytes.length - prefix} are present`,
-    );
-  }
+  if (dataStart > bytes.length) return dataStart;
   const raw = bytes.subarray(prefix, dataStart);
   let text: string;
   if (major === 3) {
@@ -76,29 +90,80 @@ export function readNpy(bytes: Uint8Array): Tensor {
   }
   const { descr, fortranOrder, shape } = parseHeader(text);
   const { dtype, littleEndian } = parseDescr(descr);
-
-  const ArrayType = arrayOfDtype[dtype];
   const count = shape.reduce((a, b) => a * b, 1);
-  const byteLength = count * ArrayType.BYTES_PER_ELEMENT;
-  if (byteLength > bytes.length - dataStart) {
-    throw invalid(
-      `data truncated: shape (${shape}) of ${descr} needs ${byteLength} bytes, ${
-        bytes.length - dataStart
-      } are present`,
-    );
+  const byteLength = count * arrayOfDtype[dtype].BYTES_PER_ELEMENT;
+  if (!Number.isSafeInteger(byteLength)) throw invalid(`shape (${shape}) of ${descr} is too large`);
+  return { dtype, littleEndian, fortranOrder, shape, descr, dataStart, byteLength };
+}
+
+function truncated(header: NpyHeader, present: number): AttnroundError {
+  return invalid(
+    `data truncated: shape (${header.shape}) of ${header.descr} needs ${header.byteLength} bytes, ${
+      Math.max(0, present)
+    } are present`,
+  );
+}
+
+/**
+ * The tensor of a .npy file whose header is `header`. With `own`, the file's
+ * buffer is the caller's to give away, and the tensor takes its elements
+ * where they lie when it can (no second copy).
+ */
+function npyTensor(bytes: Uint8Array, header: NpyHeader, own: boolean): Tensor {
+  const { dtype, shape, dataStart, byteLength, littleEndian, fortranOrder } = header;
+  if (byteLength > bytes.length - dataStart) throw truncated(header, bytes.length - dataStart);
+  const ArrayType = arrayOfDtype[dtype];
+  const size = ArrayType.BYTES_PER_ELEMENT;
+  const offset = bytes.byteOffset + dataStart;
+  let data: TensorData;
+  if (own && offset % size === 0) {
+    if (littleEndian !== hostLittleEndian) swapBytes(bytes.subarray(dataStart, dataStart + byteLength), size);
+    data = new ArrayType(bytes.buffer, offset, byteLength / size);
+  } else {
+    // A copy: the result owns aligned memory whatever the input's offset was.
+    // (Not bytes.slice: on a Node Buffer that is a view of the same memory.)
+    const copy = new Uint8Array(byteLength);
+    copy.set(bytes.subarray(dataStart, dataStart + byteLength));
+    if (littleEndian !== hostLittleEndian) swapBytes(copy, size);
+    data = new ArrayType(copy.buffer);
   }
-  // A copy: the result owns aligned memory whatever the input's offset was.
-  // (Not bytes.slice: on a Node Buffer that is a view of the same memory.)
-  const copy = new Uint8Array(byteLength);
-  copy.set(bytes.subarray(dataStart, dataStart + byteLength));
-  if (littleEndian !== hostLittleEndian) swapBytes(copy, ArrayType.BYTES_PER_ELEMENT);
-  let data = new ArrayType(copy.buffer);
   if (fortranOrder && shape.length > 1) data = fortranToC(data, shape);
   return new Tensor(data, shape, dtype);
 }
 
+/** Reads one .npy file. Throws AttnroundError("INVALID_DATA") naming what is wrong. */
+export function readNpy(bytes: Uint8Array): Tensor {
+  argument(bytes instanceof Uint8Array, "readNpy takes the .npy file's bytes as a Uint8Array");
+  const header = parseNpyHeader(bytes);
+  if (typeof header === "number") {
+    throw invalid(
+      bytes.length < 10 ? notNpy : `truncated header: it needs ${header} bytes, ${bytes.length} are present`,
+    );
+  }
+  return npyTensor(bytes, header, false);
+}
+
+/**
+ * What is wrong with an array name as an .npz entry, if anything: it must be a
+ * relative path whose parts are not "." or ".." (unzip would write such an
+ * entry outside its folder), without control characters (numpy cuts a name at
+ * NUL), and short enough for zip's 65,535-byte names.
+ */
+export function entryNameProblem(name: string): string | undefined {
+  if (name === "") return "is empty";
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(name)) return "holds a control character";
+  if (name.startsWith("/") || name.includes("\\")) return "is not a relative path with / between its parts";
+  if (name.split("/").some((part) => part === "" || part === "." || part === "..")) {
+    return 'has an empty, "." or ".." part';
+  }
+  if (new TextEncoder().encode(name).length > 65_535 - 4) return "is longer than a zip entry name may be";
+  return undefined;
+}
+
 /** Encodes a tensor as a .npy file that numpy.load reads. */
 export function writeNpy(tensor: Tensor): Uint8Array {
+  argument(tensor instanceof Tensor, "writeNpy takes a Tensor");
   const code = codeOfDtype[tensor.dtype];
   const order = tensor.dtype === "bool" || code[1] === "1" ? "|" : hostLittleEndian ? "<" : ">";
   const shape = tensor.shape.length === 1 ? `(${tensor.shape[0]},)` : `(${tensor.shape.join(", ")})`;
@@ -122,27 +187,110 @@ export function writeNpy(tensor: Tensor): Uint8Array {
   return out;
 }
 
+/** What readNpz may unpack (see NpzReadOptions.maxBytes): 1 GiB, raised by the option. */
+export const DEFAULT_NPZ_LIMIT = 2 ** 30;
+
+export interface NpzReadOptions {
+  /**
+   * Most bytes all arrays together may take once unpacked (default 1 GiB).
+   * Checked against the sizes the archive declares before anything is
+   * inflated, and enforced while inflating: an archive over it (a zip bomb
+   * among others) fails with TOO_LARGE.
+   */
+  maxBytes?: number;
+  /**
+   * Most samples (entries along the first axis) any array may hold, read from
+   * each .npy header before its data is inflated. No limit by default.
+   */
+  maxSamples?: number;
+}
+
+function limit(name: string, value: number | undefined, fallback: number): number {
+  argument(
+    value === undefined || (typeof value === "number" && value >= 0 && !Number.isNaN(value)),
+    `readNpz: ${name} must be a number ≥ 0, got ${value}`,
+  );
+  return value ?? fallback;
+}
+
 /**
  * Reads an .npz archive: one tensor per NAME.npy entry, keyed by NAME (as
  * numpy.load names them), in archive order. Entries not ending in ".npy" are
- * ignored. Throws AttnroundError("INVALID_DATA") naming the entry at fault.
+ * ignored. Throws AttnroundError("INVALID_DATA") naming the entry at fault,
+ * and TOO_LARGE past `options.maxBytes` (1 GiB by default) or `maxSamples`.
  */
-export function readNpz(bytes: Uint8Array): Record<string, Tensor> {
+export function readNpz(bytes: Uint8Array, options: NpzReadOptions = {}): Record<string, Tensor> {
+  argument(bytes instanceof Uint8Array, "readNpz takes the .npz file's bytes as a Uint8Array");
+  argument(isOptions(options), "readNpz's options must be an object such as { maxBytes: 2 ** 31 }");
+  const maxBytes = limit("maxBytes", options.maxBytes, DEFAULT_NPZ_LIMIT);
+  const maxSamples = limit("maxSamples", options.maxSamples, Infinity);
+  const entries = listZip(bytes).filter((e) => e.name.endsWith(".npy"));
+  const total = entries.reduce((n, e) => n + e.size, 0);
+  if (total > maxBytes) {
+    const largest = entries.reduce((a, b) => (b.size > a.size ? b : a));
+    throw new AttnroundError(
+      "TOO_LARGE",
+      `npz: the arrays unpack to ${bytesText(total)} (entry "${largest.name}" alone to ${
+        bytesText(largest.size)
+      }), over the limit of ${
+        bytesText(maxBytes)
+      }: raise maxBytes (--max-data on the command line) if that much is expected`,
+    );
+  }
   const out: Record<string, Tensor> = {};
-  for (const [file, data] of readZip(bytes)) {
-    if (!file.endsWith(".npy")) continue;
-    const name = file.slice(0, -4);
+  for (const entry of entries) {
+    const name = entry.name.slice(0, -4);
     let tensor: Tensor;
     try {
-      tensor = readNpy(data);
+      // The header first: the data it describes must fit the declared size and the sample limit.
+      const reader = new EntryReader(bytes, entry);
+      let header: NpyHeader | number = 10;
+      try {
+        while (typeof header === "number") {
+          const head = reader.fill(header);
+          if (head.length < header) {
+            throw invalid(
+              head.length < 10
+                ? notNpy
+                : `truncated header: it needs ${header} bytes, the entry holds ${head.length}`,
+            );
+          }
+          header = parseNpyHeader(head);
+        }
+        if (header.byteLength > entry.size - header.dataStart) {
+          throw truncated(header, entry.size - header.dataStart);
+        }
+      } catch (e) {
+        // A damaged archive is the likelier story: its CRC-32 says so first (within the declared size).
+        reader.finish();
+        throw e;
+      }
+      if ((header.shape[0] ?? 0) > maxSamples) {
+        throw new AttnroundError(
+          "TOO_LARGE",
+          `holds ${header.shape[0]} samples (shape (${header.shape})), over the limit of ${maxSamples}: ` +
+            `raise maxSamples (--max-samples on the command line) if that many are expected`,
+        );
+      }
+      tensor = npyTensor(reader.finish(), header, true);
     } catch (cause) {
       if (!(cause instanceof AttnroundError)) throw cause;
-      throw new AttnroundError("INVALID_DATA", `npz entry "${file}": ${cause.message}`, { cause });
+      if (cause.message.startsWith("npz:")) throw cause;
+      throw new AttnroundError(cause.code, `npz entry "${entry.name}": ${cause.message}`, { cause });
     }
     // defineProperty: a name such as "__proto__" stays an ordinary key.
     Object.defineProperty(out, name, { value: tensor, enumerable: true, writable: true, configurable: true });
   }
   return out;
+}
+
+/** A byte count in the units a limit is usually given in. */
+function bytesText(n: number): string {
+  return n >= 2 ** 30
+    ? `${(n / 2 ** 30).toFixed(2)} GiB (${n} bytes)`
+    : n >= 2 ** 20
+    ? `${(n / 2 ** 20).toFixed(1)} MiB (${n} bytes)`
+    : `${n} bytes`;
 }
 
 export interface NpzOptions {
@@ -152,6 +300,16 @@ export interface NpzOptions {
 
 /** Encodes tensors as an .npz archive (NAME.npy per tensor) that numpy.load reads. */
 export function writeNpz(arrays: Record<string, Tensor>, options: NpzOptions = {}): Uint8Array {
+  argument(
+    typeof arrays === "object" && arrays !== null && !Array.isArray(arrays),
+    "writeNpz takes the arrays by name, e.g. { x: new Tensor(data, shape) }",
+  );
+  argument(isOptions(options), "writeNpz's options must be an object such as { compressed: true }");
+  for (const [name, tensor] of Object.entries(arrays)) {
+    const problem = entryNameProblem(name);
+    argument(!problem, `writeNpz: the name "${name}" ${problem}`);
+    argument(tensor instanceof Tensor, `writeNpz: arrays["${name}"] is not a Tensor`);
+  }
   return writeZip(
     Object.entries(arrays).map(([name, tensor]) => [`${name}.npy`, writeNpy(tensor)]),
     options.compressed ?? false,

@@ -2,9 +2,12 @@
 // instead of calling fflate's unzipSync, which trusts every offset and size it
 // finds: here each one is checked against the bytes present before anything
 // is allocated, every entry's CRC-32 is verified, and zip64 records (numpy
-// writes them) are understood. fflate does the inflating and all the writing.
+// writes them) are understood. Entries are inflated with fflate's streaming
+// Inflate, a slice at a time, into one buffer of their declared size, so that
+// a caller can refuse an entry from its declared size (and header) and a zip
+// bomb is stopped where it passes its size. fflate does all the writing.
 import { AttnroundError } from "../errors.ts";
-import { inflateSync, zipSync } from "../fflate.ts";
+import { Inflate, zipSync } from "../fflate.ts";
 
 const EOCD = 0x06054b50;
 const ZIP64_LOCATOR = 0x07064b50;
@@ -73,22 +76,39 @@ const crcTable = /* @__PURE__ */ (() => {
   return table;
 })();
 
-function crc32(bytes: Uint8Array): number {
-  let c = -1;
+/** The running CRC-32 register after `bytes` (start from -1; the checksum is (c ^ -1) >>> 0). */
+function crc32(bytes: Uint8Array, c: number): number {
   for (let i = 0; i < bytes.length; i++) c = crcTable[(c ^ bytes[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ -1) >>> 0;
+  return c;
 }
 
 function decodeName(raw: Uint8Array, utf8: boolean): string {
+  if (utf8) return new TextDecoder().decode(raw);
   // Without the UTF-8 flag names are CP437; npz names are ASCII, so Latin-1 is close enough.
-  return utf8 ? new TextDecoder().decode(raw) : String.fromCharCode(...raw);
+  let name = "";
+  for (let i = 0; i < raw.length; i += 8192) name += String.fromCharCode(...raw.subarray(i, i + 8192));
+  return name;
+}
+
+/** A file of an archive, as its central directory describes it. */
+export interface ZipEntry {
+  name: string;
+  /** 0 stored, 8 deflated. */
+  method: number;
+  /** Bytes once unpacked, as the archive declares them. */
+  size: number;
+  compressedSize: number;
+  crc: number;
+  /** Where the entry's (compressed) bytes start in the archive. */
+  start: number;
 }
 
 /**
- * The files of a zip archive, in archive order. Directories are skipped.
- * Throws AttnroundError("INVALID_DATA") on anything malformed.
+ * The files of a zip archive, in archive order, from its central directory:
+ * every size, offset and name checked against the bytes present, nothing
+ * inflated. Directories are skipped. Throws AttnroundError("INVALID_DATA").
  */
-export function readZip(bytes: Uint8Array): Map<string, Uint8Array> {
+export function listZip(bytes: Uint8Array): ZipEntry[] {
   const r = new Reader(bytes);
   const e = findEndOfCentralDirectory(r);
   let count = r.u16(e + 10, "entry count");
@@ -102,7 +122,8 @@ export function readZip(bytes: Uint8Array): Map<string, Uint8Array> {
   // Each central header takes at least 46 bytes: bounds the count before looping.
   if (count * 46 > bytes.length) throw invalid(`declares ${count} entries, more than the archive can hold`);
 
-  const files = new Map<string, Uint8Array>();
+  const entries: ZipEntry[] = [];
+  const names = new Set<string>();
   for (let i = 0; i < count; i++) {
     if (r.u32(offset, "central directory header") !== CENTRAL_HEADER) {
       throw invalid(`central directory entry ${i} is corrupt (bad signature at byte ${offset})`);
@@ -132,44 +153,133 @@ export function readZip(bytes: Uint8Array): Map<string, Uint8Array> {
     }
     offset += 46 + nameLength + extraLength + commentLength;
     if (name.endsWith("/")) continue;
-    if (files.has(name)) throw invalid(`entry "${name}" appears twice`);
+    if (names.has(name)) throw invalid(`entry "${name}" appears twice`);
+    names.add(name);
     if (flags & 1) throw invalid(`entry "${name}" is encrypted`);
-
+    if (method !== STORED && method !== DEFLATED) {
+      throw invalid(
+        `entry "${name}" uses compression method ${method}; only stored (0) and deflate (8) are read`,
+      );
+    }
+    if (method === STORED && compressedSize !== size) {
+      throw invalid(`stored entry "${name}" has ${compressedSize} bytes but declares ${size}`);
+    }
+    if (method === DEFLATED && size > compressedSize * MAX_DEFLATE_RATIO + 8) {
+      throw invalid(
+        `entry "${name}" declares ${size} bytes, impossible from ${compressedSize} deflated bytes`,
+      );
+    }
     if (r.u32(localOffset, `local header of "${name}"`) !== LOCAL_HEADER) {
       throw invalid(`local header of entry "${name}" is corrupt (bad signature at byte ${localOffset})`);
     }
     const start = localOffset + 30 + r.u16(localOffset + 26, "name length") +
       r.u16(localOffset + 28, "extra length");
     r.need(start, compressedSize, `data of entry "${name}" (${compressedSize} bytes)`);
-    const stored = bytes.subarray(start, start + compressedSize);
-    let data: Uint8Array;
-    if (method === STORED) {
-      if (compressedSize !== size) {
-        throw invalid(`stored entry "${name}" has ${compressedSize} bytes but declares ${size}`);
-      }
-      data = stored.slice();
-    } else if (method === DEFLATED) {
-      if (size > compressedSize * MAX_DEFLATE_RATIO + 8) {
-        throw invalid(
-          `entry "${name}" declares ${size} bytes, impossible from ${compressedSize} deflated bytes`,
-        );
-      }
-      try {
-        data = inflateSync(stored, { out: new Uint8Array(size) });
-      } catch (cause) {
-        throw invalid(`entry "${name}" does not inflate: ${(cause as Error).message}`, cause);
-      }
-      if (data.length !== size) {
-        throw invalid(`entry "${name}" inflates to ${data.length} bytes but declares ${size}`);
-      }
-    } else {
-      throw invalid(
-        `entry "${name}" uses compression method ${method}; only stored (0) and deflate (8) are read`,
+    entries.push({ name, method, size, compressedSize, crc, start });
+  }
+  return entries;
+}
+
+/** Compressed bytes handed to the inflater at a time: at most ~16 MiB come out of one push. */
+const PUSH = 16 * 1024;
+
+/**
+ * Unpacks one entry into a buffer of exactly its declared size, as far as
+ * asked: `fill(n)` inflates until n bytes are out, so that a caller can read a
+ * header and decide before inflating the rest; `finish()` inflates the rest
+ * and checks the CRC-32. Inflating stops as soon as the data would pass the
+ * declared size, so a bomb costs at most that size and one push.
+ */
+export class EntryReader {
+  private readonly out: Uint8Array;
+  private produced = 0;
+  private consumed = 0;
+  private crc = -1;
+  private readonly inflater?: Inflate;
+  private ended = false;
+  private failure?: unknown;
+
+  constructor(private readonly archive: Uint8Array, readonly entry: ZipEntry) {
+    try {
+      this.out = new Uint8Array(entry.size);
+    } catch (cause) {
+      // Past what the runtime can allocate (a limit raised beyond memory): a typed error, not a RangeError.
+      throw new AttnroundError(
+        "TOO_LARGE",
+        `npz: entry "${entry.name}" needs ${entry.size} bytes, more than can be allocated`,
+        { cause },
       );
     }
-    if (crc32(data) !== crc) throw invalid(`entry "${name}" fails its CRC-32 check: the archive is corrupt`);
-    files.set(name, data);
+    if (entry.method === DEFLATED) {
+      this.inflater = new Inflate((chunk: Uint8Array, final: boolean) => {
+        if (this.produced + chunk.length > entry.size) {
+          throw invalid(`entry "${entry.name}" inflates to more than the ${entry.size} bytes it declares`);
+        }
+        this.out.set(chunk, this.produced);
+        this.produced += chunk.length;
+        if (final) this.ended = true;
+      });
+    }
   }
+
+  /** The bytes unpacked once at least `n` are (or the entry is whole). */
+  fill(n: number): Uint8Array {
+    // Once inflating failed, the inflater's state is lost: every later call fails the same way.
+    if (this.failure) throw this.failure;
+    try {
+      return this.inflate(n);
+    } catch (e) {
+      this.failure = e;
+      throw e;
+    }
+  }
+
+  private inflate(n: number): Uint8Array {
+    const { entry, archive } = this;
+    const end = entry.start + entry.compressedSize;
+    while (this.produced < Math.min(n, entry.size) && !this.ended) {
+      const from = entry.start + this.consumed;
+      const to = Math.min(end, from + PUSH);
+      if (entry.method === STORED) {
+        this.out.set(archive.subarray(from, to), this.produced);
+        this.produced += to - from;
+        if (to === end) this.ended = true;
+      } else {
+        try {
+          this.inflater!.push(archive.subarray(from, to), to === end);
+        } catch (cause) {
+          if (cause instanceof AttnroundError) throw cause;
+          throw invalid(`entry "${entry.name}" does not inflate: ${(cause as Error).message}`, cause);
+        }
+        if (to === end) this.ended = true;
+      }
+      this.consumed = to - entry.start;
+    }
+    return this.out.subarray(0, this.produced);
+  }
+
+  /** The whole entry, checked against its declared size and CRC-32. */
+  finish(): Uint8Array {
+    const { entry } = this;
+    this.fill(Infinity);
+    if (this.produced !== entry.size) {
+      throw invalid(`entry "${entry.name}" inflates to ${this.produced} bytes but declares ${entry.size}`);
+    }
+    this.crc = crc32(this.out, this.crc);
+    if ((this.crc ^ -1) >>> 0 !== entry.crc) {
+      throw invalid(`entry "${entry.name}" fails its CRC-32 check: the archive is corrupt`);
+    }
+    return this.out;
+  }
+}
+
+/**
+ * The files of a zip archive, in archive order, unpacked. Directories are
+ * skipped. Throws AttnroundError("INVALID_DATA") on anything malformed.
+ */
+export function readZip(bytes: Uint8Array): Map<string, Uint8Array> {
+  const files = new Map<string, Uint8Array>();
+  for (const entry of listZip(bytes)) files.set(entry.name, new EntryReader(bytes, entry).finish());
   return files;
 }
 
@@ -186,5 +296,16 @@ export function writeZip(files: Iterable<[string, Uint8Array]>, compress: boolea
       enumerable: true,
     });
   }
-  return zipSync(zippable, { mtime: FIXED_MTIME });
+  try {
+    return zipSync(zippable, { mtime: FIXED_MTIME });
+  } catch (cause) {
+    // fflate's own limits (a name over 65,535 bytes, say): the callers check names first.
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `cannot write the zip archive: ${(cause as Error)?.message}`,
+      {
+        cause,
+      },
+    );
+  }
 }

@@ -5,7 +5,7 @@
 // allocations with their lifetimes. Those are then packed into one arena, so
 // later runs at the same shapes replay the steps with no allocation per op.
 import { AttnroundError } from "../errors.ts";
-import { type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import { type Graph, isOnnxDomain, isOnnxOp, type Node, topologicalOrder } from "../graph/ir.ts";
 import { arrayOfDtype, type DType, Tensor, type TensorData } from "../tensor.ts";
 import { alloc, f32, free } from "../wasm.ts";
 import { fuseConvActivations, fuseQuantizePairs } from "./fuse.ts";
@@ -64,22 +64,28 @@ export class Engine {
 
   constructor(readonly graph: Graph) {
     this.order = fuseConvActivations(fuseQuantizePairs(topologicalOrder(graph), graph), graph);
+    // Every op type and node the engine cannot run, named at once.
     const unsupported = this.order.filter((n) => !kernelFor(n));
     if (unsupported.length > 0) {
-      const types = [...new Set(unsupported.map((n) => (n.domain ? `${n.domain}.` : "") + n.opType))];
+      const byType = new Map<string, Node[]>();
+      for (const n of unsupported) {
+        const type = (isOnnxDomain(n) ? "" : `${n.domain}.`) + n.opType;
+        byType.set(type, [...byType.get(type) ?? [], n]);
+      }
       throw new AttnroundError(
         "UNSUPPORTED_MODEL",
-        `unsupported op type${types.length > 1 ? "s" : ""} ${types.join(", ")} at node${
-          unsupported.length > 1 ? "s" : ""
-        } ${unsupported.slice(0, 10).map((n) => `"${n.name}"`).join(", ")}${
-          unsupported.length > 10 ? ", …" : ""
+        `unsupported op type${byType.size > 1 ? "s" : ""} ${[...byType.keys()].join(", ")} at ${
+          [...byType].map(([type, nodes]) =>
+            `node${nodes.length > 1 ? "s" : ""} ${nodes.map((n) => `"${n.name}"`).join(", ")} (${type})`
+          ).join("; ")
         }`,
       );
     }
-    for (const node of this.order) {
+    const variants = this.order.flatMap((node) => {
       const why = unsupportedVariant(node, graph.opset);
-      if (why) throw new AttnroundError("UNSUPPORTED_MODEL", `node "${node.name}" (${node.opType}): ${why}`);
-    }
+      return why ? [`node "${node.name}" (${node.opType}): ${why}`] : [];
+    });
+    if (variants.length > 0) throw new AttnroundError("UNSUPPORTED_MODEL", variants.join("; "));
     this.runs = this.order.map((n) => kernelFor(n)!);
     for (const [name, t] of graph.initializers) this.initializers.set(name, toEngineValue(t));
     this.order.forEach((node, i) => node.inputs.forEach((name) => name && this.lastUse.set(name, i)));
@@ -193,7 +199,7 @@ export class Engine {
 
     try {
       this.order.forEach((node, i) => {
-        const foldable = node.opType === "Shape" || node.opType === "Size" ||
+        const foldable = isOnnxOp(node, "Shape", "Size") ||
           node.inputs.every((name) => known.has(name));
         const made: Buffer[] = [];
         let scratch: Buffer | undefined;
@@ -317,13 +323,51 @@ export class Engine {
 
 // Runs one op; a float32 result it made on the host (Constant, say) moves into
 // wasm memory through the step's own allocator, so replays allocate alike.
+// Whatever fails inside names the node.
 function runStep(run: OpRun, ctx: OpContext, inputs: (Value | undefined)[]): Value[] {
-  return run(ctx, inputs).map((v) => {
-    if (!v || v.dtype !== "float32" || v instanceof WasmValue) return v;
-    const moved = ctx.outputF32(v.shape);
-    moved.data.set(v.data as Float32Array);
-    return moved;
+  try {
+    return run(ctx, inputs).map((v) => {
+      if (!v || v.dtype !== "float32" || v instanceof WasmValue) return v;
+      const moved = ctx.outputF32(v.shape);
+      moved.data.set(v.data as Float32Array);
+      return moved;
+    });
+  } catch (e) {
+    throw inNode(ctx.node, e);
+  }
+}
+
+/** An error raised while running `node`, with the node named (a kernel's argument check becomes the model's fault). */
+function inNode(node: Node, e: unknown): AttnroundError {
+  const where = `node "${node.name}" (${node.opType})`;
+  if (e instanceof AttnroundError) {
+    if (e.message.startsWith("node ")) return e;
+    const code = e.code === "INVALID_ARGUMENT" || e.code === "SHAPE_MISMATCH" ? "INVALID_MODEL" : e.code;
+    return new AttnroundError(code, `${where}: ${e.message}`, { cause: e });
+  }
+  return new AttnroundError("INTERNAL", `${where}: ${(e as Error)?.name}: ${(e as Error)?.message ?? e}`, {
+    cause: e,
   });
+}
+
+/** Bytes one allocation may take: wasm32 addresses 4 GiB in all, and sizes past it would wrap. */
+const MAX_ALLOCATION = 2 ** 32 - 2 ** 16;
+
+function checkSize(node: Node, shape: readonly number[], bytesPerElement: number, what = "its output"): void {
+  if (!shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    throw new AttnroundError(
+      "INVALID_MODEL",
+      `node "${node.name}" (${node.opType}): ${what} has shape [${shape}]`,
+    );
+  }
+  const bytes = sizeOf(shape) * bytesPerElement;
+  if (bytes <= MAX_ALLOCATION) return;
+  throw new AttnroundError(
+    "TOO_LARGE",
+    `node "${node.name}" (${node.opType}): ${what} [${shape}] needs ${
+      (bytes / 2 ** 30).toFixed(1)
+    } GiB, more than wasm memory (4 GiB) can hold`,
+  );
 }
 
 function contextFor(
@@ -332,13 +376,23 @@ function contextFor(
   allocate: (bytes: number) => number,
   scratch: (bytes: number) => number,
 ): OpContext {
-  const outputF32 = (shape: readonly number[]) => new WasmValue(allocate(sizeOf(shape) * 4), shape);
+  const outputF32 = (shape: readonly number[]) => {
+    checkSize(node, shape, 4);
+    return new WasmValue(allocate(sizeOf(shape) * 4), shape);
+  };
   return {
     node,
     opset,
     outputF32,
-    output: (shape, dtype) => dtype === "float32" ? outputF32(shape) : newHostTensor(shape, dtype),
-    scratch,
+    output: (shape, dtype) => {
+      if (dtype === "float32") return outputF32(shape);
+      checkSize(node, shape, arrayOfDtype[dtype].BYTES_PER_ELEMENT);
+      return newHostTensor(shape, dtype);
+    },
+    scratch: (bytes) => {
+      checkSize(node, [bytes], 1, "its scratch memory");
+      return scratch(bytes);
+    },
   };
 }
 

@@ -6,7 +6,7 @@
 // Also fuses QuantizeLinear → DequantizeLinear pairs with one scale and zero
 // point (the activation quantizers of QDQ models) into one wasm pass that
 // gives the same float32 values, instead of two loops over integers.
-import { attrFloat, attrTensor, type Graph, type Node } from "../graph/ir.ts";
+import { attrFloat, attrTensor, type Graph, isOnnxOp, type Node } from "../graph/ir.ts";
 import type { Tensor } from "../tensor.ts";
 
 /** Attributes the engine sets on a Conv when it fuses the Relu or Clip after it. */
@@ -28,7 +28,7 @@ function scalarOf(t: Tensor | undefined): number | undefined {
 function fusionInputs(order: Node[], graph: Graph) {
   const constants = new Map<string, Tensor>(graph.initializers);
   for (const node of order) {
-    const value = node.opType === "Constant" ? attrTensor(node, "value") : undefined;
+    const value = isOnnxOp(node, "Constant") ? attrTensor(node, "value") : undefined;
     if (value) constants.set(node.outputs[0], value);
   }
   const readers = new Map<string, number>();
@@ -44,12 +44,12 @@ export function fuseConvActivations(order: Node[], graph: Graph): Node[] {
   const dropped = new Set<number>();
   result.forEach((node, i) => {
     node.outputs.forEach((o) => producer.set(o, i));
-    if (node.opType !== "Relu" && node.opType !== "Clip") return;
+    if (!isOnnxOp(node, "Relu", "Clip")) return;
     const convIndex = producer.get(node.inputs[0]);
     if (convIndex === undefined) return;
     const conv = result[convIndex];
     const between = conv.outputs[0];
-    if (conv.opType !== "Conv" || conv.attributes.has(FUSED_ACTIVATION)) return;
+    if (!isOnnxOp(conv, "Conv") || conv.attributes.has(FUSED_ACTIVATION)) return;
     if (readers.get(between) !== 1 || outputs.has(between)) return;
     let lo = 0, hi = Infinity;
     if (node.opType === "Clip") {
@@ -96,9 +96,8 @@ export function fuseQuantizePairs(order: Node[], graph: Graph): Node[] {
       Number(ta.data[0]) === Number(tb.data[0]);
   };
   result.forEach((node, i) => {
-    const isDefault = node.domain === "" || node.domain === "ai.onnx";
-    if (isDefault && node.opType === "QuantizeLinear") quantizers.set(node.outputs[0], i);
-    if (!isDefault || node.opType !== "DequantizeLinear") return;
+    if (isOnnxOp(node, "QuantizeLinear")) quantizers.set(node.outputs[0], i);
+    if (!isOnnxOp(node, "DequantizeLinear")) return;
     const qIndex = quantizers.get(node.inputs[0]);
     if (qIndex === undefined) return;
     const q = result[qIndex];

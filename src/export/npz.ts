@@ -1,5 +1,6 @@
 // The quantized weights as an .npz archive that numpy.load reads: per
-// quantized layer (keyed by its ONNX node name, a leading "/" dropped):
+// quantized layer (keyed by its ONNX node name, a leading "/" dropped; see
+// npzKey for the rare names that are not plain paths):
 //   <layer>.weight_int   integer levels in the weight's own layout (int8, or
 //                        uint8 for asymmetric weights; 4-bit levels widened)
 //   <layer>.scale        float32 [channels], one per output channel
@@ -19,12 +20,39 @@ function int32Scalar(v: number): Tensor {
   return new Tensor(new Int32Array([v]), []);
 }
 
+/** Longest key kept whole; longer ones are cut and told apart by a hash of the full name. */
+const KEY_LENGTH = 200;
+
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/**
+ * A layer's key: its node name as a relative path without empty, "." or ".."
+ * parts (so that unzip keeps every entry in its folder), control characters
+ * as "_" (numpy cuts a name at NUL), at most 200 characters, unique.
+ */
+function npzKey(layer: string, used: Set<string>): string {
+  let key =
+    layer.replaceAll("\\", "/").split("/").filter((p) => p !== "" && p !== "." && p !== "..").join("/")
+      // deno-lint-ignore no-control-regex
+      .replace(/[\u0000-\u001f\u007f]/g, "_") || "layer";
+  if (key.length > KEY_LENGTH) key = `${key.slice(0, KEY_LENGTH - 9)}_${fnv1a(layer)}`;
+  let unique = key;
+  for (let k = 1; used.has(unique); k++) unique = `${key}_${k}`;
+  used.add(unique);
+  return unique;
+}
+
 /** The npz entries of a quantized model, by name (see the file comment). */
 export function npzArrays(q: QuantizedModel): Record<string, Tensor> {
   const out: Record<string, Tensor> = {};
   const inputs = new Map(q.activations.map((a) => [a.tensor, a]));
+  const used = new Set<string>();
   for (const w of q.quantizedWeights()) {
-    const key = w.layer.replace(/^\/+/, "");
+    const key = npzKey(w.layer, used);
     const Ints = w.qmin < 0 ? Int8Array : Uint8Array;
     out[`${key}.weight_int`] = new Tensor(Ints.from(w.levels), w.shape);
     out[`${key}.scale`] = new Tensor(Float32Array.from(w.scale), [w.scale.length]);

@@ -56,7 +56,14 @@
 // small test model, against 3e-8 with the Clip).
 import { AttnroundError } from "../errors.ts";
 import { graphFromModel } from "../graph/from-onnx.ts";
-import { type AttributeValue, type Graph, type Node, topologicalOrder } from "../graph/ir.ts";
+import {
+  type AttributeValue,
+  type Graph,
+  isOnnxDomain,
+  isOnnxOp,
+  type Node,
+  topologicalOrder,
+} from "../graph/ir.ts";
 import { prepareGraph } from "../graph/passes.ts";
 import { encodeModel } from "../onnx/codec.ts";
 import { tensorToProto } from "../onnx/tensor-proto.ts";
@@ -69,6 +76,8 @@ import {
   type TensorProto,
 } from "../onnx/types.ts";
 import type { ActivationQuantizer } from "../quant/layers.ts";
+import type { Model } from "../model.ts";
+import type { QuantizeOptions } from "../quant/options.ts";
 import type { QuantizedModel, QuantizedWeight } from "../quant/quantized-model.ts";
 import { type DType, Tensor } from "../tensor.ts";
 import { Names } from "./names.ts";
@@ -181,7 +190,7 @@ function intTensor(values: ArrayLike<number>, shape: readonly number[], type: In
 }
 
 function isQuantizedLayer(n: Node): boolean {
-  return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+  return isOnnxOp(n, "Conv", "ConvTranspose", "Gemm", "MatMul");
 }
 
 function newNode(
@@ -300,7 +309,7 @@ class QdqBuilder {
       this.first.push(...nodes);
       return;
     }
-    const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+    const constant = graph.nodes.find((n) => isOnnxOp(n, "Constant") && n.outputs[0] === name);
     if (!constant) {
       throw new AttnroundError("INTERNAL", `weight "${name}" is neither an initializer nor a Constant node`);
     }
@@ -315,7 +324,7 @@ class QdqBuilder {
 
   private activationType(a: ActivationQuantizer): IntType {
     const producer = this.graph.nodes.find((n) => n.outputs.includes(a.tensor));
-    return activationType(a, !producer || !RUN_ON_INTEGERS.has(producer.opType));
+    return activationType(a, !producer || !isOnnxDomain(producer) || !RUN_ON_INTEGERS.has(producer.opType));
   }
 
   private quantizeActivation(a: ActivationQuantizer): void {
@@ -377,7 +386,15 @@ function encodeNode(node: Node, src: SourceGraph): NodeProto {
       attribute.push(attributeProto(name, v, hint(name, v)));
     }
   }
-  return { ...original, input: node.inputs, output: node.outputs, opType: node.opType, attribute };
+  // The name as loadModel made it unique (a duplicate gets a suffix).
+  return {
+    ...original,
+    name: node.name,
+    input: node.inputs,
+    output: node.outputs,
+    opType: node.opType,
+    attribute,
+  };
 }
 
 function metadata(q: QuantizedModel, weights: QuantizedWeight[]): StringStringEntryProto[] {
@@ -392,6 +409,31 @@ function metadata(q: QuantizedModel, weights: QuantizedWeight[]): StringStringEn
     entry(METADATA_KEYS.activationBits, Object.fromEntries(q.activations.map((a) => [a.tensor, a.bits]))),
     entry(METADATA_KEYS.settings, settings),
   ];
+}
+
+/** The oldest opset the export converts from (README, "Export"): older ops changed in ways it does not rewrite. */
+const OLDEST_OPSET = 9;
+
+/**
+ * Throws what qdqModel would throw for a model quantized with options `o`,
+ * before the run: a default opset older than the export converts, or a node
+ * the opset conversion refuses (tried on a copy of the graph, to 21 when a
+ * 4-bit type may be needed).
+ */
+export function checkQdq(model: Model, o: QuantizeOptions): void {
+  const opset = model.graph.opset;
+  if (opset < OLDEST_OPSET) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `the model imports opset ${opset}; the export converts models from opset ${OLDEST_OPSET} on: ` +
+        `export the float model at a newer opset first`,
+    );
+  }
+  const fourBit = o.weightBits <= 4 || o.activationBits === 4 ||
+    (o.mixedPrecision?.candidates ?? []).some((b) => b <= 4) ||
+    Object.values(o.layers).some((l) => (l.weightBits ?? 8) <= 4 || l.activationBits === 4);
+  const { graph } = sourceGraph(model.proto);
+  upgradeOpset(graph, fourBit ? INT4_OPSET : PER_AXIS_OPSET, new Names(graph));
 }
 
 /** The QDQ ModelProto of a quantized model. */

@@ -2,6 +2,6 @@
 // export stage (which depends on it), so the export registers its writers.
 import { registerExporters } from "../quant/quantized-model.ts";
 import { npzBytes } from "./npz.ts";
-import { qdqBytes } from "./qdq.ts";
+import { checkQdq, qdqBytes } from "./qdq.ts";
 
-registerExporters({ onnx: qdqBytes, npz: npzBytes });
+registerExporters({ onnx: qdqBytes, npz: npzBytes, check: checkQdq });

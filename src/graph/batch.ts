@@ -10,7 +10,7 @@
 // samples (batched outputs equal to the samples run one by one) and otherwise
 // keeps the original graph and runs it sample by sample.
 import { Tensor } from "../tensor.ts";
-import { attrTensor, type Graph, type Node, topologicalOrder } from "./ir.ts";
+import { attrTensor, type Graph, isOnnxDomain, isOnnxOp, type Node, topologicalOrder } from "./ir.ts";
 
 /** The input that takes a constant shape, by op type. */
 const SHAPE_INPUTS: Record<string, number> = { Reshape: 1, Expand: 1, ConstantOfShape: 0, Resize: 3 };
@@ -27,7 +27,7 @@ export function hasFixedBatch(graph: Graph): boolean {
 function constantValue(graph: Graph, name: string): Tensor | undefined {
   const init = graph.initializers.get(name);
   if (init) return init;
-  const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+  const constant = graph.nodes.find((n) => isOnnxOp(n, "Constant") && n.outputs[0] === name);
   return constant && attrTensor(constant, "value");
 }
 
@@ -60,7 +60,7 @@ export function freeBatch(graph: Graph): Graph | undefined {
   const constant = (name: string) => name === "" || constantValue(graph, name) !== undefined;
   // Where a node finds the batch: a batched tensor at hand, so that blocks stay self-contained.
   const batchSource = (n: Node): string => {
-    if (n.opType === "Reshape" || n.opType === "Resize") return n.inputs[0];
+    if (isOnnxOp(n, "Reshape", "Resize")) return n.inputs[0];
     for (const c of graph.nodes) {
       if (!c.inputs.includes(n.outputs[0])) continue;
       const other = c.inputs.find((i) => i !== n.outputs[0] && !constant(i));
@@ -70,10 +70,13 @@ export function freeBatch(graph: Graph): Graph | undefined {
   };
   const added: Node[] = [];
   const nodes = graph.nodes.flatMap((n) => {
-    const at = SHAPE_INPUTS[n.opType];
+    const at = isOnnxDomain(n) && Object.hasOwn(SHAPE_INPUTS, n.opType) ? SHAPE_INPUTS[n.opType] : undefined;
     const name = at === undefined ? undefined : n.inputs[at];
     const value = name ? constantValue(graph, name) : undefined;
-    if (!value || value.dtype !== "int64" || value.shape.length !== 1 || value.data[0] !== 1n) return [n];
+    if (
+      at === undefined || !value || value.dtype !== "int64" || value.shape.length !== 1 ||
+      value.data[0] !== 1n
+    ) return [n];
     const shape = fresh(`${name}/free_batch/source_shape`), batch = fresh(`${name}/free_batch/batch`);
     const rest = fresh(`${name}/free_batch/rest`), joined = fresh(`${name}/free_batch/shape`);
     initializers.set(rest, new Tensor((value.data as BigInt64Array).slice(1), [value.size - 1]));

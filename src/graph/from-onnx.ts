@@ -12,6 +12,19 @@ import {
 } from "../onnx/types.ts";
 import type { DType } from "../tensor.ts";
 import type { AttributeValue, Graph, Node, ValueInfo } from "./ir.ts";
+import { validateGraph } from "./validate.ts";
+
+/**
+ * The newest default-domain opset whose ops the engine implements (ONNX 1.16);
+ * a later one may change an op's meaning. Older opsets load (the engine keeps
+ * their semantics, as the ONNX backend vectors check); the export converts
+ * from opset 9 on.
+ */
+export const MAX_OPSET = 21;
+/** The newest IR version the decoder knows (ONNX 1.20); onnx.helper writes its newest at any opset. */
+export const MAX_IR_VERSION = 12n;
+/** Domains and attribute names the library gives its own nodes: a model may not use them. */
+const OWN_PREFIX = "attnround";
 
 /** The 4-bit types, which graph inputs and outputs may have but no op other than (De)QuantizeLinear computes in. */
 const fourBit: Record<number, DType> = { [DataType.UINT4]: "uint4", [DataType.INT4]: "int4" };
@@ -84,8 +97,24 @@ function valueInfo(v: ValueInfoProto): ValueInfo {
 }
 
 export function graphFromModel(model: ModelProto): Graph {
+  if (model.irVersion > MAX_IR_VERSION) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `the model declares IR version ${model.irVersion}, newer than this library reads (IR versions up to ${MAX_IR_VERSION})`,
+    );
+  }
   const opsetEntry = model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx");
   const opset = opsetEntry?.version ?? (model.irVersion < 3n ? 1 : 0);
+  if (opsetEntry && opset < 1) {
+    throw new AttnroundError("INVALID_MODEL", `the model imports opset ${opset} of the default operator set`);
+  }
+  if (opset > MAX_OPSET) {
+    throw new AttnroundError(
+      "UNSUPPORTED_MODEL",
+      `the model imports opset ${opset} of the default operator set; the engine implements opsets up to ${MAX_OPSET}: ` +
+        `convert the model to opset ${MAX_OPSET} or lower (e.g. torch.onnx.export(..., opset_version=17))`,
+    );
+  }
   const usesDefault = model.graph.node.some((n) => n.domain === "" || n.domain === "ai.onnx");
   if (!opset && usesDefault) {
     throw new AttnroundError(
@@ -95,14 +124,35 @@ export function graphFromModel(model: ModelProto): Graph {
   }
   const g = model.graph;
   const initializers = new Map(g.initializer.map((t) => [t.name, tensorFromProto(t)]));
+  // Node names identify layers (options, reports, the export): each one is made unique.
+  const names = new Set<string>(g.node.map((n) => n.name).filter((name) => name));
+  const taken = new Set<string>();
+  const uniqueName = (name: string) => {
+    let unique = name;
+    for (let k = 1; taken.has(unique) || (unique !== name && names.has(unique)); k++) unique = `${name}_${k}`;
+    taken.add(unique);
+    return unique;
+  };
   const nodes: Node[] = g.node.map((n, i) => {
+    if (n.domain.startsWith(OWN_PREFIX)) {
+      throw new AttnroundError(
+        "INVALID_MODEL",
+        `node "${n.name}" uses the domain "${n.domain}", which the library reserves for its own nodes`,
+      );
+    }
     const attributes = new Map<string, AttributeValue>();
     for (const a of n.attribute) {
+      if (a.name.startsWith(`${OWN_PREFIX}.`)) {
+        throw new AttnroundError(
+          "INVALID_MODEL",
+          `node "${n.name}" (${n.opType}) has the attribute "${a.name}", a name the library reserves for its own use`,
+        );
+      }
       const v = attributeValue(a);
       if (v !== undefined) attributes.set(a.name, v);
     }
     return {
-      name: n.name || `${n.opType}_${i}`,
+      name: uniqueName(n.name || `${n.opType}_${i}`),
       opType: n.opType,
       domain: n.domain,
       inputs: [...n.input],
@@ -110,11 +160,13 @@ export function graphFromModel(model: ModelProto): Graph {
       attributes,
     };
   });
-  return {
+  const graph = {
     nodes,
     initializers,
     inputs: g.input.filter((v) => !initializers.has(v.name)).map(valueInfo),
     outputs: g.output.map(valueInfo),
     opset,
   };
+  validateGraph(graph);
+  return graph;
 }

@@ -31,6 +31,19 @@ export interface Graph {
   opset: number;
 }
 
+/**
+ * Whether `node` is one of ONNX's own ops `types` (the default domain). An op
+ * of another domain with the same name (com.microsoft's Relu, say) is not.
+ */
+export function isOnnxOp(node: Node, ...types: string[]): boolean {
+  return isOnnxDomain(node) && types.includes(node.opType);
+}
+
+/** Whether `node` belongs to ONNX's default operator set ("" or "ai.onnx"). */
+export function isOnnxDomain(node: Node): boolean {
+  return node.domain === "" || node.domain === "ai.onnx";
+}
+
 function attr(node: Node, name: string): AttributeValue | undefined {
   return node.attributes.get(name);
 }

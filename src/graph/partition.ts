@@ -39,7 +39,7 @@
 // (initializers and values computed from constants alone) are never listed as
 // block inputs, even when the node computing them sits in another block.
 import type { Graph, Node } from "./ir.ts";
-import { attrInt, attrTensor, topologicalOrder } from "./ir.ts";
+import { attrInt, attrTensor, isOnnxDomain, isOnnxOp, topologicalOrder } from "./ir.ts";
 
 export interface Block {
   index: number;
@@ -90,7 +90,7 @@ export function quantizableLayers(graph: Graph): QuantizableLayer[] {
   const constantShapes = new Map<string, readonly number[]>();
   for (const [name, t] of graph.initializers) constantShapes.set(name, t.shape);
   for (const node of graph.nodes) {
-    const value = node.opType === "Constant" ? attrTensor(node, "value") : undefined;
+    const value = isOnnxOp(node, "Constant") ? attrTensor(node, "value") : undefined;
     if (value) constantShapes.set(node.outputs[0], value.shape);
   }
   const layers: QuantizableLayer[] = [];
@@ -216,7 +216,9 @@ function analyseFlow(graph: Graph): Flow {
   const constants = new Set(graph.initializers.keys());
   const dataInputs = new Map<Node, string[]>();
   for (const node of order) {
-    const ins = SHAPE_ONLY.has(node.opType) ? [] : node.inputs.filter((name) => data.has(name));
+    const ins = isOnnxDomain(node) && SHAPE_ONLY.has(node.opType)
+      ? []
+      : node.inputs.filter((name) => data.has(name));
     dataInputs.set(node, ins);
     if (ins.length > 0) {
       for (const out of node.outputs) if (out) data.add(out);
@@ -327,7 +329,10 @@ export function partitionBlocks(graph: Graph, options: Partial<PartitionOptions>
     if (layers > 0) {
       units.push({ segments: [...pending, s], layers, linear: false });
       pending = [];
-    } else if (pending.length === 0 && units.length > 0 && nodes.every((n) => POINTWISE.has(n.opType))) {
+    } else if (
+      pending.length === 0 && units.length > 0 &&
+      nodes.every((n) => isOnnxDomain(n) && POINTWISE.has(n.opType))
+    ) {
       units[units.length - 1].segments.push(s);
     } else {
       pending.push(s);
@@ -338,7 +343,8 @@ export function partitionBlocks(graph: Graph, options: Partial<PartitionOptions>
   for (const unit of units) {
     const nodes = unit.segments.flatMap((s) => segmentNodes[s]);
     const last = nodes.findLastIndex(isLayer);
-    unit.linear = last >= 0 && !nodes.slice(last + 1).some((n) => NONLINEAR.has(n.opType));
+    unit.linear = last >= 0 &&
+      !nodes.slice(last + 1).some((n) => !isOnnxDomain(n) || NONLINEAR.has(n.opType));
   }
 
   // Blocks: the stem, multi-layer units, and chains of one-layer units.

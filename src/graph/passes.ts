@@ -2,7 +2,7 @@
 // Gemm before it (the folded weights are what gets quantized), and removal of
 // nodes that no graph output depends on.
 import { Tensor } from "../tensor.ts";
-import { attrFloat, attrInt, type Graph, type Node, topologicalOrder } from "./ir.ts";
+import { attrFloat, attrInt, type Graph, isOnnxOp, type Node, topologicalOrder } from "./ir.ts";
 
 function consumers(graph: Graph, name: string): Node[] {
   return graph.nodes.filter((n) => n.inputs.includes(name));
@@ -27,10 +27,10 @@ export function prepareGraph(graph: Graph): void {
 /** Folds every inference-mode BatchNormalization whose input comes only from a Conv or Gemm with constant weights. */
 export function foldBatchNorm(graph: Graph): number {
   let folded = 0;
-  for (const bn of graph.nodes.filter((n) => n.opType === "BatchNormalization")) {
+  for (const bn of graph.nodes.filter((n) => isOnnxOp(n, "BatchNormalization"))) {
     if (attrInt(bn, "training_mode", 0) === 1 || bn.outputs.slice(1).some((o) => o !== "")) continue;
     const producer = graph.nodes.find((n) => n.outputs[0] === bn.inputs[0]);
-    if (!producer || (producer.opType !== "Conv" && producer.opType !== "Gemm")) continue;
+    if (!producer || !isOnnxOp(producer, "Conv", "Gemm")) continue;
     if (consumers(graph, bn.inputs[0]).length !== 1 || graph.outputs.some((o) => o.name === bn.inputs[0])) {
       continue;
     }

@@ -83,7 +83,19 @@ export async function collectCalibration(
     count += t.shape[0];
   });
   if (!sampleShape || count === 0) bad("the calibration set is empty: pass at least one sample");
-  const data = new Float32Array(batches.reduce((n, t) => n + t.size, 0));
+  const total = batches.reduce((n, t) => n + t.size, 0);
+  let data: Float32Array;
+  try {
+    data = new Float32Array(total);
+  } catch (cause) {
+    throw new AttnroundError(
+      "TOO_LARGE",
+      `the calibration set (${count} samples, ${
+        total * 4
+      } bytes) is more than can be allocated: pass fewer samples`,
+      { cause },
+    );
+  }
   let offset = 0;
   for (const t of batches) {
     data.set(t.data as Float32Array, offset);

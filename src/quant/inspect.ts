@@ -4,7 +4,8 @@
 // ops, parameters and reconstruction blocks (inspectModel, `attnround inspect`).
 import type { ValueInfo } from "../graph/ir.ts";
 import { partitionBlocks } from "../graph/partition.ts";
-import type { Model } from "../model.ts";
+import { argument, isOptions } from "../errors.ts";
+import { Model } from "../model.ts";
 import type { DType } from "../tensor.ts";
 import { measureLayers } from "./layers.ts";
 import {
@@ -44,6 +45,16 @@ export interface MixedPrecisionInspection {
   averageBits: { budget: number; inBudget: number; all: number }[];
 }
 
+function checkArguments(fn: string, model: unknown, options: { budgets?: unknown }): void {
+  argument(model instanceof Model, `${fn} takes a Model, as loadModel(onnxBytes) returns it`);
+  argument(isOptions(options), `${fn}'s options must be an object such as { budgets: [2, 3, 4] }`);
+  argument(
+    options.budgets === undefined ||
+      (Array.isArray(options.budgets) && options.budgets.every((b) => typeof b === "number")),
+    `${fn}: budgets must be an array of average bit widths, e.g. [2, 3, 4]`,
+  );
+}
+
 /**
  * Coding lengths of a model's quantizable layers and the bits that
  * `mixedPrecision: { averageBits: b, candidates }` would give them, for each
@@ -59,6 +70,15 @@ export function inspectMixedPrecision(
     layers?: Record<string, { weightBits?: number }>;
   } = {},
 ): MixedPrecisionInspection {
+  checkArguments("inspectMixedPrecision", model, options);
+  argument(
+    options.candidates === undefined || Array.isArray(options.candidates),
+    "inspectMixedPrecision: candidates must be an array of bit widths, e.g. [2, 3, 4, 8]",
+  );
+  argument(
+    isOptions(options.layers) && Object.values(options.layers ?? {}).every((l) => isOptions(l) && l),
+    'inspectMixedPrecision: layers must hold overrides by node name, e.g. { "/conv2/Conv": { weightBits: 8 } }',
+  );
   const budgets = options.budgets ?? [2, 3, 4];
   const candidates = resolveMixedPrecision({
     averageBits: budgets[0] ?? 4,
@@ -156,8 +176,14 @@ const describeTensor = (v: ValueInfo): InspectedTensor => ({
  * in `budgets` (default 2, 3, 4), as inspectMixedPrecision computes them.
  */
 export function inspectModel(model: Model, options: { budgets?: number[] } = {}): ModelInspection {
+  checkArguments("inspectModel", model, options);
   const ops: Record<string, number> = {};
-  for (const node of model.proto.graph.node) ops[node.opType] = (ops[node.opType] ?? 0) + 1;
+  for (const node of model.proto.graph.node) {
+    const op = node.domain === "" || node.domain === "ai.onnx"
+      ? node.opType
+      : `${node.domain}.${node.opType}`;
+    ops[op] = (ops[op] ?? 0) + 1;
+  }
   let parameters = 0;
   for (const t of model.graph.initializers.values()) if (t.dtype === "float32") parameters += t.size;
   const mixed = inspectMixedPrecision(model, { budgets: options.budgets });

@@ -5,7 +5,7 @@
 // layer's input at 8 bits; per-layer overrides win. With mixedPrecision the
 // other layers' bits come from their coding lengths (mixed.ts).
 import { AttnroundError } from "../errors.ts";
-import { attrTensor, type Graph } from "../graph/ir.ts";
+import { attrTensor, type Graph, isOnnxOp } from "../graph/ir.ts";
 import { WasmBuffer } from "../kernels/memory.ts";
 import { quantLevels, searchWeightScales } from "../kernels/quant.ts";
 import { Tensor } from "../tensor.ts";
@@ -54,7 +54,7 @@ export interface ActivationQuantizer {
 export function weightValue(graph: Graph, name: string): Tensor {
   const init = graph.initializers.get(name);
   if (init) return init;
-  const constant = graph.nodes.find((n) => n.opType === "Constant" && n.outputs[0] === name);
+  const constant = graph.nodes.find((n) => isOnnxOp(n, "Constant") && n.outputs[0] === name);
   const value = constant && attrTensor(constant, "value");
   if (!value) {
     throw new AttnroundError(

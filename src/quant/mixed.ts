@@ -22,7 +22,7 @@
 // at or below every layer of higher ρ), the one furthest below its target
 // does. Ties go by ρ, then by the layer's key, never by position, so the
 // allocation does not depend on the order of the layers.
-import { AttnroundError } from "../errors.ts";
+import { AttnroundError, closest } from "../errors.ts";
 import { codingLength } from "../kernels/coding-length.ts";
 
 export interface MixedPrecisionOptions {
@@ -110,8 +110,13 @@ function invalid(message: string): never {
 export function resolveMixedPrecision(
   option: MixedPrecisionOptions,
 ): Required<MixedPrecisionOptions> {
-  if (typeof option !== "object" || option === null) {
+  if (typeof option !== "object" || option === null || Array.isArray(option)) {
     invalid(`mixedPrecision must be an object { averageBits, candidates? }, got ${option}`);
+  }
+  for (const key of Object.keys(option)) {
+    if (key !== "averageBits" && key !== "candidates") {
+      invalid(`mixedPrecision has no option "${key}" (its options: averageBits, candidates)`);
+    }
   }
   const raw = option.candidates ?? defaultCandidates;
   if (!Array.isArray(raw) || raw.length === 0) {
@@ -239,8 +244,24 @@ export function planBits(
     mixedPrecision?: MixedPrecisionOptions;
   },
 ): BitPlan {
+  // An override for a layer the model lacks (a typo) would be silently ignored.
+  const names = new Set(layers.map((l) => l.name));
+  for (const name of Object.keys(o.layers)) {
+    if (names.has(name)) continue;
+    const guess = closest(name, names);
+    invalid(
+      `layers["${name}"] names no quantizable layer of the model${
+        guess
+          ? `; did you mean "${guess}"?`
+          : ` (its layers: ${[...names].slice(0, 8).map((n) => `"${n}"`).join(", ")}${
+            names.size > 8 ? ", …" : ""
+          })`
+      }`,
+    );
+  }
+  const override = (name: string) => (Object.hasOwn(o.layers, name) ? o.layers[name] : undefined);
   const source: BitsSource[] = layers.map((l, i) =>
-    o.layers[l.name]?.weightBits !== undefined
+    override(l.name)?.weightBits !== undefined
       ? "override"
       : i === 0 || i === layers.length - 1
       ? "first-last"
@@ -249,7 +270,7 @@ export function planBits(
       : "uniform"
   );
   const bits = layers.map((l, i) =>
-    source[i] === "override" ? o.layers[l.name].weightBits! : source[i] === "first-last" ? 8 : o.weightBits
+    source[i] === "override" ? override(l.name)!.weightBits! : source[i] === "first-last" ? 8 : o.weightBits
   );
   if (o.mixedPrecision) {
     const { averageBits, candidates } = resolveMixedPrecision(o.mixedPrecision);

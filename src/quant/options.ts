@@ -1,6 +1,6 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
-import { AttnroundError } from "../errors.ts";
+import { AttnroundError, closest, isOptions } from "../errors.ts";
 import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
@@ -130,7 +130,53 @@ function checkBits(name: string, bits: unknown, allowFloat: boolean): void {
   }
 }
 
+/** Iterations per block at most: 50 times the paper's 20,000, and a bound on a run's length. */
+export const MAX_ITERATIONS = 1_000_000;
+/** Seeds are 32-bit: a larger one would alias a smaller. */
+export const MAX_SEED = 2 ** 32 - 1;
+
+const optionNames = [...Object.keys(defaultOptions), "mixedPrecision", "onProgress", "signal", "spill"];
+
+/** Refuses keys of `value` that are not `known` (a typo would otherwise be ignored), with a did-you-mean. */
+function knownKeys(what: string, value: object, known: readonly string[]): void {
+  for (const key of Object.keys(value)) {
+    if (known.includes(key)) continue;
+    const guess = closest(key, known);
+    invalid(
+      `${what} has no option "${key}"${
+        guess ? `; did you mean "${guess}"?` : ` (its options: ${known.join(", ")})`
+      }`,
+    );
+  }
+}
+
 export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOptions {
+  if (!isOptions(options)) {
+    invalid(`quantize's options must be an object such as { weightBits: 4 }, got ${options}`);
+  }
+  knownKeys("quantize", options, optionNames);
+  if (!isOptions(options.attention)) invalid(`attention must be an object such as { variant: "stochastic" }`);
+  knownKeys("attention", options.attention ?? {}, Object.keys(defaultOptions.attention));
+  if (!isOptions(options.layers)) {
+    invalid(
+      `layers must be an object of overrides by node name, such as { "/conv2/Conv": { weightBits: 8 } }`,
+    );
+  }
+  for (const [name, layer] of Object.entries(options.layers ?? {})) {
+    if (!isOptions(layer) || layer === undefined) {
+      invalid(`layers["${name}"] must be an object such as { weightBits: 8 }`);
+    }
+    knownKeys(`layers["${name}"]`, layer, ["weightBits", "activationBits"]);
+  }
+  if (options.onProgress !== undefined && typeof options.onProgress !== "function") {
+    invalid("onProgress must be a function that takes progress events");
+  }
+  if (options.signal !== undefined && typeof (options.signal as AbortSignal)?.aborted !== "boolean") {
+    invalid("signal must be an AbortSignal (new AbortController().signal)");
+  }
+  if (options.spill !== undefined && (typeof options.spill !== "object" || options.spill === null)) {
+    invalid("spill must be a SpillStore");
+  }
   const o: QuantizeOptions = {
     ...defaultOptions,
     ...options,
@@ -152,25 +198,41 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   if (!["stochastic", "expectation"].includes(o.attention.variant)) {
     invalid(`attention.variant must be "stochastic" or "expectation", got "${o.attention.variant}"`);
   }
-  const positiveInt = (name: keyof QuantizeOptions, min: number) => {
+  const integer = (name: keyof QuantizeOptions, min: number, max = Number.MAX_SAFE_INTEGER) => {
     const v = o[name] as number;
-    if (!Number.isInteger(v) || v < min) invalid(`${name} must be an integer ≥ ${min}, got ${v}`);
+    if (!Number.isInteger(v) || v < min || v > max) {
+      invalid(
+        `${name} must be an integer ${
+          max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `from ${min} to ${max}`
+        }, got ${v}`,
+      );
+    }
   };
-  positiveInt("iterations", 0);
-  positiveInt("batchSize", 1);
-  positiveInt("seed", 0);
-  positiveInt("holdout", 0);
+  integer("iterations", 0, MAX_ITERATIONS);
+  integer("batchSize", 1);
+  integer("seed", 0, MAX_SEED);
+  integer("holdout", 0);
   if (!(o.memoryBudget >= 2 ** 24)) {
     invalid(`memoryBudget must be at least 16 MiB (in bytes), got ${o.memoryBudget}`);
   }
-  if (!(o.learningRate > 0) || !(o.activationLearningRate > 0)) {
-    invalid("learning rates must be positive numbers");
+  const finite = (v: number) => typeof v === "number" && Number.isFinite(v);
+  if (
+    !(finite(o.learningRate) && o.learningRate > 0) ||
+    !(finite(o.activationLearningRate) && o.activationLearningRate > 0)
+  ) {
+    invalid("learning rates must be positive finite numbers");
   }
-  if (!(o.activationDrop >= 0 && o.activationDrop < 1)) {
+  if (!(finite(o.activationDrop) && o.activationDrop >= 0 && o.activationDrop < 1)) {
     invalid(`activationDrop must be in [0, 1), got ${o.activationDrop}`);
   }
-  if (!(o.attention.sigma0 >= 0) || !(o.attention.decay > 0 && o.attention.decay <= 1)) {
-    invalid("attention.sigma0 must be ≥ 0 and attention.decay in (0, 1]");
+  if (
+    !(finite(o.attention.sigma0) && o.attention.sigma0 >= 0) ||
+    !(o.attention.decay > 0 && o.attention.decay <= 1)
+  ) {
+    invalid("attention.sigma0 must be a finite number ≥ 0 and attention.decay in (0, 1]");
+  }
+  if (typeof o.symmetricWeights !== "boolean") {
+    invalid(`symmetricWeights must be true or false, got ${o.symmetricWeights}`);
   }
   return o;
 }

@@ -3,7 +3,7 @@
 // quantized layer). trainingGraph: one block with its weights computed from
 // latent tensors by a rounding op, activation steps as inputs, and the
 // reconstruction loss against a target — ready for autodiff.
-import type { Graph, Node } from "../graph/ir.ts";
+import { type Graph, isOnnxOp, type Node } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import type { RoundingMode } from "./options.ts";
@@ -84,13 +84,13 @@ function withActivationQuantizers(
 }
 
 function isQuantizedLayer(n: Node): boolean {
-  return n.domain === "" && ["Conv", "ConvTranspose", "Gemm", "MatMul"].includes(n.opType);
+  return isOnnxOp(n, "Conv", "ConvTranspose", "Gemm", "MatMul");
 }
 
 /** Drops the Constant nodes or initializers that held the given weights. */
 function withoutWeights(graph: Graph, names: Set<string>): Graph {
   const initializers = new Map([...graph.initializers].filter(([name]) => !names.has(name)));
-  const nodes = graph.nodes.filter((n) => !(n.opType === "Constant" && names.has(n.outputs[0])));
+  const nodes = graph.nodes.filter((n) => !(isOnnxOp(n, "Constant") && names.has(n.outputs[0])));
   return { ...graph, nodes, initializers };
 }
 

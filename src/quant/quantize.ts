@@ -9,7 +9,7 @@
 // with the same model as an uninterrupted run.
 import { Engine } from "../engine/engine.ts";
 import { WasmValue } from "../engine/value.ts";
-import { AttnroundError } from "../errors.ts";
+import { AttnroundError, isOptions } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
 import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
@@ -38,8 +38,16 @@ import { quantizedGraph } from "./qgraph.ts";
 import "./ops.ts";
 import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "../graph/subgraph.ts";
-import { decodeState, encodeState, fingerprint } from "./state.ts";
 import {
+  canonicalBytes,
+  type CheckedState,
+  checkSavedState,
+  decodeState,
+  encodeState,
+  fingerprint,
+} from "./state.ts";
+import {
+  checkExport,
   type Fidelity,
   measureFidelity,
   type QuantizationReport,
@@ -51,7 +59,7 @@ import { fromRows } from "../layout.ts";
 const STEP_INIT_SAMPLES = 256;
 /** Values the activation-step search looks at, per quantizer. */
 const SEARCH_VALUES = 1 << 18;
-const STATE_VERSION = 1;
+const STATE_VERSION = 2;
 
 /** Runs `engine` over every sample of `source` into `sink`, `chunk` samples at a time. */
 function runChunks(
@@ -212,6 +220,7 @@ export class QuantizationRun {
       );
     }
     const o = resolveOptions(options);
+    checkExport(model, o);
     if (model.graph.inputs.length !== 1) {
       throw new AttnroundError(
         "UNSUPPORTED_MODEL",
@@ -225,7 +234,7 @@ export class QuantizationRun {
     const plan = preflight(model.graph, calib, weights, acts, o);
     o.onProgress?.({ phase: "calibrate" });
     initActivationSteps(plan, acts, calib);
-    const print = fingerprint(calib.data, ...weights.map((q) => q.rows));
+    const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
     return new QuantizationRun(model, calib, o, weights, acts, plan, print);
   }
 
@@ -236,33 +245,99 @@ export class QuantizationRun {
     state: Uint8Array,
     callbacks: RunCallbacks = {},
   ): Promise<QuantizationRun> {
-    const saved = decodeState(state) as SavedState;
-    if (saved?.version !== STATE_VERSION) {
+    if (!(model instanceof Model)) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        "resume takes a Model, as loadModel(onnxBytes) returns it",
+      );
+    }
+    if (!(state instanceof Uint8Array)) {
+      throw new AttnroundError("INVALID_ARGUMENT", "resume takes the bytes that run.state() returned");
+    }
+    const extra = isOptions(callbacks)
+      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill"].includes(k))
+      : "";
+    if (extra !== undefined) {
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        `resume takes { onProgress, signal, spill } beside the state${
+          extra ? `, not "${extra}"` : ""
+        }: the settings come from the state`,
+      );
+    }
+    const saved = checkSavedState(decodeState(state), STATE_VERSION);
+    try {
+      resolveOptions(saved.settings as QuantizeOptionsInput);
+    } catch (e) {
+      if (!(e instanceof AttnroundError)) throw e;
       throw new AttnroundError(
         "INVALID_DATA",
-        `the saved state has version ${saved?.version}; this library reads version ${STATE_VERSION}`,
+        `the saved quantization state has invalid settings: ${e.message}`,
       );
     }
     const run = await QuantizationRun.start(model, calibration, { ...saved.settings, ...callbacks });
     if (run.fingerprint !== saved.fingerprint) {
+      run.dispose();
       throw new AttnroundError(
         "INVALID_DATA",
-        "the saved state belongs to another model or calibration set: resume with the same ones it was made with",
+        "the saved state belongs to another model, calibration set or settings: resume with the ones it was made with",
       );
     }
-    for (const a of run.acts) if (a.tensor in saved.steps) a.step = saved.steps[a.tensor];
-    for (const [name, rows] of Object.entries(saved.finalRows)) run.finalRows.set(name, rows);
-    run.reports.push(...saved.reports);
-    // Rebuild the block inputs by replaying the finished blocks.
-    while (run.block < saved.block) {
-      run.enterBlock(false);
-      run.finishBlock();
-    }
-    if (saved.trainer) {
-      run.enterBlock();
-      run.trainer!.restore(saved.trainer);
+    try {
+      run.restore(saved);
+    } catch (e) {
+      run.dispose();
+      throw e;
     }
     return run;
+  }
+
+  /** Takes over a checked state's progress: its fields are checked against this run first. */
+  private restore(saved: CheckedState): void {
+    const invalid = (why: string) => {
+      throw new AttnroundError("INVALID_DATA", `the saved quantization state is invalid: ${why}`);
+    };
+    const blocks = this.plan.blocks.length;
+    if (saved.block > blocks) invalid(`it is at block ${saved.block} of a run of ${blocks}`);
+    if (saved.reports.length !== saved.block) {
+      invalid(`it has ${saved.reports.length} block reports for ${saved.block} finished blocks`);
+    }
+    saved.reports.forEach((r, i) => {
+      if (r.index !== this.plan.blocks[i].index) invalid(`report ${i} is of block ${r.index}`);
+    });
+    const tensors = new Set(this.acts.map((a) => a.tensor));
+    for (const tensor of new Set([...tensors, ...Object.keys(saved.steps)])) {
+      if (!tensors.has(tensor) || !Object.hasOwn(saved.steps, tensor)) {
+        invalid(`its activation steps do not match the run's (at "${tensor}")`);
+      }
+    }
+    const finished = new Map(
+      this.weights.filter((q) =>
+        this.plan.blocks.slice(0, saved.block).some((b) => b.nodes.includes(q.layer.node))
+      )
+        .map((q) => [q.layer.weight, q.rows.length]),
+    );
+    for (const weight of new Set([...finished.keys(), ...Object.keys(saved.finalRows)])) {
+      const rows = Object.hasOwn(saved.finalRows, weight) ? saved.finalRows[weight] : undefined;
+      if (!finished.has(weight) || rows?.length !== finished.get(weight)) {
+        invalid(`its final weights do not match the finished blocks' (at "${weight}")`);
+      }
+    }
+    if (saved.trainer && saved.block >= blocks) invalid("it has a trainer after the last block");
+
+    for (const a of this.acts) a.step = saved.steps[a.tensor];
+    for (const [name, rows] of Object.entries(saved.finalRows)) this.finalRows.set(name, rows);
+    this.reports.push(...(saved.reports as QuantizationReport["blocks"]));
+    // Rebuild the block inputs by replaying the finished blocks.
+    while (this.block < saved.block) {
+      this.enterBlock(false);
+      this.finishBlock();
+    }
+    if (saved.trainer) {
+      this.enterBlock();
+      if (!this.trainer) invalid(`it has a trainer for block ${this.block + 1}, which is not reconstructed`);
+      this.trainer!.restore(saved.trainer as TrainerState);
+    }
   }
 
   get done(): boolean {

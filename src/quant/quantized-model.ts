@@ -103,12 +103,19 @@ export interface QuantizedWeight {
 export interface Exporters {
   onnx(q: QuantizedModel): Uint8Array;
   npz(q: QuantizedModel): Uint8Array;
+  /** Throws what onnx() would throw for this model and these options, so that it fails before the run. */
+  check(model: Model, o: QuantizeOptions): void;
 }
 
 let exporters: Exporters | undefined;
 
 export function registerExporters(e: Exporters): void {
   exporters = e;
+}
+
+/** Fails now if the quantized model could not be exported (a conversion the export cannot make). */
+export function checkExport(model: Model, o: QuantizeOptions): void {
+  exporters?.check(model, o);
 }
 
 function exporter(): Exporters {
@@ -121,6 +128,7 @@ function exporter(): Exporters {
 export class QuantizedModel {
   report!: QuantizationReport;
   private readonly engine: Engine;
+  private disposed = false;
 
   /** @internal quantize() builds it; the fields are the library's own. */
   constructor(
@@ -141,6 +149,7 @@ export class QuantizedModel {
 
   /** The simulated-quantized forward pass. */
   run(feeds: Record<string, Tensor>): Record<string, Tensor> {
+    if (this.disposed) throw new AttnroundError("INVALID_ARGUMENT", "the quantized model was disposed");
     checkFeeds(this.graph.inputs, feeds);
     try {
       return this.engine.run(feeds);
@@ -198,6 +207,7 @@ export class QuantizedModel {
   }
 
   dispose(): void {
+    this.disposed = true;
     this.engine.dispose();
   }
 

@@ -315,14 +315,27 @@ export class BlockTrainer {
   }
 
   restore(s: TrainerState): void {
-    for (const t of [...this.latents, ...this.steps]) {
-      const saved = s.tensors[t.name];
-      if (!saved || saved.value.length !== t.size) {
-        throw new AttnroundError("INVALID_DATA", `the saved state has no matching values for "${t.name}"`);
+    const invalid = (why: string) => {
+      throw new AttnroundError("INVALID_DATA", `the saved state ${why}`);
+    };
+    const trained = [...this.latents, ...this.steps];
+    for (const name of Object.keys(s.tensors)) {
+      if (!trained.some((t) => t.name === name)) {
+        invalid(`has values for "${name}", which this block does not train`);
       }
-      t.value.write(saved.value);
-      t.m1.write(saved.m1);
-      t.m2.write(saved.m2);
+    }
+    if (s.iteration > this.o.iterations) invalid(`is at iteration ${s.iteration} of ${this.o.iterations}`);
+    if (s.losses.length !== Math.ceil(s.iteration / this.lossEvery)) {
+      invalid(`has ${s.losses.length} losses for ${s.iteration} iterations`);
+    }
+    for (const t of trained) {
+      const saved = Object.hasOwn(s.tensors, t.name) ? s.tensors[t.name] : undefined;
+      if (!saved || [saved.value, saved.m1, saved.m2].some((v) => v.length !== t.size)) {
+        invalid(`has no matching values for "${t.name}"`);
+      }
+      t.value.write(saved!.value);
+      t.m1.write(saved!.m1);
+      t.m2.write(saved!.m2);
     }
     this.iteration = s.iteration;
     this.sampler.state = s.sampler;

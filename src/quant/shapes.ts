@@ -10,7 +10,7 @@
 // and every one that scales with the batch by the batch read, where it is
 // used, from a tensor the using node itself holds.
 import { Engine } from "../engine/engine.ts";
-import type { Graph, Node } from "../graph/ir.ts";
+import { type Graph, isOnnxDomain, isOnnxOp, type Node } from "../graph/ir.ts";
 import { removeDeadNodes } from "../graph/passes.ts";
 import { topologicalOrder } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
@@ -55,14 +55,14 @@ function node(name: string, opType: string, inputs: string[], outputs: string[],
  */
 export function localizeShapes(graph: Graph, samples: Tensor): Graph {
   const constant = new Set<string>(["", ...graph.initializers.keys()]);
-  for (const n of graph.nodes) if (n.opType === "Constant") constant.add(n.outputs[0]);
+  for (const n of graph.nodes) if (isOnnxOp(n, "Constant")) constant.add(n.outputs[0]);
   // Shape values: outputs of Shape/Size, and of shape arithmetic on shape values and constants.
   const shaped = new Set<string>();
   for (const n of topologicalOrder(graph)) {
-    if (!SHAPE_ARITHMETIC.has(n.opType)) continue;
+    if (!isOnnxDomain(n) || !SHAPE_ARITHMETIC.has(n.opType)) continue;
     const reads = n.inputs.filter((i) => !constant.has(i));
     if (
-      n.opType === "Shape" || n.opType === "Size" || (reads.length > 0 && reads.every((i) => shaped.has(i)))
+      isOnnxOp(n, "Shape", "Size") || (reads.length > 0 && reads.every((i) => shaped.has(i)))
     ) {
       n.outputs.forEach((o) => o && shaped.add(o));
     }

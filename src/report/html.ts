@@ -1,6 +1,7 @@
 // A quantization report as one self-contained HTML page: inline CSS and SVG
 // plots, no script, nothing fetched. A pure function of the report (web
 // standard only), for the command line and for library users alike.
+import { argument, AttnroundError, isOptions } from "../errors.ts";
 import type { LayerReport, QuantizationReport } from "../quant/quantized-model.ts";
 
 export interface HtmlReportOptions {
@@ -348,8 +349,28 @@ th{background:#f6f6f6}td{overflow-wrap:anywhere}td.num{text-align:right;font-var
 details{margin:8px 0}summary{cursor:pointer;color:#333}code{background:#f4f4f4;padding:1px 4px;border-radius:3px}
 `;
 
+const isObject = (v: unknown) => typeof v === "object" && v !== null && !Array.isArray(v);
+
 /** The report as a standalone HTML page with inline SVG plots. */
 export function reportToHtml(report: QuantizationReport, options: HtmlReportOptions = {}): string {
+  const usage = "reportToHtml takes q.report (or it read back from its JSON)";
+  const r = report as unknown as Record<string, unknown>;
+  argument(
+    isObject(r) && isObject(r.settings) && isObject(r.totals) && Array.isArray(r.layers) &&
+      Array.isArray(r.blocks) && Array.isArray(r.activations),
+    `${usage}: an object with settings, layers, activations, blocks and totals`,
+  );
+  argument(isOptions(options), "reportToHtml's options must be an object such as { title }");
+  try {
+    return renderReport(report, options);
+  } catch (cause) {
+    // A report edited by hand (or from another version) may lack a field deep inside.
+    if (cause instanceof AttnroundError) throw cause;
+    throw new AttnroundError("INVALID_ARGUMENT", `${usage}: ${(cause as Error)?.message}`, { cause });
+  }
+}
+
+function renderReport(report: QuantizationReport, options: HtmlReportOptions): string {
   const title = options.title ?? "attnround quantization report";
   const s = report.settings;
   const layers = report.layers as LayerWithCoding[];

@@ -1,3 +1,4 @@
+// deno-fmt-ignore-file: deno fmt drops the @inline decorators AssemblyScript needs.
 // Backward of pooling (assembly/pool.ts), float32 NCHW. Max pooling routes
 // each output's gradient to the first cell of its window that holds the
 // window's maximum (recomputed from x; a NaN cell wins, as in the forward);

@@ -11,6 +11,7 @@ import { nodeProto, valueInfoProto } from "../src/export/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/codec.ts";
 import { tensorToProto } from "../src/onnx/tensor-proto.ts";
 import { DataType, type ModelProto } from "../src/onnx/types.ts";
+import { samplesFitting } from "../src/quant/preflight.ts";
 import { splitBatch } from "../src/quant/reconstruct.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 
@@ -38,6 +39,16 @@ Deno.test("splitBatch: shards as equal as they can be, in order, covering the ba
   assert.deepEqual(splitBatch(32, 10), [[0, 8], [8, 8], [16, 8], [24, 8]]);
   assert.deepEqual(splitBatch(7, 3), [[0, 3], [3, 2], [5, 2]]);
   assert.deepEqual(splitBatch(5, 1), [[0, 1], [1, 1], [2, 1], [3, 1], [4, 1]]);
+});
+
+Deno.test("samplesFitting: as many samples as the budget's share holds, up to 256 MiB and 64 per run", () => {
+  const plan = { sampleBySample: false, workingBytes: 2 * 2 ** 30 };
+  // A 224×224 forward of about 11 MiB per sample: 256 MiB holds 23 samples, however large the budget.
+  assert.equal(samplesFitting(plan, 11_497_536), 23);
+  assert.equal(samplesFitting({ ...plan, workingBytes: 100 * 2 ** 20 }, 11_497_536), 9);
+  assert.equal(samplesFitting(plan, 1000), 64);
+  assert.equal(samplesFitting(plan, 2 ** 30), 1);
+  assert.equal(samplesFitting({ ...plan, sampleBySample: true }, 1000), 1);
 });
 
 Deno.test("preflight: a model whose batch is fixed to 1 quantizes as its free-batch twin does, byte for byte", async () => {

@@ -31,6 +31,7 @@ interface Plan {
   /** Values known at plan time: folded nodes' outputs. Owned by the plan. */
   constants: Map<string, Value>;
   inputOffsets: Map<string, number>;
+  /** The arena, while this is the plan that last ran (0 otherwise): one arena per engine at a time. */
   arena: number;
   arenaBytes: number;
   /** Plan-time allocations to release with the plan. */
@@ -59,6 +60,8 @@ export class Engine {
   /** Initializers, float32 ones copied into wasm memory once. */
   private readonly initializers = new Map<string, Value>();
   private readonly plans = new Map<string, Plan>();
+  /** The plan holding the arena. */
+  private active?: Plan;
   /** Index of the last node that reads each value (graph outputs: never freed). */
   private readonly lastUse = new Map<string, number>();
 
@@ -96,9 +99,9 @@ export class Engine {
   run(feeds: Record<string, Value>): Record<string, Tensor> {
     const plan = this.plans.get(this.planKey(feeds));
     if (plan) return copyOut(this.replay(plan, feeds));
-    const { outputs, plan: made } = this.planAndRun(feeds);
+    const { outputs, plan: made } = this.planAndRun(feeds, true);
     this.plans.set(this.planKey(feeds), made);
-    return outputs;
+    return outputs!;
   }
 
   /**
@@ -109,7 +112,7 @@ export class Engine {
    */
   runInPlace(feeds: Record<string, Value>): Record<string, Value> {
     const key = this.planKey(feeds);
-    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds, false).plan);
     return this.replay(this.plans.get(key)!, feeds);
   }
 
@@ -119,7 +122,7 @@ export class Engine {
    */
   plannedMemory(feeds: Record<string, Value>): { arenaBytes: number; tensorBytes: Map<string, number> } {
     const key = this.planKey(feeds);
-    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds, false).plan);
     const plan = this.plans.get(key)!;
     const tensorBytes = new Map<string, number>();
     for (const step of plan.steps) {
@@ -141,12 +144,16 @@ export class Engine {
   dispose(): void {
     for (const plan of this.plans.values()) releasePlan(plan);
     this.plans.clear();
+    this.active = undefined;
     for (const v of this.initializers.values()) if (v instanceof WasmValue) free(v.ptr);
     this.initializers.clear();
   }
 
-  /** The planning run; its outputs are host copies, since its buffers are freed when it ends. */
-  private planAndRun(feeds: Record<string, Value>): { outputs: Record<string, Tensor>; plan: Plan } {
+  /** The planning run; its outputs (with `copy`) are host copies, since its buffers are freed when it ends. */
+  private planAndRun(
+    feeds: Record<string, Value>,
+    copy: boolean,
+  ): { outputs?: Record<string, Tensor>; plan: Plan } {
     const env = new Map<string, Value>(this.initializers);
     const known = new Set<string>(["", ...this.initializers.keys()]);
     const buffers: Buffer[] = [];
@@ -253,7 +260,7 @@ export class Engine {
           if (name && this.lastUse.get(name) === i && !known.has(name)) release(name, steps.length - 1);
         }
       });
-      const outputs = copyOut(this.collectOutputs(env));
+      const outputs = copy ? copyOut(this.collectOutputs(env)) : undefined;
       const plan = layoutArena(steps, buffers, inputBuffers, constants, owned);
       return { outputs, plan };
     } finally {
@@ -262,6 +269,13 @@ export class Engine {
   }
 
   private replay(plan: Plan, feeds: Record<string, Value>): Record<string, Value> {
+    if (plan !== this.active) {
+      // Outputs are valid until the next run, so the last plan's arena can go before this one's is made.
+      if (this.active?.arena) free(this.active.arena);
+      if (this.active) this.active.arena = 0;
+      if (plan.arenaBytes > 0) plan.arena = alloc(plan.arenaBytes);
+      this.active = plan;
+    }
     const env = new Map<string, Value>(this.initializers);
     for (const [name, v] of plan.constants) env.set(name, v);
     for (const input of this.graph.inputs) {
@@ -472,7 +486,7 @@ function layoutArena(
     steps,
     constants,
     inputOffsets,
-    arena: arenaBytes > 0 ? alloc(arenaBytes) : 0,
+    arena: 0,
     arenaBytes,
     owned,
   };

@@ -28,6 +28,10 @@ const TRAINING_FACTOR = 4;
 const WORKING_SHARE = 0.5;
 /** A wasm32 heap ends at 4 GiB; weights, plans and allocator slack need room beside the working memory. */
 const WORKING_MOST = 3 * 2 ** 30;
+/** The largest block the wasm allocator hands out (TLSF's 1 GiB, less its overhead): one run's arena must fit. */
+const ARENA_MOST = 2 ** 30 - 2 ** 16;
+/** Bytes of one run's arena beyond which more samples per run gain no speed, only memory. */
+const RUN_MOST = 256 * 2 ** 20;
 /** float16 caches of one block boundary alive at once: float input, quantized input, targets, next input. */
 const CACHES_ALIVE = 4;
 
@@ -49,13 +53,17 @@ export interface RunPlan {
   memory: { forwardPerSample: number; trainingPerSample: number; cachePeak: number };
 }
 
-/** How many samples one engine run may hold when each takes `perSample` bytes of working memory. */
+/**
+ * How many samples one engine run may hold when each takes `perSample` bytes
+ * of working memory: within the budget's share, and no more than gains speed.
+ */
 export function samplesFitting(
   plan: Pick<RunPlan, "sampleBySample" | "workingBytes">,
   perSample: number,
 ): number {
   if (plan.sampleBySample) return 1;
-  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(plan.workingBytes / Math.max(perSample, 1))));
+  const bytes = Math.min(plan.workingBytes, RUN_MOST);
+  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(bytes / Math.max(perSample, 1))));
 }
 
 function samples(calib: CalibrationSet, first: number, count: number): Tensor {
@@ -184,6 +192,16 @@ export function preflight(
       } to train the largest block), more than the ${mib(working)} the budget of ${
         mib(o.memoryBudget)
       } allows: raise the budget (memoryBudget, --memory)`,
+    );
+  }
+  if (perRun > ARENA_MOST) {
+    throw new AttnroundError(
+      "TOO_LARGE",
+      `one sample needs about ${mib(perRun)} of working memory (${mib(forwardPerSample)} forward, ${
+        mib(trainingPerSample)
+      } to train the largest block), more than the ${
+        mib(ARENA_MOST)
+      } one wasm allocation holds: use smaller inputs`,
     );
   }
   const spill = cachePeak > o.memoryBudget - working;

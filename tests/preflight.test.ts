@@ -41,11 +41,11 @@ Deno.test("splitBatch: shards as equal as they can be, in order, covering the ba
   assert.deepEqual(splitBatch(5, 1), [[0, 1], [1, 1], [2, 1], [3, 1], [4, 1]]);
 });
 
-Deno.test("samplesFitting: as many samples as the budget's share holds, up to 256 MiB and 64 per run", () => {
-  const plan = { sampleBySample: false, workingBytes: 2 * 2 ** 30 };
-  // A 224×224 forward of about 11 MiB per sample: 256 MiB holds 23 samples, however large the budget.
+Deno.test("samplesFitting: as many samples as one run's arena holds, at most 64", () => {
+  const plan = { sampleBySample: false, runBytes: 256 * 2 ** 20 };
+  // A 224×224 forward of about 11 MiB per sample: 256 MiB holds 23 samples.
   assert.equal(samplesFitting(plan, 11_497_536), 23);
-  assert.equal(samplesFitting({ ...plan, workingBytes: 100 * 2 ** 20 }, 11_497_536), 9);
+  assert.equal(samplesFitting({ ...plan, runBytes: 100 * 2 ** 20 }, 11_497_536), 9);
   assert.equal(samplesFitting(plan, 1000), 64);
   assert.equal(samplesFitting(plan, 2 ** 30), 1);
   assert.equal(samplesFitting({ ...plan, sampleBySample: true }, 1000), 1);
@@ -102,7 +102,7 @@ Deno.test("preflight: a budget too small for the mini-batch trains it in shards,
   const calib = calibration(64);
   const options = { ...settings, batchSize: 32, iterations: 20, activationDrop: 0.5 };
   const whole = await quantize(model, calib, options);
-  const sharded = await quantize(model, calib, { ...options, memoryBudget: 2 ** 24 });
+  const sharded = await quantize(model, calib, { ...options, memoryBudget: 2 ** 25 });
   assert.ok(whole.report.memory.trainingSamples >= 32);
   assert.ok(sharded.report.memory.trainingSamples < 32, `${sharded.report.memory.trainingSamples} per run`);
   // QDrop's stream and LSQ's scale follow the whole mini-batch, so the first losses agree closely.

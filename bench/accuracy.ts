@@ -15,10 +15,13 @@
 // --last-input-bits: the last layer's input at these bits (BRECQ's runs in
 //   PEERS.md keep mobilenetv2's classifier input at 8 bits).
 // Each row also gives the top-1 agreement with the float model.
+// --export: also export each quantized model to ONNX and give the top-1 of
+//   that file run by onnxruntime-node (one thread, default options).
 import { init, loadModel, type Model, quantize, readNpz } from "../mod.ts";
 import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
 import { quantizableLayers } from "../src/graph/partition.ts";
 import type { QuantizeOptionsInput, RoundingMode } from "../src/quant/options.ts";
+import { ortNodeRun } from "../tests/ort.ts";
 
 const fast = Deno.args.includes("--fast");
 const iterations = Number(option("iters", fast ? "200" : "2000"));
@@ -30,6 +33,7 @@ const out = option("out", `bench/results/accuracy${fast ? "-fast" : ""}.json`);
 const [shard, shards] = option("shard", "0/1").split("/").map(Number);
 const data = option("data", "test");
 const lastInputBits = option("last-input-bits", "");
+const exported = Deno.args.includes("--export");
 const extraOptions = [option("set", ""), lastInputBits && `lastInputBits=${lastInputBits}`].filter(Boolean)
   .join(",");
 /** A `--set` value: a number where it parses, true/false as booleans, else the string. */
@@ -62,6 +66,8 @@ interface Row {
   top1: number;
   /** Top-1 agreement with the float model, %. */
   agreement: number;
+  /** Top-1 of the exported ONNX model in onnxruntime-node, % (with --export). */
+  exportTop1?: number;
   seconds: number;
   msPerIteration?: number;
   /** Attention Round's variant, for attention rows. */
@@ -77,7 +83,7 @@ const floatClasses = new Map<string, Uint8Array>();
 for (const name of models) {
   const model = loadModel(readFixture(`${name}.onnx`));
   loaded.set(name, model);
-  floatClasses.set(name, predict(images, evalCount, (input) => model.run({ input }).logits));
+  floatClasses.set(name, await predict(images, evalCount, (input) => model.run({ input }).logits));
   if (shard === 0) {
     rows.push({
       model: name,
@@ -109,13 +115,26 @@ for (const [name, setting, method] of mine) {
   const msPerIteration = blocks.length
     ? blocks.reduce((s, b) => s + b.msPerIteration, 0) / blocks.length
     : undefined;
-  const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
+  const classes = await predict(images, evalCount, (input) => q.run({ input }).logits);
+  let exportTop1: number | undefined;
+  if (exported) {
+    const onnx = q.toOnnx();
+    const inputName = loaded.get(name)!.graph.inputs[0].name;
+    const outputName = loaded.get(name)!.graph.outputs[0].name;
+    const ortClasses = await predict(
+      images,
+      evalCount,
+      async (input) => (await ortNodeRun(onnx, { [inputName]: input }))[outputName],
+    );
+    exportTop1 = percentSame(ortClasses, labels);
+  }
   rows.push({
     model: name,
     setting,
     method,
     top1: percentSame(classes, labels),
     agreement: percentSame(classes, floatClasses.get(name)!),
+    exportTop1,
     seconds,
     msPerIteration,
     variant: method === "attention" ? q.report.settings.attention.variant : undefined,
@@ -130,14 +149,16 @@ console.log(
     (extraOptions ? ` Options: ${extraOptions}.` : "") + "\n",
 );
 console.log(
-  "| model | setting | method | top-1 % | agreement with FP32 % | quantization time s | ms / iteration (mean over blocks) |",
+  "| model | setting | method | top-1 % | agreement with FP32 % |" +
+    (exported ? " export top-1 % (onnxruntime-node) |" : "") +
+    " quantization time s | ms / iteration (mean over blocks) |",
 );
-console.log("|---|---|---|---:|---:|---:|---:|");
+console.log(`|---|---|---|---:|---:|${exported ? "---:|" : ""}---:|---:|`);
 for (const r of rows) {
   console.log(
     `| ${r.model} | ${r.setting} | ${r.method} | ${r.top1.toFixed(2)} | ${r.agreement.toFixed(2)} | ${
-      r.seconds ? r.seconds.toFixed(0) : "–"
-    } | ${r.msPerIteration?.toFixed(1) ?? "–"} |`,
+      exported ? `${r.exportTop1?.toFixed(2) ?? "–"} | ` : ""
+    }${r.seconds ? r.seconds.toFixed(0) : "–"} | ${r.msPerIteration?.toFixed(1) ?? "–"} |`,
   );
 }
 Deno.mkdirSync(new URL("results/", import.meta.url), { recursive: true });

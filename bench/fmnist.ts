@@ -39,11 +39,15 @@ export function evaluationSet(data: string): { images: Tensor; labels: Uint8Arra
 }
 
 /** Arg-max class of the first `count` images, run 500 at a time. */
-export function predict(images: Tensor, count: number, run: (input: Tensor) => Tensor): Uint8Array {
+export async function predict(
+  images: Tensor,
+  count: number,
+  run: (input: Tensor) => Tensor | Promise<Tensor>,
+): Promise<Uint8Array> {
   const classes = new Uint8Array(count);
   for (let start = 0; start < count; start += 500) {
     const n = Math.min(500, count - start);
-    const logits = run(new Tensor(images.data.slice(start * 784, (start + n) * 784), [n, 1, 28, 28]))
+    const logits = (await run(new Tensor(images.data.slice(start * 784, (start + n) * 784), [n, 1, 28, 28])))
       .data as Float32Array;
     for (let i = 0; i < n; i++) {
       let best = 0;

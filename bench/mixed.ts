@@ -147,7 +147,7 @@ async function run(): Promise<Results> {
     if (new Set(layers.map((l) => l.name)).size !== layers.length || layers.some((l) => !l.name)) {
       throw new Error(`${name}: per-layer overrides need unique, non-empty node names`);
     }
-    const floatClasses = predict(images, evalCount, (input) => model.run({ input }).logits);
+    const floatClasses = await predict(images, evalCount, (input) => model.run({ input }).logits);
     loaded.set(name, { model, layers, floatClasses, top1: percentSame(floatClasses, labels) });
   }
 
@@ -179,7 +179,7 @@ async function run(): Promise<Results> {
     if (reported.join() !== bits.join()) {
       throw new Error(`${name} ${setting} ${kind}: quantize used other bits`);
     }
-    const classes = predict(images, evalCount, (input) => q.run({ input }).logits);
+    const classes = await predict(images, evalCount, (input) => q.run({ input }).logits);
     const middle = layers.slice(1, -1), middleBits = bits.slice(1, -1);
     const budgetParams = middle.reduce((s, l) => s + l.parameters, 0);
     const averageBits = middle.reduce((s, l, i) => s + middleBits[i] * l.parameters, 0) / budgetParams;

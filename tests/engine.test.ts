@@ -3,6 +3,7 @@ import { AttnroundError, init, loadModel, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { decodeModel, encodeModel } from "../src/onnx/codec.ts";
 import { tensorToProto } from "../src/onnx/tensor-proto.ts";
+import { Engine } from "../src/engine/engine.ts";
 import { ortNodeRun } from "./ort.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 
@@ -37,6 +38,30 @@ Deno.test("plans are per input shape: batches of different sizes give each image
   const again = model.run({ input: images }).logits.data;
   assert.deepEqual([...again], [...first]);
   model.dispose();
+});
+
+Deno.test("an engine holds one arena at a time: planning keeps none, and a run at a new shape frees the last one's", async () => {
+  await init();
+  const model = loadModel(readFixture("resnet18_fmnist.onnx"));
+  const engine = new Engine(model.graph);
+  const images = firstImages(6);
+  const batch = (n: number) => ({ input: new Tensor(images.data.slice(0, n * 784), [n, 1, 28, 28]) });
+  const arenas = () =>
+    [...(engine as unknown as { plans: Map<string, { arena: number }> }).plans.values()].filter((p) =>
+      p.arena
+    );
+  try {
+    assert.ok(engine.plannedMemory(batch(6)).arenaBytes > 0);
+    assert.equal(arenas().length, 0, "planning keeps no arena");
+    for (const n of [6, 5, 6, 5, 6]) {
+      const logits = engine.runInPlace(batch(n)).logits.data.slice();
+      assert.equal(arenas().length, 1, `one arena after a run at batch ${n}`);
+      assert.deepEqual([...logits], [...model.run(batch(n)).logits.data], `batch ${n}`);
+    }
+  } finally {
+    engine.dispose();
+    model.dispose();
+  }
 });
 
 Deno.test("loadModel names every unsupported op type and node at load", async () => {

@@ -11,6 +11,7 @@ import { nodeProto, valueInfoProto } from "../src/export/proto.ts";
 import { decodeModel, encodeModel } from "../src/onnx/codec.ts";
 import { tensorToProto } from "../src/onnx/tensor-proto.ts";
 import { DataType, type ModelProto } from "../src/onnx/types.ts";
+import { samplesFitting } from "../src/quant/preflight.ts";
 import { shardCount, SHARDS, splitBatch } from "../src/quant/reconstruct.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 
@@ -46,6 +47,16 @@ Deno.test("shardCount: a fixed number of shards per mini-batch, more when memory
   assert.equal(shardCount(32, 2), 16);
   assert.equal(shardCount(5, Infinity), 5, "at most one shard per sample");
   assert.equal(shardCount(1, Infinity), 1);
+});
+
+Deno.test("samplesFitting: as many samples as one run's arena holds, at most 64", () => {
+  const plan = { sampleBySample: false, runBytes: 256 * 2 ** 20 };
+  // A 224×224 forward of about 11 MiB per sample: 256 MiB holds 23 samples.
+  assert.equal(samplesFitting(plan, 11_497_536), 23);
+  assert.equal(samplesFitting({ ...plan, runBytes: 100 * 2 ** 20 }, 11_497_536), 9);
+  assert.equal(samplesFitting(plan, 1000), 64);
+  assert.equal(samplesFitting(plan, 2 ** 30), 1);
+  assert.equal(samplesFitting({ ...plan, sampleBySample: true }, 1000), 1);
 });
 
 Deno.test("preflight: a model whose batch is fixed to 1 quantizes as its free-batch twin does, byte for byte", async () => {
@@ -99,7 +110,7 @@ Deno.test("preflight: a budget too small for the mini-batch trains it in shards,
   const calib = calibration(64);
   const options = { ...settings, batchSize: 32, iterations: 20, activationDrop: 0.5 };
   const whole = await quantize(model, calib, options);
-  const sharded = await quantize(model, calib, { ...options, memoryBudget: 2 ** 24 });
+  const sharded = await quantize(model, calib, { ...options, memoryBudget: 2 ** 25 });
   assert.ok(whole.report.memory.trainingSamples >= 32);
   assert.ok(sharded.report.memory.trainingSamples < 32, `${sharded.report.memory.trainingSamples} per run`);
   // QDrop's stream and LSQ's scale follow the whole mini-batch, so the first losses agree closely.

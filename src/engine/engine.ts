@@ -31,6 +31,7 @@ interface Plan {
   /** Values known at plan time: folded nodes' outputs. Owned by the plan. */
   constants: Map<string, Value>;
   inputOffsets: Map<string, number>;
+  /** The arena, while this is the plan that last ran (0 otherwise): one arena per engine at a time. */
   arena: number;
   arenaBytes: number;
   /** Plan-time allocations to release with the plan. */
@@ -45,12 +46,22 @@ interface Buffer {
   refs: number;
 }
 
+/** Told the milliseconds of every replayed step when set (bench/profile.ts); unset, steps are not timed. */
+let stepObserver: ((graph: Graph, node: Node, ms: number) => void) | undefined;
+
+/** Sets (or with no argument clears) the observer of replayed steps, for profiling. */
+export function observeSteps(observer?: (graph: Graph, node: Node, ms: number) => void): void {
+  stepObserver = observer;
+}
+
 export class Engine {
   readonly order: Node[];
   private readonly runs: OpRun[];
   /** Initializers, float32 ones copied into wasm memory once. */
   private readonly initializers = new Map<string, Value>();
   private readonly plans = new Map<string, Plan>();
+  /** The plan holding the arena. */
+  private active?: Plan;
   /** Index of the last node that reads each value (graph outputs: never freed). */
   private readonly lastUse = new Map<string, number>();
 
@@ -88,19 +99,20 @@ export class Engine {
   run(feeds: Record<string, Value>): Record<string, Tensor> {
     const plan = this.plans.get(this.planKey(feeds));
     if (plan) return copyOut(this.replay(plan, feeds));
-    const { outputs, plan: made } = this.planAndRun(feeds);
+    const { outputs, plan: made } = this.planAndRun(feeds, true);
     this.plans.set(this.planKey(feeds), made);
-    return outputs;
+    return outputs!;
   }
 
   /**
    * Runs the graph and returns the outputs where they lie: float32 ones stay in
-   * wasm memory, valid until the next run. Inputs may be wasm values too (copied
-   * inside wasm memory). A new input shape costs one extra (planning) run.
+   * wasm memory, valid until the next run. Inputs may be wasm values too, read
+   * where they lie (or copied into the arena if they overlap it) and left
+   * unchanged. A new input shape costs one extra (planning) run.
    */
   runInPlace(feeds: Record<string, Value>): Record<string, Value> {
     const key = this.planKey(feeds);
-    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds, false).plan);
     return this.replay(this.plans.get(key)!, feeds);
   }
 
@@ -110,7 +122,7 @@ export class Engine {
    */
   plannedMemory(feeds: Record<string, Value>): { arenaBytes: number; tensorBytes: Map<string, number> } {
     const key = this.planKey(feeds);
-    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds).plan);
+    if (!this.plans.has(key)) this.plans.set(key, this.planAndRun(feeds, false).plan);
     const plan = this.plans.get(key)!;
     const tensorBytes = new Map<string, number>();
     for (const step of plan.steps) {
@@ -132,12 +144,16 @@ export class Engine {
   dispose(): void {
     for (const plan of this.plans.values()) releasePlan(plan);
     this.plans.clear();
+    this.active = undefined;
     for (const v of this.initializers.values()) if (v instanceof WasmValue) free(v.ptr);
     this.initializers.clear();
   }
 
-  /** The planning run; its outputs are host copies, since its buffers are freed when it ends. */
-  private planAndRun(feeds: Record<string, Value>): { outputs: Record<string, Tensor>; plan: Plan } {
+  /** The planning run; its outputs (with `copy`) are host copies, since its buffers are freed when it ends. */
+  private planAndRun(
+    feeds: Record<string, Value>,
+    copy: boolean,
+  ): { outputs?: Record<string, Tensor>; plan: Plan } {
     const env = new Map<string, Value>(this.initializers);
     const known = new Set<string>(["", ...this.initializers.keys()]);
     const buffers: Buffer[] = [];
@@ -244,7 +260,7 @@ export class Engine {
           if (name && this.lastUse.get(name) === i && !known.has(name)) release(name, steps.length - 1);
         }
       });
-      const outputs = copyOut(this.collectOutputs(env));
+      const outputs = copy ? copyOut(this.collectOutputs(env)) : undefined;
       const plan = layoutArena(steps, buffers, inputBuffers, constants, owned);
       return { outputs, plan };
     } finally {
@@ -253,13 +269,21 @@ export class Engine {
   }
 
   private replay(plan: Plan, feeds: Record<string, Value>): Record<string, Value> {
+    if (plan !== this.active) {
+      // Outputs are valid until the next run, so the last plan's arena can go before this one's is made.
+      if (this.active?.arena) free(this.active.arena);
+      if (this.active) this.active.arena = 0;
+      if (plan.arenaBytes > 0) plan.arena = alloc(plan.arenaBytes);
+      this.active = plan;
+    }
     const env = new Map<string, Value>(this.initializers);
     for (const [name, v] of plan.constants) env.set(name, v);
     for (const input of this.graph.inputs) {
       if (this.initializers.has(input.name)) continue;
       const feed = checkFeed(input.name, feeds);
       const offset = plan.inputOffsets.get(input.name);
-      if (offset === undefined) {
+      if (offset === undefined || outsideArena(plan, feed)) {
+        // A wasm value outside the arena is read where it lies: no step writes to its inputs.
         env.set(input.name, feed);
       } else {
         f32(plan.arena + offset, sizeOf(feed.shape)).set(feed.data as Float32Array);
@@ -286,7 +310,15 @@ export class Engine {
         }
         return plan.arena + step.scratchOffset;
       });
-      const outs = runStep(step.run, ctx, step.node.inputs.map((name) => name ? env.get(name) : undefined));
+      const inputs = step.node.inputs.map((name) => name ? env.get(name) : undefined);
+      let outs: Value[];
+      if (stepObserver) {
+        const t0 = performance.now();
+        outs = runStep(step.run, ctx, inputs);
+        stepObserver(this.graph, step.node, performance.now() - t0);
+      } else {
+        outs = runStep(step.run, ctx, inputs);
+      }
       step.node.outputs.forEach((name, i) => name && outs[i] && env.set(name, outs[i]));
     }
     return this.collectOutputs(env);
@@ -454,10 +486,17 @@ function layoutArena(
     steps,
     constants,
     inputOffsets,
-    arena: arenaBytes > 0 ? alloc(arenaBytes) : 0,
+    arena: 0,
     arenaBytes,
     owned,
   };
+}
+
+/** A wasm value whose bytes the arena does not overlap, so that no step of a replay overwrites it. */
+function outsideArena(plan: Plan, v: Value): boolean {
+  if (!(v instanceof WasmValue)) return false;
+  const end = v.ptr + sizeOf(v.shape) * 4;
+  return end <= plan.arena || v.ptr >= plan.arena + plan.arenaBytes;
 }
 
 function releasePlan(plan: Plan): void {

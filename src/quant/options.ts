@@ -66,11 +66,13 @@ export interface QuantizeOptions {
    */
   mixedPrecision?: MixedPrecisionOptions;
   /**
-   * Bytes the run may use for its activations: the cached block inputs and
-   * targets (outside the wasm heap) and the engine's working memory (inside
-   * it). Forward passes take as many samples at once as fit; a mini-batch that
-   * does not fit in one training run is split into shards whose gradients are
-   * summed. A run that cannot fit fails before it starts, saying what would.
+   * Bytes the run may hold: its copy of the calibration set, the engines'
+   * memory (inside the wasm heap) and the cached block inputs and targets
+   * (outside it). One engine run's arena takes an eighth of it, at most 256
+   * MiB: forward passes take as many samples at once as fit there, and a
+   * mini-batch that does not fit one training run is split into shards whose
+   * gradients are summed. A run that cannot fit fails before it starts,
+   * saying what would.
    */
   memoryBudget: number;
   /**
@@ -124,7 +126,7 @@ export const defaultOptions: Readonly<QuantizeSettings> = Object.freeze({
   attention: Object.freeze({ sigma0: 0.5, decay: 0.8, variant: "expectation" as const }),
   holdout: 64,
   layers: Object.freeze({}),
-  memoryBudget: 4 * 2 ** 30,
+  memoryBudget: 2 * 2 ** 30,
 });
 
 function invalid(message: string): never {

@@ -22,18 +22,21 @@ import { LOSS, roundedInput, stepName, trainingGraph } from "./qgraph.ts";
 
 /** Samples one forward run holds at most (more gains no speed). */
 const MOST_PER_RUN = 64;
-/**
- * Engine runs the working memory holds at once: a run takes at most this share
- * of it, so that as many threads (each running in its own wasm memory) fit
- * the budget side by side.
- */
-const RUNS_AT_ONCE = 4;
 /** Training keeps a block's activations for the backward pass, with their gradients: bytes per forward byte. */
 const TRAINING_FACTOR = 4;
-/** Share of the budget for the engine's working memory (wasm heap); the rest holds the activation caches. */
-const WORKING_SHARE = 0.5;
-/** A wasm32 heap ends at 4 GiB; weights, plans and allocator slack need room beside the working memory. */
-const WORKING_MOST = 3 * 2 ** 30;
+/** Share of the budget one engine run's arena may take. */
+const RUN_SHARE = 1 / 8;
+/** Bytes of one run's arena beyond which more samples per run gain no speed, only memory. */
+const RUN_MOST = 256 * 2 ** 20;
+/** The largest block the wasm allocator hands out (TLSF's 1 GiB, less its overhead): one run's arena must fit. */
+const ARENA_MOST = 2 ** 30 - 2 ** 16;
+/**
+ * The engines' memory in arenas' worth: two engines run at once at most (the
+ * float and quantized models in the fidelity check), with plans and slack.
+ */
+const ENGINE_RUNS = 3;
+/** Copies of the model's weights in wasm memory at once (the same two engines). */
+const WEIGHT_COPIES = 2;
 /** float16 caches of one block boundary alive at once: float input, quantized input, targets, next input. */
 const CACHES_ALIVE = 4;
 
@@ -49,20 +52,45 @@ export interface RunPlan {
   trainingSamples: number;
   /** Whether the activation caches go to the spill store, not fitting the budget. */
   spill: boolean;
-  /** Bytes of the budget for the engine's working memory. */
-  workingBytes: number;
-  /** Estimates in bytes: engine memory per sample forward and training, and the caches' peak. */
-  memory: { forwardPerSample: number; trainingPerSample: number; cachePeak: number };
+  /** Bytes one engine run's arena may take. */
+  runBytes: number;
+  /**
+   * Estimates in bytes: engine memory per sample forward and training, the
+   * caches' peak, what the run holds beside the caches (engines and the
+   * calibration set), and the model's weights.
+   */
+  memory: {
+    forwardPerSample: number;
+    trainingPerSample: number;
+    cachePeak: number;
+    fixedBytes: number;
+    weightBytes: number;
+  };
 }
 
-/** How many samples one engine run may hold when each takes `perSample` bytes of working memory. */
+/**
+ * Threads a run may use: as many as asked, but no more than the budget holds,
+ * since each worker keeps engines of its own (their arenas, as large as its
+ * largest forward or training run of `shardSamples`, and the weights): the
+ * first takes the place of the calling thread's engines (counted in the
+ * plan), the others take what the calibration set, those engines and the
+ * caches held in memory leave. Results do not depend on it.
+ */
+export function threadsFitting(plan: RunPlan, asked: number, shardSamples: number, budget: number): number {
+  const m = plan.memory;
+  const arena = Math.max(plan.forwardSamples * m.forwardPerSample, shardSamples * m.trainingPerSample);
+  const perWorker = Math.max(ENGINE_RUNS * arena + WEIGHT_COPIES * m.weightBytes, 1);
+  const left = budget - m.fixedBytes - (plan.spill ? 0 : m.cachePeak);
+  return Math.max(1, Math.min(asked, 1 + Math.floor(Math.max(0, left) / perWorker)));
+}
+
+/** How many samples one engine run may hold when each takes `perSample` bytes of its arena. */
 export function samplesFitting(
-  plan: Pick<RunPlan, "sampleBySample" | "workingBytes">,
+  plan: Pick<RunPlan, "sampleBySample" | "runBytes">,
   perSample: number,
 ): number {
   if (plan.sampleBySample) return 1;
-  const share = plan.workingBytes / RUNS_AT_ONCE;
-  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(share / Math.max(perSample, 1))));
+  return Math.max(1, Math.min(MOST_PER_RUN, Math.floor(plan.runBytes / Math.max(perSample, 1))));
 }
 
 function samples(calib: CalibrationSet, first: number, count: number): Tensor {
@@ -164,7 +192,7 @@ export function preflight(
   const blocks = partitionBlocks(graph);
   checkBlocks(graph, blocks, weights, acts, o);
 
-  const working = Math.min(o.memoryBudget * WORKING_SHARE, WORKING_MOST);
+  const runBytes = Math.min(o.memoryBudget * RUN_SHARE, RUN_MOST);
   const trainingPerSample = TRAINING_FACTOR * Math.max(
     0,
     ...blocks.map((b) => b.nodes.reduce((n, node) => n + (tensorBytes.get(node.outputs[0]) ?? 0), 0)),
@@ -174,30 +202,48 @@ export function preflight(
     ...blocks.map((b) => (tensorBytes.get(b.outputs[0]) ?? 0) / 4),
   );
   const cachePeak = CACHES_ALIVE * 2 * boundary * calib.count;
-  const advice = "raise the budget (memoryBudget, --memory), or use fewer calibration samples";
+  const weightBytes = [...graph.initializers.values()].reduce((n, t) => n + t.size * 4, 0);
+  const engineBytes = ENGINE_RUNS * runBytes + WEIGHT_COPIES * weightBytes;
+  const fixedBytes = engineBytes + calib.data.byteLength;
+  const budget = `the budget of ${mib(o.memoryBudget)}`;
   const perRun = Math.max(forwardPerSample, trainingPerSample);
-  if (perRun > working) {
+  const perSample = `one sample needs about ${mib(perRun)} of working memory (${
+    mib(forwardPerSample)
+  } forward, ${mib(trainingPerSample)} to train the largest block)`;
+  if (perRun > ARENA_MOST) {
     throw new AttnroundError(
-      "MEMORY_BUDGET",
-      `one sample needs about ${mib(perRun)} of working memory (${mib(forwardPerSample)} forward, ${
-        mib(trainingPerSample)
-      } to train the largest block), more than the ${mib(working)} the budget of ${
-        mib(o.memoryBudget)
-      } allows: raise the budget (memoryBudget, --memory)`,
+      "TOO_LARGE",
+      `${perSample}, more than the ${mib(ARENA_MOST)} one wasm allocation holds: use smaller inputs`,
     );
   }
-  const spill = cachePeak > o.memoryBudget - working;
+  if (perRun > runBytes) {
+    throw new AttnroundError(
+      "MEMORY_BUDGET",
+      `${perSample}, more than the ${
+        mib(runBytes)
+      } one run may take under ${budget}: raise the budget (memoryBudget, --memory)`,
+    );
+  }
+  if (fixedBytes > o.memoryBudget) {
+    throw new AttnroundError(
+      "MEMORY_BUDGET",
+      `the calibration set (${mib(calib.data.byteLength)}) and the engines (about ${
+        mib(engineBytes)
+      }) need more than ${budget}: raise the budget (memoryBudget, --memory), or use fewer calibration samples`,
+    );
+  }
+  const spill = cachePeak > o.memoryBudget - fixedBytes;
   if (spill && !o.spill) {
     throw new AttnroundError(
       "MEMORY_BUDGET",
-      `the cached block inputs and targets of ${calib.count} samples need about ${
+      `the cached block inputs and targets of ${calib.count} calibration samples need about ${
         mib(cachePeak)
-      }, more than the ${mib(o.memoryBudget - working)} the budget of ${
-        mib(o.memoryBudget)
-      } leaves for them: ${advice}`,
+      }, more than the ${
+        mib(o.memoryBudget - fixedBytes)
+      } ${budget} leaves beside the calibration set and the engines: raise the budget (memoryBudget, --memory), or use fewer calibration samples`,
     );
   }
-  const fitting = { sampleBySample: !freed, workingBytes: working };
+  const fitting = { sampleBySample: !freed, runBytes };
   return {
     graph,
     blocks,
@@ -205,6 +251,6 @@ export function preflight(
     ...fitting,
     forwardSamples: samplesFitting(fitting, forwardPerSample),
     trainingSamples: samplesFitting(fitting, trainingPerSample),
-    memory: { forwardPerSample, trainingPerSample, cachePeak },
+    memory: { forwardPerSample, trainingPerSample, cachePeak, fixedBytes, weightBytes },
   };
 }

@@ -20,7 +20,7 @@ import { Engine } from "../engine/engine.ts";
 import { type GraphRunner, runJobs, withRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
-import { preflight, type RunPlan, samplesFitting } from "./preflight.ts";
+import { preflight, type RunPlan, samplesFitting, threadsFitting } from "./preflight.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
   type ActivationQuantizer,
@@ -186,19 +186,11 @@ function holdoutOf(o: QuantizeOptions, calib: CalibrationSet): number {
   return Math.min(o.holdout, Math.floor(calib.count / 4));
 }
 
-/**
- * Threads a run uses: as many as asked, but no more than the budget's working
- * memory holds, since every thread makes its runs in wasm memory of its own.
- */
-function threadsFitting(plan: RunPlan, o: QuantizeOptions, trainCount: number): number {
+/** Threads a run uses: as many as asked and its memory budget holds (threadsFitting), for its shards' size. */
+function threadsFor(plan: RunPlan, o: QuantizeOptions, trainCount: number): number {
   const batch = Math.max(1, Math.min(o.batchSize, trainCount));
   const shard = Math.ceil(batch / shardCount(batch, plan.trainingSamples));
-  const perThread = Math.max(
-    plan.forwardSamples * plan.memory.forwardPerSample,
-    shard * plan.memory.trainingPerSample,
-    1,
-  );
-  return Math.max(1, Math.min(o.threads, Math.floor(plan.workingBytes / perThread)));
+  return threadsFitting(plan, o.threads, shard, o.memoryBudget);
 }
 
 interface SavedState {
@@ -299,7 +291,7 @@ export class QuantizationRun {
     const weights = planWeightQuantizers(model.graph, o);
     const acts = planActivationQuantizers(weights, o);
     const plan = preflight(model.graph, calib, weights, acts, o);
-    const threads = threadsFitting(plan, o, calib.count - holdoutOf(o, calib));
+    const threads = threadsFor(plan, o, calib.count - holdoutOf(o, calib));
     const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
     return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads);
   }

@@ -4,10 +4,28 @@
 // - FakeQuantActivation: LSQ fake quantization with a learned step; in
 //   training graphs optionally with QDrop (each value skips the quantizer with
 //   probability `drop`, drawn afresh every iteration from a Philox stream).
+// And, forward only, the search that sets an activation quantizer's first
+// step (SearchActivationScale), an op so that calibration runs its searches
+// on the threads (quantize.ts).
 import { attrFloat, attrInt } from "../graph/ir.ts";
-import { registerGradients, registerOps, required, TRAINING_DOMAIN, wasmInput } from "../engine/registry.ts";
+import {
+  opError,
+  registerGradients,
+  registerOps,
+  required,
+  TRAINING_DOMAIN,
+  wasmInput,
+} from "../engine/registry.ts";
 import { type Value, WasmValue } from "../engine/value.ts";
-import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
+import {
+  type Drop,
+  dropBelow,
+  lsqBackward,
+  lsqForward,
+  lsqGradScale,
+  NO_DROP,
+  searchActivationScale,
+} from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
 
 /**
@@ -25,6 +43,24 @@ function shardOf(x: WasmValue, shard: Value | undefined): { offset: number; tota
 
 registerOps(
   {
+    /**
+     * inputs: values float32 [n], count int64 [] (how many of them are samples),
+     * bits int64 []; output: [scale, zero] of the activation quantizer the
+     * error search finds for those samples.
+     */
+    SearchActivationScale: (ctx, inputs) => {
+      const node = ctx.node;
+      const values = wasmInput(node, inputs, 0);
+      const count = Number(required(node, inputs, 1).data[0]),
+        bits = Number(required(node, inputs, 2).data[0]);
+      if (!(count >= 0 && count <= values.size)) {
+        throw opError(node, `count ${count} is not within the ${values.size} values`);
+      }
+      const out = ctx.outputF32([2]);
+      const q = searchActivationScale(values.ptr, count, bits);
+      out.data.set([q.scale, q.zero]);
+      return [out];
+    },
     /**
      * inputs: x, step [1], and with attribute drop > 0 rng int64 [2] (seed,
      * iteration); attributes zero, qmin, qmax, drop. outputs: y, and with drop

@@ -14,9 +14,10 @@
 import { AttnroundError, isOptions } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
-import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
+import { fakeQuantNearest, quantLevels } from "../kernels/quant.ts";
 import { Model } from "../model.ts";
 import { Engine } from "../engine/engine.ts";
+import { TRAINING_DOMAIN } from "../engine/registry.ts";
 import { type GraphRunner, runJobs, withRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
@@ -94,11 +95,32 @@ async function runChunks(
   }
 }
 
+/** One activation step search (quant/ops.ts): SEARCH_VALUES values of which `count` are samples, and the bits. */
+const SEARCH_GRAPH: Graph = {
+  nodes: [{
+    name: "search",
+    opType: "SearchActivationScale",
+    domain: TRAINING_DOMAIN,
+    inputs: ["values", "count", "bits"],
+    outputs: ["scale_zero"],
+    attributes: new Map(),
+  }],
+  initializers: new Map(),
+  inputs: [{ name: "values", dtype: "float32" }, { name: "count", dtype: "int64" }, {
+    name: "bits",
+    dtype: "int64",
+  }],
+  outputs: [{ name: "scale_zero" }],
+  opset: 13,
+};
+
 /**
  * Steps of the activation quantizers from the float model's activations (Lp
  * search). The search costs candidates × values: a strided subsample of at
  * most SEARCH_VALUES values per quantizer sets the step as well as millions
- * would, so only that subsample is kept as the samples stream through.
+ * would, so only that subsample is kept as the samples stream through. The
+ * forward passes and then the searches (one per quantizer, all of the same
+ * shape) run on the threads.
  */
 async function initActivationSteps(
   runner: GraphRunner,
@@ -126,7 +148,7 @@ async function initActivationSteps(
   } finally {
     probe.dispose();
   }
-  const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
+  const picked = acts.map(() => ({ values: new Float32Array(SEARCH_VALUES), stride: 0, at: 0, index: 0 }));
   const handle = await runner.load(stepsGraph);
   try {
     await runJobs(
@@ -141,12 +163,17 @@ async function initActivationSteps(
         const n = Math.min(chunk, count - j * chunk);
         acts.forEach((a, i) => {
           const c = out[a.tensor].data as Float32Array, p = picked[i];
-          if (j === 0) {
-            const total = (c.length / n) * count;
-            p.stride = Math.ceil(total / SEARCH_VALUES);
-            p.values = new Float32Array(Math.ceil(total / p.stride));
+          if (j === 0) p.stride = Math.ceil(((c.length / n) * count) / SEARCH_VALUES);
+          for (; p.at < c.length; p.at += p.stride) {
+            const v = c[p.at];
+            if (!Number.isFinite(v)) {
+              throw new AttnroundError(
+                "INVALID_DATA",
+                `the float model's activations at "${a.tensor}" hold NaN or ±Infinity on the calibration data: check the data and the layers before it`,
+              );
+            }
+            p.values[p.index++] = v;
           }
-          for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
           p.at -= c.length;
         });
       },
@@ -154,16 +181,27 @@ async function initActivationSteps(
   } finally {
     runner.unload(handle);
   }
-  acts.forEach((a, i) => {
-    const { values, index } = picked[i];
-    const samples = WasmBuffer.from(values.subarray(0, index));
-    try {
-      const q = searchActivationScale(samples.ptr, index, a.bits);
-      Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
-    } finally {
-      samples.dispose();
-    }
-  });
+  const search = await runner.load(SEARCH_GRAPH);
+  const int64 = (v: number) => new Tensor(new BigInt64Array([BigInt(v)]), []);
+  try {
+    await runJobs(
+      runner,
+      search,
+      acts.length,
+      (i) => ({
+        values: new Tensor(picked[i].values, [SEARCH_VALUES]),
+        count: int64(picked[i].index),
+        bits: int64(acts[i].bits),
+      }),
+      ["scale_zero"],
+      (i, out) => {
+        const [step, zero] = out.scale_zero.data as Float32Array;
+        Object.assign(acts[i], { step, zero, ...quantLevels(acts[i].bits, false) });
+      },
+    );
+  } finally {
+    runner.unload(search);
+  }
 }
 
 function nearestRows(q: WeightQuantizer): Float32Array {

@@ -31,7 +31,8 @@ export interface GraphRunner {
   /**
    * Runs a loaded graph once per job, with the shared feeds and the job's own,
    * and returns the outputs named `outputs` of each job, in job order. The
-   * jobs are split into contiguous runs, one per thread.
+   * jobs are split into contiguous runs, one per thread. The jobs' buffers
+   * may move to the workers (left detached here): give each job buffers of its own.
    */
   run(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[]): Promise<Feeds>[];
   unload(handle: number): void;
@@ -168,23 +169,25 @@ class WorkerPool implements GraphRunner {
     const results: Promise<Feeds>[] = [];
     for (let p = 0; p < parts; p++) {
       const from = Math.floor((p * jobs.length) / parts), to = Math.floor(((p + 1) * jobs.length) / parts);
-      // Each worker gets copies that move to it: one copy of every tensor, where cloning would make several.
-      const transfer: ArrayBuffer[] = [];
-      const moved = (feeds: Feeds): Feeds => {
-        const copy: Feeds = {};
+      // Buffers move to the worker, where cloning would copy them several times: each worker's own
+      // copy of the shared feeds, and the jobs' buffers themselves (copied only when they are views).
+      const transfer = new Set<ArrayBuffer>();
+      const moved = (feeds: Feeds, copy: boolean): Feeds => {
+        const out: Feeds = {};
         for (const [name, t] of Object.entries(feeds)) {
-          copy[name] = new Tensor(t.data.slice(), t.shape, t.dtype);
-          transfer.push(copy[name].data.buffer as ArrayBuffer);
+          const whole = t.data.byteOffset === 0 && t.data.byteLength === t.data.buffer.byteLength;
+          out[name] = copy || !whole ? new Tensor(t.data.slice(), t.shape, t.dtype) : t;
+          transfer.add(out[name].data.buffer as ArrayBuffer);
         }
-        return copy;
+        return out;
       };
       const reply = this.request(this.workers[p], {
         kind: "run",
         handle,
-        shared: moved(shared),
-        jobs: jobs.slice(from, to).map(moved),
+        shared: moved(shared, true),
+        jobs: jobs.slice(from, to).map((job) => moved(job, false)),
         outputs,
-      }, transfer);
+      }, [...transfer]);
       for (let j = from; j < to; j++) {
         results.push(quiet(reply.then((r) => receivedFeeds(r.outputs![j - from]))));
       }

@@ -327,23 +327,20 @@ export async function measureFidelity(
   const n = held.shape[0];
   const per = held.size / n;
   const chunk = Math.max(1, Math.min(most, Math.ceil(n / FIDELITY_PARTS)));
-  const jobs: Feeds[] = [];
-  for (let start = 0; start < n; start += chunk) {
-    const count = Math.min(chunk, n - start);
-    jobs.push({
-      [inputName]: new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
-        count,
-        ...held.shape.slice(1),
-      ]),
+  // The jobs of each model's runs: their buffers move to the workers, so each run gets its own.
+  const jobs = (): Feeds[] =>
+    Array.from({ length: Math.ceil(n / chunk) }, (_, j) => {
+      const start = j * chunk, count = Math.min(chunk, n - start);
+      const x = (held.data as Float32Array).slice(start * per, (start + count) * per);
+      return { [inputName]: new Tensor(x, [count, ...held.shape.slice(1)]) };
     });
-  }
   let signal = 0, noise = 0, agree = 0, kl = 0;
   let classes = 0;
   const floatHandle = await runner.load(float), quantHandle = await runner.load(quantized);
   try {
-    const ys = runner.run(floatHandle, {}, jobs, [outName]),
-      yqs = runner.run(quantHandle, {}, jobs, [outName]);
-    for (let j = 0; j < jobs.length; j++) {
+    const ys = runner.run(floatHandle, {}, jobs(), [outName]),
+      yqs = runner.run(quantHandle, {}, jobs(), [outName]);
+    for (let j = 0; j < ys.length; j++) {
       const y = (await ys[j])[outName], yq = (await yqs[j])[outName];
       const count = y.shape[0];
       const a = y.data as Float32Array, b = yq.data as Float32Array;

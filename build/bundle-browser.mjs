@@ -3,17 +3,18 @@
 // platform refuses `node:*` imports, so the bundle also checks that nothing
 // reachable from mod.ts needs Node.
 //   node build/bundle-browser.mjs [OUTFILE]   (deno task bundle; also run by npm pack)
-import { build } from "esbuild";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { npmSpecifiers, writeBundle } from "./esbuild-common.mjs";
+import { esbuild, nodePaths, npmSpecifiers, writeBundle } from "./esbuild-common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
 
 /** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
 export async function bundleBrowser(outfile = browserBundlePath) {
+  const { build } = await esbuild();
   const result = await build({
+    nodePaths,
     entryPoints: [join(root, "mod.ts")],
     bundle: true,
     format: "esm",

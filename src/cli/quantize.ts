@@ -2,6 +2,7 @@
 // (and, if asked, npz, JSON and HTML) out, with progress on the terminal.
 import {
   type AttentionOptions,
+  AttnroundError,
   defaultOptions,
   init,
   inspectModel,
@@ -21,7 +22,8 @@ import {
   onlyInput,
   sampleLimits,
 } from "./common.ts";
-import { basename, checkOutputs, writeOutputs } from "./files.ts";
+import { CliError } from "./errors.ts";
+import { basename, checkOutputs, readInput, writeOutputs } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -37,9 +39,9 @@ export const quantizeSpec: CommandSpec = {
   flags: {
     calib: {
       type: "string",
-      value: "CALIB.npz",
+      value: "CALIB.npz|.npy",
       required: true,
-      help: "calibration inputs: array x (or the first array); uint8 is scaled by 1/255",
+      help: "calibration inputs: a .npz (array x, or the first array) or a .npy; uint8 is scaled by 1/255",
     },
     out: { type: "string", value: "OUT.onnx", required: true, help: "the quantized model (QDQ ONNX)" },
     w: {
@@ -119,11 +121,20 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    config: {
+      type: "string",
+      value: "FILE.json",
+      help:
+        "quantize's options as JSON, any option of the API's quantize() (holdout, layers, learningRate, " +
+        "activationLearningRate, activationDrop, attention, mixedPrecision, …); flags given beside it override it, " +
+        "and the same options give the same bytes as the API",
+    },
     ...limitFlags,
   },
   examples: [
     "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
     "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
+    "attnround quantize model.onnx --calib calib.npy --limit 256 --config options.json --out m.onnx",
   ],
 };
 
@@ -135,6 +146,28 @@ function withInterrupt<T>(rt: Runtime, out: Console, work: (signal: AbortSignal)
     controller.abort();
   });
   return work(controller.signal).finally(stop);
+}
+
+/** The options of --config FILE.json: a JSON object of quantize()'s options (functions and stores excepted). */
+async function readConfig(rt: Runtime, path: string): Promise<QuantizeOptionsInput> {
+  const text = new TextDecoder().decode(await readInput(rt, path, "--config"));
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`--config ${path} is not JSON (${(e as Error).message})`);
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new CliError(
+      `--config ${path} must hold a JSON object of quantize's options, such as {"weightBits": 4}`,
+    );
+  }
+  for (const key of ["onProgress", "signal", "spill"]) {
+    if (key in config) {
+      throw new CliError(`--config ${path}: ${key} cannot be given in JSON; the command sets it`);
+    }
+  }
+  return config as QuantizeOptionsInput;
 }
 
 export async function quantizeCommand(
@@ -152,7 +185,11 @@ export async function quantizeCommand(
     rt,
     "quantize",
     [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
-    [["the model", modelPath], ["--calib", flags.calib as string]],
+    [
+      ["the model", modelPath],
+      ["--calib", flags.calib as string],
+      ...(flags.config === undefined ? [] : [["--config", flags.config as string] as [string, string]]),
+    ],
   );
   await init();
   const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
@@ -162,20 +199,23 @@ export async function quantizeCommand(
     `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
   );
-  const options: QuantizeOptionsInput = {
-    weightBits: (flags.w as number) ?? defaultOptions.weightBits,
-    activationBits: (flags.a as number) ?? defaultOptions.activationBits,
-    rounding: (flags.rounding as RoundingMode) ?? defaultOptions.rounding,
-    iterations: (flags.iters as number) ?? defaultOptions.iterations,
-    batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
-    seed: (flags.seed as number) ?? defaultOptions.seed,
-  };
-  if (memoryBudget !== undefined) options.memoryBudget = memoryBudget;
-  if (flags.asymmetric === true) options.symmetricWeights = false;
+  const configPath = flags.config as string | undefined;
+  const config = configPath === undefined ? {} : await readConfig(rt, configPath);
+  // The flags given on the command line override the file; the rest are quantize's defaults.
+  const given: QuantizeOptionsInput = {};
+  if (flags.w !== undefined) given.weightBits = flags.w as number;
+  if (flags.a !== undefined) given.activationBits = flags.a as number;
+  if (flags.rounding !== undefined) given.rounding = flags.rounding as RoundingMode;
+  if (flags.iters !== undefined) given.iterations = flags.iters as number;
+  if (flags.batch !== undefined) given.batchSize = flags.batch as number;
+  if (flags.seed !== undefined) given.seed = flags.seed as number;
+  if (memoryBudget !== undefined) given.memoryBudget = memoryBudget;
+  if (flags.asymmetric === true) given.symmetricWeights = false;
+  if (flags.mixed !== undefined) given.mixedPrecision = { averageBits: flags.mixed as number };
+  const options: QuantizeOptionsInput = { ...config, ...given };
   if (flags.variant !== undefined) {
-    options.attention = { variant: flags.variant as AttentionOptions["variant"] };
+    options.attention = { ...config.attention, variant: flags.variant as AttentionOptions["variant"] };
   }
-  if (flags.mixed !== undefined) options.mixedPrecision = { averageBits: flags.mixed as number };
   const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
   let q: QuantizedModel;
   try {
@@ -190,6 +230,12 @@ export async function quantizeCommand(
           onProgress: printer && ((e) => printer.event(e)),
         }),
     );
+  } catch (e) {
+    // quantize checks its options first: with a --config, an option it refuses is most likely the file's.
+    if (configPath !== undefined && e instanceof AttnroundError && e.code === "INVALID_ARGUMENT") {
+      throw new AttnroundError(e.code, `--config ${configPath}: ${e.message}`, { cause: e });
+    }
+    throw e;
   } finally {
     printer?.finish();
   }
@@ -218,7 +264,7 @@ export async function quantizeCommand(
       }, SNR ${
         fid.snrDb.toFixed(1)
       } dB on ${fid.samples} held-back samples): try more --iters or bits (--w, --a)${
-        options.rounding === "attention" ? "" : ", or --rounding attention"
+        report.settings.rounding === "attention" ? "" : ", or --rounding attention"
       }`,
     );
   }
@@ -254,12 +300,12 @@ export async function quantizeCommand(
     report: reportPath,
     html: htmlPath,
     settings: {
-      weightBits: options.weightBits,
-      activationBits: options.activationBits,
-      rounding: options.rounding,
-      iterations: options.iterations,
-      batchSize: options.batchSize,
-      seed: options.seed,
+      weightBits: report.settings.weightBits,
+      activationBits: report.settings.activationBits,
+      rounding: report.settings.rounding,
+      iterations: report.settings.iterations,
+      batchSize: report.settings.batchSize,
+      seed: report.settings.seed,
       symmetricWeights: report.settings.symmetricWeights,
       attentionVariant: report.settings.attention.variant,
       mixedPrecision: options.mixedPrecision,

@@ -27,7 +27,7 @@ commands:
   quantize MODEL.onnx --calib CALIB.npz --out OUT.onnx [options]   quantize a model
   eval MODEL.onnx --data TEST.npz [--compare OTHER.onnx]           top-1 (and agreement) as one JSON line
   inspect MODEL.onnx                                               ops, parameters, blocks, coding length per layer
-  demo [--fast]                                                    quantize the bundled ResNet-18 (from a clone of the repository)
+  demo [--fast]                                                    quantize the bundled ResNet-18 (a clone or the installed package)
 
 "attnround COMMAND --help" shows a command's options; "attnround --version" the version.
 exit status: 0 success, 1 failure, 2 bad usage

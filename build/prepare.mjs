@@ -3,7 +3,8 @@
 // after `npm install` in a clone, before `npm pack`, and when a clone is
 // installed as a folder (`npm i ../attnround`) or from a git URL. A folder
 // install links the folder without installing its dependencies, so when the
-// build tools (esbuild, typescript) or fflate are missing they are installed,
+// build tools (esbuild, typescript) or the packages the bundles take in (fflate,
+// and the CLI's image decoders fast-png and jpeg-js) are missing they are installed,
 // at the versions package.json pins, into node_modules/.attnround-build
 // (a separate prefix: an install in the folder itself would pull every dev
 // dependency).
@@ -16,7 +17,7 @@ import { buildTools } from "./esbuild-common.mjs";
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const pinned = { ...pkg.dependencies, ...pkg.devDependencies };
-const needed = ["esbuild", "typescript", "fflate"];
+const needed = ["esbuild", "typescript", "fflate", "fast-png", "jpeg-js"];
 const missing = needed.filter((name) => !existsSync(join(root, "node_modules", name, "package.json")));
 if (missing.length > 0 && !existsSync(join(buildTools, "node_modules", "esbuild", "package.json"))) {
   // The outer npm's settings (npm_config_*) describe the outer install, not this one.

@@ -309,7 +309,8 @@ Deno.test("cli: src/cli/ reaches the library only through mod.ts, as any client 
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".ts"))) {
     const source = readFileSync(join(dir, file), "utf8");
     for (const [, path] of source.matchAll(/(?:import|export)[^'"]*?from\s*["']([^"']+)["']/g)) {
-      const allowed = path === "../../mod.ts" || path.startsWith("./") || path.startsWith("node:");
+      const allowed = path === "../../mod.ts" || path.startsWith("./") || path.startsWith("node:") ||
+        path.startsWith("npm:");
       assert.ok(allowed, `src/cli/${file} imports ${path}`);
     }
   }

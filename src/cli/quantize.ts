@@ -22,7 +22,8 @@ import {
   onlyInput,
   sampleLimits,
 } from "./common.ts";
-import { CliError } from "./errors.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { loadImages, type Preprocessing } from "./images.ts";
 import { basename, checkOutputs, readInput, writeOutputs } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
@@ -39,9 +40,10 @@ export const quantizeSpec: CommandSpec = {
   flags: {
     calib: {
       type: "string",
-      value: "CALIB.npz|.npy",
+      value: "CALIB.npz|.npy|DIR",
       required: true,
-      help: "calibration inputs: a .npz (array x, or the first array) or a .npy; uint8 is scaled by 1/255",
+      help: "calibration inputs: a .npz (array x, or the first array), a .npy (uint8 is scaled by 1/255), " +
+        "or a folder of PNG/JPEG images (see --resize, --mean, --std, --channels, --layout)",
     },
     out: { type: "string", value: "OUT.onnx", required: true, help: "the quantized model (QDQ ONNX)" },
     w: {
@@ -121,6 +123,34 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    resize: {
+      type: "string",
+      value: "WxH",
+      help: "images: resize each to W×H (bilinear, half-pixel centres); default: the model input's size",
+    },
+    mean: {
+      type: "string",
+      value: "M[,M,M]",
+      help: "images: subtract per channel after scaling to [0, 1], e.g. 0.485,0.456,0.406; default 0",
+    },
+    std: {
+      type: "string",
+      value: "S[,S,S]",
+      help: "images: then divide per channel, e.g. 0.229,0.224,0.225; default 1",
+    },
+    channels: {
+      type: "string",
+      value: "ORDER",
+      choices: ["rgb", "bgr"],
+      default: "rgb",
+      help: "images: colour channel order (a 1-channel model gets the gray level)",
+    },
+    layout: {
+      type: "string",
+      value: "L",
+      choices: ["nchw", "nhwc"],
+      help: "images: tensor layout; default: as the model's input shape says (NCHW if it cannot tell)",
+    },
     config: {
       type: "string",
       value: "FILE.json",
@@ -135,6 +165,8 @@ export const quantizeSpec: CommandSpec = {
     "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
     "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
     "attnround quantize model.onnx --calib calib.npy --limit 256 --config options.json --out m.onnx",
+    "attnround quantize model.onnx --calib images/ --resize 224x224 --mean 0.485,0.456,0.406 " +
+    "--std 0.229,0.224,0.225 --out m.onnx",
   ],
 };
 
@@ -146,6 +178,41 @@ function withInterrupt<T>(rt: Runtime, out: Console, work: (signal: AbortSignal)
     controller.abort();
   });
   return work(controller.signal).finally(stop);
+}
+
+/** A list of numbers such as "0.485,0.456,0.406" for `flag`. */
+function numbers(flag: string, text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const values = text.split(",").map((v) => v.trim() === "" ? NaN : Number(v));
+  if (values.some((v) => !Number.isFinite(v))) {
+    throw new UsageError(
+      `--${flag} takes numbers separated by commas, such as 0.485,0.456,0.406, got "${text}"`,
+      "quantize",
+    );
+  }
+  if (flag === "std" && values.some((v) => v === 0)) {
+    throw new UsageError(`--std must not be 0, got "${text}"`, "quantize");
+  }
+  return values;
+}
+
+/** The image preprocessing the flags ask for. */
+function preprocessing(flags: Record<string, FlagValue>): Preprocessing {
+  let size: [number, number] | undefined;
+  if (flags.resize !== undefined) {
+    const match = /^(\d+)x(\d+)$/i.exec(String(flags.resize).trim());
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+      throw new UsageError(`--resize takes WIDTHxHEIGHT such as 224x224, got "${flags.resize}"`, "quantize");
+    }
+    size = [Number(match[1]), Number(match[2])];
+  }
+  return {
+    size,
+    mean: numbers("mean", flags.mean as string | undefined),
+    std: numbers("std", flags.std as string | undefined),
+    channels: flags.channels as Preprocessing["channels"],
+    layout: flags.layout as Preprocessing["layout"],
+  };
 }
 
 /** The options of --config FILE.json: a JSON object of quantize()'s options (functions and stores excepted). */
@@ -194,7 +261,18 @@ export async function quantizeCommand(
   await init();
   const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
   onlyInput(model, modelPath);
-  const calib = await loadSamples(rt, flags.calib as string, model, "--calib", sampleLimits(flags));
+  const calibPath = flags.calib as string;
+  const calib = (await rt.stat(calibPath).catch(() => undefined))?.kind === "directory"
+    ? {
+      x: await loadImages(
+        rt,
+        calibPath,
+        model.inputs[0],
+        preprocessing(flags),
+        flags.limit as number | undefined,
+      ),
+    }
+    : await loadSamples(rt, calibPath, model, "--calib", sampleLimits(flags));
   out.info(
     `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,

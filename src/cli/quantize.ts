@@ -123,6 +123,17 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    exclude: {
+      type: "string",
+      value: "LIST",
+      help: "layers to leave in float, comma-separated: node names, globs over them ('head*', '/layer4/*') " +
+        "or op types (Gemm)",
+    },
+    "op-types": {
+      type: "string",
+      value: "LIST",
+      help: "quantize only layers of these op types, comma-separated (of Conv, ConvTranspose, Gemm, MatMul)",
+    },
     resize: {
       type: "string",
       value: "WxH",
@@ -165,6 +176,7 @@ export const quantizeSpec: CommandSpec = {
     "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
     "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
     "attnround quantize model.onnx --calib calib.npy --limit 256 --config options.json --out m.onnx",
+    "attnround quantize model.onnx --calib calib.npz --exclude 'head*,Gemm' --out m.onnx",
     "attnround quantize model.onnx --calib images/ --resize 224x224 --mean 0.485,0.456,0.406 " +
     "--std 0.229,0.224,0.225 --out m.onnx",
   ],
@@ -290,6 +302,9 @@ export async function quantizeCommand(
   if (memoryBudget !== undefined) given.memoryBudget = memoryBudget;
   if (flags.asymmetric === true) given.symmetricWeights = false;
   if (flags.mixed !== undefined) given.mixedPrecision = { averageBits: flags.mixed as number };
+  const list = (v: FlagValue) => String(v).split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (flags.exclude !== undefined) given.exclude = list(flags.exclude);
+  if (flags["op-types"] !== undefined) given.opTypes = list(flags["op-types"]);
   const options: QuantizeOptionsInput = { ...config, ...given };
   if (flags.variant !== undefined) {
     options.attention = { ...config.attention, variant: flags.variant as AttentionOptions["variant"] };

@@ -78,6 +78,10 @@ export const quantizeSpec: CommandSpec = {
       type: "boolean",
       help: "asymmetric weights, a zero point per output channel (as BRECQ); symmetric by default",
     },
+    "per-tensor": {
+      type: "boolean",
+      help: "one weight scale per layer instead of one per output channel (perChannelWeights: false)",
+    },
     iters: {
       type: "int",
       value: "N",
@@ -301,6 +305,7 @@ export async function quantizeCommand(
   if (flags.seed !== undefined) given.seed = flags.seed as number;
   if (memoryBudget !== undefined) given.memoryBudget = memoryBudget;
   if (flags.asymmetric === true) given.symmetricWeights = false;
+  if (flags["per-tensor"] === true) given.perChannelWeights = false;
   if (flags.mixed !== undefined) given.mixedPrecision = { averageBits: flags.mixed as number };
   const list = (v: FlagValue) => String(v).split(",").map((x) => x.trim()).filter((x) => x !== "");
   if (flags.exclude !== undefined) given.exclude = list(flags.exclude);

@@ -153,8 +153,16 @@ export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQu
     const m = rowsShape[0], k = rows.length / m;
     const pw = WasmBuffer.from(rows), ps = new WasmBuffer(m), pz = new WasmBuffer(m);
     try {
-      searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
-      const scale = ps.read(), zero = pz.read();
+      let scale: Float32Array, zero: Float32Array;
+      if (o.perChannelWeights === false) {
+        // One scale and zero point for the whole weight, searched over all of it, repeated per channel.
+        searchWeightScales(pw.ptr, 1, m * k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+        const [one, z] = [ps.read()[0], pz.read()[0]];
+        scale = new Float32Array(m).fill(one), zero = new Float32Array(m).fill(z);
+      } else {
+        searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+        scale = ps.read(), zero = pz.read();
+      }
       return {
         layer,
         bits,

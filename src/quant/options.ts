@@ -73,6 +73,11 @@ export interface QuantizeOptions {
    * convention: excluding the first does not move it to the second.
    */
   exclude?: string[];
+  /**
+   * false: one weight scale (and zero point) per layer instead of one per
+   * output channel, as onnxruntime's default per_channel=False. Default true.
+   */
+  perChannelWeights?: boolean;
   /** Only layers of these op types are quantized (`["Conv"]`; of Conv, ConvTranspose, Gemm, MatMul); default all. */
   opTypes?: string[];
   /**
@@ -153,6 +158,7 @@ const optionNames = [
   "mixedPrecision",
   "exclude",
   "opTypes",
+  "perChannelWeights",
   "onProgress",
   "signal",
   "spill",
@@ -257,6 +263,9 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   if (typeof o.symmetricWeights !== "boolean") {
     invalid(`symmetricWeights must be true or false, got ${o.symmetricWeights}`);
+  }
+  if (o.perChannelWeights !== undefined && typeof o.perChannelWeights !== "boolean") {
+    invalid(`perChannelWeights must be true or false, got ${o.perChannelWeights}`);
   }
   const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string" && x !== "");
   if (o.exclude !== undefined) {

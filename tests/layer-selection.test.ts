@@ -1,5 +1,6 @@
-// Leaving layers in float: `exclude` (node names, globs, op types) and
-// `opTypes`, in the API and as --exclude / --op-types on the command line.
+// Which layers are quantized and how finely: `exclude` (node names, globs,
+// op types), `opTypes` and `perChannelWeights`, in the API and as --exclude,
+// --op-types and --per-tensor on the command line.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,8 +16,10 @@ import {
   QuantizationRun,
   quantize,
   readNpz,
+  Tensor,
 } from "../mod.ts";
 import { readFixture } from "./fixtures.ts";
+import { ortNodeRun } from "./ort.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const inDeno = Boolean(process.versions.deno);
@@ -129,7 +132,31 @@ Deno.test("exclude: --exclude and --op-types on the command line", () => {
     const help = cli("quantize", "--help").stdout;
     assert.match(help, /--exclude LIST/);
     assert.match(help, /--op-types LIST/);
+    const perTensor = quantizeWith("--per-tensor");
+    assert.equal(perTensor.code, 0, perTensor.stderr);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+Deno.test("perChannelWeights: false gives one weight scale per layer; the export runs in onnxruntime as q.run does", async () => {
+  const { model, x } = await setup();
+  const q = await quantize(model, x, { iterations: 10, perChannelWeights: false, weightBits: 4 });
+  for (const w of q.weights) assert.equal(new Set(w.scale).size, 1, w.layer.name);
+  const perChannel = await quantize(model, x, { iterations: 10, weightBits: 4 });
+  assert.ok(perChannel.weights.some((w) => new Set(w.scale).size > 1));
+  const batch = new Tensor((x.data as Float32Array).slice(0, 64 * 784), [64, 1, 28, 28]);
+  const expected = q.run({ input: batch }).logits.data as Float32Array;
+  const actual = (await ortNodeRun(q.toOnnx(), { input: batch })).logits.data as Float32Array;
+  const scale = Math.sqrt(expected.reduce((a, v) => a + v * v, 0) / expected.length);
+  const rms = Math.sqrt(expected.reduce((a, v, i) => a + (v - actual[i]) ** 2, 0) / expected.length);
+  assert.ok(rms <= 0.02 * scale, `RMS difference ${rms} against RMS ${scale}`);
+  assert.equal(q.report.settings.perChannelWeights, false);
+  await assert.rejects(
+    quantize(model, x, { perChannelWeights: "no" as unknown as boolean }),
+    /perChannelWeights/,
+  );
+  q.dispose();
+  perChannel.dispose();
+  model.dispose();
 });

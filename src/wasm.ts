@@ -91,6 +91,41 @@ export function wasm(): KernelExports {
   return kernels;
 }
 
+let rawKernels: KernelExports | undefined;
+
+/**
+ * Profiling (bench/profile.ts): with a recorder, every kernel call through
+ * wasm() is timed and reported by export name; without one, the raw exports
+ * are back, so the normal path pays nothing. Calls made inside another
+ * kernel's call are not seen (wasm calls wasm directly).
+ */
+export function timeKernelCalls(record?: (name: string, ms: number) => void): void {
+  wasm();
+  rawKernels ??= kernels!;
+  if (!record) {
+    kernels = rawKernels;
+    return;
+  }
+  const raw = rawKernels as unknown as Record<string, unknown>;
+  const timed: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (typeof value !== "function" || name === "alloc" || name === "free") {
+      timed[name] = value;
+      continue;
+    }
+    const call = value as (...args: number[]) => number;
+    timed[name] = (...args: number[]) => {
+      const t0 = performance.now();
+      try {
+        return call(...args);
+      } finally {
+        record(name, performance.now() - t0);
+      }
+    };
+  }
+  kernels = timed as unknown as KernelExports;
+}
+
 function refreshViews(): void {
   const buffer = wasm().memory.buffer;
   if (buffer !== viewBuffer) {

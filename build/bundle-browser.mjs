@@ -4,10 +4,17 @@
 // platform refuses `node:*` imports, so the bundle also checks that nothing
 // reachable from mod.ts needs Node.
 //   node build/bundle-browser.mjs [OUTFILE]   (deno task bundle; also run by npm pack)
-import { build } from "esbuild";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { bundleWorker, npmSpecifiers, WORKER_BUNDLE, workerScript, writeBundle } from "./esbuild-common.mjs";
+import {
+  bundleWorker,
+  esbuild,
+  nodePaths,
+  npmSpecifiers,
+  WORKER_BUNDLE,
+  workerScript,
+  writeBundle,
+} from "./esbuild-common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
@@ -18,7 +25,9 @@ export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
  */
 export async function bundleBrowser(outfile = browserBundlePath) {
   await bundleWorker(join(dirname(outfile), WORKER_BUNDLE));
+  const { build } = await esbuild();
   const result = await build({
+    nodePaths,
     entryPoints: [join(root, "mod.ts")],
     bundle: true,
     format: "esm",

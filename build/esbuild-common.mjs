@@ -1,11 +1,33 @@
 // What the esbuild scripts share: build/bundle-cli.mjs, build/bundle-browser.mjs,
 // tests/run-node.mjs and tests/edge-runtime.mjs.
-import { build } from "esbuild";
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Where build/prepare.mjs installs the build tools when the folder has none (a folder install). */
+export const buildTools = join(root, "node_modules", ".attnround-build");
+
+/** `node_modules` folders to resolve packages from: the project's, then the build tools'. */
+export const nodePaths = [join(root, "node_modules"), join(buildTools, "node_modules")];
+
+/** The path of `name/sub` from the project's node_modules or else the build tools'. */
+export function resolvePackage(name, sub = "package.json") {
+  for (const dir of nodePaths) {
+    if (existsSync(join(dir, name, "package.json"))) return join(dir, name, sub);
+  }
+  return createRequire(import.meta.url).resolve(`${name}/${sub}`);
+}
+
+/** esbuild, from the project's node_modules or else the build tools'. */
+export async function esbuild() {
+  const local = join(nodePaths[0], "esbuild", "package.json");
+  if (existsSync(local)) return await import("esbuild");
+  const require = createRequire(resolvePackage("esbuild"));
+  return await import(pathToFileURL(require.resolve("esbuild")).href);
+}
 
 /**
  * Deno's `npm:name@version/path` specifiers as the bare `name/path` Node resolves.
@@ -63,7 +85,9 @@ export function workerScript(url) {
 
 /** Bundles src/worker.ts (the kernels come from the main thread's module, not embedded) into `outfile`. */
 export async function bundleWorker(outfile) {
+  const { build } = await esbuild();
   const result = await build({
+    nodePaths,
     entryPoints: [join(root, "src", "worker.ts")],
     bundle: true,
     format: "esm",

@@ -18,7 +18,7 @@ import { type Files, haveChromium, withChromium } from "./chromium.ts";
 import { inOtherRuntime, otherRuntime, SAME_RUNS, sameRunNpz, sha256Hex } from "./determinism.ts";
 import { readFixture } from "./fixtures.ts";
 
-const chromiumInstalled = haveChromium("browser");
+const chromiumInstalled = haveChromium("tests/browser.test.ts (the browser tests)");
 const root = fileURLToPath(new URL("..", import.meta.url));
 const BUNDLE = "attnround.browser.mjs";
 const WORKER = "attnround.worker.mjs";

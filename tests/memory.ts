@@ -26,7 +26,13 @@ const model = loadModel(readFixture("resnet18_fmnist.onnx"));
 const calibration = imagesToInput(readNpz(readFixture("calib.npz")).x);
 const rssBeforeBytes = peakRss();
 const start = performance.now();
-const q = await quantize(model, calibration, { weightBits: 4, activationBits: 4, iterations, seed: 1, threads });
+const q = await quantize(model, calibration, {
+  weightBits: 4,
+  activationBits: 4,
+  iterations,
+  seed: 1,
+  threads,
+});
 const seconds = (performance.now() - start) / 1000;
 console.log(JSON.stringify({
   peakRssBytes: peakRss(),

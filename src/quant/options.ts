@@ -66,6 +66,22 @@ export interface QuantizeOptions {
    */
   mixedPrecision?: MixedPrecisionOptions;
   /**
+   * Layers left in float (neither their weights nor their inputs quantized),
+   * each entry a node name, a glob over node names (`*` any run of
+   * characters, `?` one), or an op type (`"Gemm"`): ONNX Runtime's
+   * `nodes_to_exclude`, NNCF's `IgnoredScope`. An entry that matches no layer
+   * is an error. The first and last layer keep their place in the 8-bit
+   * convention: excluding the first does not move it to the second.
+   */
+  exclude?: string[];
+  /**
+   * false: one weight scale (and zero point) per layer instead of one per
+   * output channel, as onnxruntime's default per_channel=False. Default true.
+   */
+  perChannelWeights?: boolean;
+  /** Only layers of these op types are quantized (`["Conv"]`; of Conv, ConvTranspose, Gemm, MatMul); default all. */
+  opTypes?: string[];
+  /**
    * Bytes the run may hold: its copy of the calibration set, the engines'
    * memory (inside the wasm heap) and the cached block inputs and targets
    * (outside it). One engine run's arena takes an eighth of it, at most 256
@@ -148,11 +164,17 @@ export const MAX_SEED = 2 ** 32 - 1;
 const optionNames = [
   ...Object.keys(defaultOptions),
   "mixedPrecision",
+  "exclude",
+  "opTypes",
+  "perChannelWeights",
   "onProgress",
   "signal",
   "spill",
   "threads",
 ];
+
+/** The op types that can be quantized layers. */
+export const LAYER_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
 /** Refuses keys of `value` that are not `known` (a typo would otherwise be ignored), with a did-you-mean. */
 function knownKeys(what: string, value: object, known: readonly string[]): void {
@@ -252,6 +274,25 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   if (typeof o.symmetricWeights !== "boolean") {
     invalid(`symmetricWeights must be true or false, got ${o.symmetricWeights}`);
+  }
+  if (o.perChannelWeights !== undefined && typeof o.perChannelWeights !== "boolean") {
+    invalid(`perChannelWeights must be true or false, got ${o.perChannelWeights}`);
+  }
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string" && x !== "");
+  if (o.exclude !== undefined) {
+    if (!strings(o.exclude)) {
+      invalid(`exclude must be an array of node names, globs or op types, such as ["/fc/Gemm", "head*"]`);
+    }
+    o.exclude = [...o.exclude];
+  }
+  if (o.opTypes !== undefined) {
+    if (!strings(o.opTypes)) invalid(`opTypes must be an array of op types, such as ["Conv", "Gemm"]`);
+    for (const t of o.opTypes) {
+      if (!LAYER_OP_TYPES.includes(t)) {
+        invalid(`opTypes: "${t}" is not an op type quantized layers have (${LAYER_OP_TYPES.join(", ")})`);
+      }
+    }
+    o.opTypes = [...o.opTypes];
   }
   return o;
 }

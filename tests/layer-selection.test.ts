@@ -75,8 +75,8 @@ Deno.test("exclude: the first layer keeps its place in the 8-bit convention, and
   const options = { iterations: 3, exclude: ["/conv1/Conv"], weightBits: 3, activationBits: 4 };
   const run = await QuantizationRun.start(model, x, options);
   const resumed = await QuantizationRun.resume(model, x, run.state());
-  while (!resumed.advance({ milliseconds: 10_000 }));
-  assert.deepEqual(resumed.result().toOnnx(), bytes);
+  while (!(await resumed.advance({ milliseconds: 10_000 })));
+  assert.deepEqual((await resumed.result()).toOnnx(), bytes);
   run.dispose();
   resumed.dispose();
   model.dispose();

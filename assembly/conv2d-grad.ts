@@ -9,21 +9,23 @@
 // their own scatter kernel below.
 //
 // dW[m, k] = Σ_images Σ_pixels dy[m, p] · X[k, p], with k = (ci, ky, kx) and X
-// the implicit im2col of the forward: the input is prepared into padded,
-// phase-split planes (assembly/planes.ts) so that X[k, four adjacent outputs]
-// is one v128 load at `quad base + offsets[k]`, and dy is copied into panels
-// of four output channels with zero lanes past each row, so that one load
-// gives four pixels of one channel. The micro-kernel holds 4 channels × 2 taps
-// of four-lane partial sums over a chunk of images and adds their horizontal
-// sums into dW. Small outputs use an im2col of the chunk instead of planes,
-// and 1×1 convs whose outputs are whole quads read dy (and x) in place: see
+// the implicit im2col of the forward, is a GEMM whose reduction runs over
+// pixels, computed as the GEMM micro-kernel computes one (assembly/gemm.ts):
+// dy is packed into panels of eight output channels per pixel, and a tile of
+// four taps × eight channels multiplies each tap's input (one splatted load,
+// from the forward's prepared planes, an im2col of small outputs, or x itself
+// for pointwise convs) by a pixel's eight gradients, in eight registers, over
+// every pixel of a chunk of images; no horizontal sums. See
 // conv2dBackwardWeights. Depthwise convs reduce one channel plane at a time.
+import { depthwise3x3ChannelsScatter, depthwise3x3ChannelsWeights } from "./depthwise";
 import { Geometry } from "./geometry";
-import { preparePlanes } from "./planes";
+import { preparePlanes, zeroFloats } from "./planes";
 
-const MR = 4;
-// Quads per block of a flat weight-gradient reduction.
-const BLOCK_QUADS = 64;
+// Output channels per panel of packed dy, taps per tile of the weight gradient.
+const NR = 8;
+const TR = 4;
+// Bytes of tap inputs a block of the weight gradient keeps in L1.
+const TAP_BLOCK_BYTES = 16384;
 
 // ONNX weights [m, cg, kh, kw] → [c, mg, kh, kw] with the taps reversed: the
 // weights of the convolution that maps dy back to dX at unit stride.
@@ -46,74 +48,6 @@ export function conv2dFlipWeights(m: i32, group: i32, cg: i32, taps: i32, w: usi
 function hsum(v: v128): f32 {
   return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) +
     (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
-}
-
-// dy of one image → per group, ceil(mg/MR) panels of [outH][quads][MR][4]:
-// the four pixels of a quad for MR channels side by side, zero past each row
-// and for channels past the group's.
-function packRowsGradient(dy: usize, group: i32, mg: i32, outH: i32, outW: i32, quads: i32, dst: usize): void {
-  const panels = (mg + MR - 1) / MR;
-  const plane = outH * outW;
-  const zero = f32x4.splat(0);
-  for (let g = 0; g < group; g++) {
-    for (let p = 0; p < panels; p++) {
-      for (let r = 0; r < outH; r++) {
-        for (let q = 0; q < quads; q++) {
-          const ow = q << 2;
-          for (let l = 0; l < MR; l++) {
-            const mi = p * MR + l;
-            const d = dst + (<usize> l << 4);
-            if (mi >= mg) {
-              v128.store(d, zero);
-              continue;
-            }
-            const src = dy + ((<usize> (g * mg + mi) * plane + <usize> r * outW + ow) << 2);
-            if (ow + 4 <= outW) {
-              v128.store(d, v128.load(src));
-            } else {
-              for (let i = 0; i < 4; i++) {
-                store<f32>(d + (<usize> i << 2), ow + i < outW ? load<f32>(src + (<usize> i << 2)) : 0);
-              }
-            }
-          }
-          dst += MR << 4;
-        }
-      }
-    }
-  }
-}
-
-// dy of nb images → per group, ceil(mg/MR) panels of [quads][MR][4] over the
-// images' pixels one after the other (quads·4 ≥ nb·outH·outW), zero past them
-// and for channels past the group's.
-function packFlatGradient(dy: usize, nb: i32, m: i32, group: i32, mg: i32, plane: i32, quads: i32, dst: usize): void {
-  const panels = (mg + MR - 1) / MR;
-  const zero = f32x4.splat(0);
-  const total = nb * plane;
-  for (let g = 0; g < group; g++) {
-    for (let p = 0; p < panels; p++) {
-      for (let q = 0; q < quads; q++) {
-        const t = q << 2;
-        const img = t / plane, pix = t - img * plane;
-        for (let l = 0; l < MR; l++) {
-          const ch = g * mg + p * MR + l;
-          const d = dst + (<usize> l << 4);
-          if (p * MR + l >= mg) {
-            v128.store(d, zero);
-          } else if (pix + 4 <= plane && t + 4 <= total) {
-            v128.store(d, v128.load(dy + ((<usize> (img * m + ch) * plane + pix) << 2)));
-          } else {
-            for (let i = 0; i < 4; i++) {
-              const ti = t + i, ji = ti / plane;
-              const v: f32 = ti < total ? load<f32>(dy + ((<usize> (ji * m + ch) * plane + ti - ji * plane) << 2)) : 0;
-              store<f32>(d + (<usize> i << 2), v);
-            }
-          }
-        }
-        dst += MR << 4;
-      }
-    }
-  }
 }
 
 // im2col of nb images: row k = (ci, ky, kx) of dst (rowFloats apart) holds
@@ -153,9 +87,9 @@ function im2colFlat(
           for (let oh = 0; oh < outH; oh++) {
             const ih = oh * sh - padTop + ky * dh;
             if (ih < 0 || ih >= h) {
-              memory.fill(o, 0, <usize> outW << 2);
+              zeroFloats(o, outW);
             } else {
-              memory.fill(o, 0, <usize> ow0 << 2);
+              zeroFloats(o, ow0);
               let s = src + (<usize> (ih * w + ow0 * sw + shift) << 2);
               let d = o + (<usize> ow0 << 2);
               let ow = ow0;
@@ -171,169 +105,186 @@ function im2colFlat(
                 s += <usize> sw << 2;
                 d += 4;
               }
-              memory.fill(d, 0, <usize> (outW - ow1) << 2);
+              zeroFloats(d, outW - ow1);
             }
             o += <usize> outW << 2;
           }
         }
-        memory.fill(o, 0, <usize> (rowFloats - nb * plane) << 2);
+        zeroFloats(o, rowFloats - nb * plane);
       }
     }
   }
 }
 
-// Four channels × two taps, summed over `rows` rows of `quads` quads in each
-// of nb images. xa, xb: the two taps' first quads in the first image; d: the
-// dy panel of the first image. Adds the sums to out (row stride os bytes),
-// rows < `rows4` and the second tap only if `two`.
-function weightTile(
-  xa: usize,
-  xb: usize,
+// dy of nb images (m channels of `plane` pixels each) → per group, ceil(mg/8)
+// panels of [nb·plane][8]: for each pixel, in image order, the panel's eight
+// channels side by side (zero past the group's), so that one pixel's
+// gradients for eight output channels are two v128 loads. Four pixels of
+// eight full channels at a time, as two 4×4 transposes.
+function packGradientPanels(dy: usize, nb: i32, m: i32, group: i32, mg: i32, plane: i32, dst: usize): void {
+  const panels = (mg + NR - 1) / NR;
+  const planeBytes = <usize> plane << 2;
+  const imageOut = <usize> m * planeBytes;
+  for (let g = 0; g < group; g++) {
+    for (let pn = 0; pn < panels; pn++) {
+      const chans = min(NR, mg - pn * NR);
+      let d = dst + ((<usize> (g * panels + pn) * nb * plane) << 5);
+      for (let j = 0; j < nb; j++) {
+        const src = dy + <usize> j * imageOut + <usize> (g * mg + pn * NR) * planeBytes;
+        let p = 0;
+        if (chans == NR) {
+          for (; p + 4 <= plane; p += 4) {
+            const o = src + (<usize> p << 2);
+            const v0 = v128.load(o), v1 = v128.load(o + planeBytes);
+            const v2 = v128.load(o + 2 * planeBytes), v3 = v128.load(o + 3 * planeBytes);
+            const v4 = v128.load(o + 4 * planeBytes), v5 = v128.load(o + 5 * planeBytes);
+            const v6 = v128.load(o + 6 * planeBytes), v7 = v128.load(o + 7 * planeBytes);
+            const t0 = i32x4.shuffle(v0, v1, 0, 4, 1, 5), t1 = i32x4.shuffle(v2, v3, 0, 4, 1, 5);
+            const t2 = i32x4.shuffle(v0, v1, 2, 6, 3, 7), t3 = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+            const u0 = i32x4.shuffle(v4, v5, 0, 4, 1, 5), u1 = i32x4.shuffle(v6, v7, 0, 4, 1, 5);
+            const u2 = i32x4.shuffle(v4, v5, 2, 6, 3, 7), u3 = i32x4.shuffle(v6, v7, 2, 6, 3, 7);
+            v128.store(d, i32x4.shuffle(t0, t1, 0, 1, 4, 5));
+            v128.store(d, i32x4.shuffle(u0, u1, 0, 1, 4, 5), 16);
+            v128.store(d, i32x4.shuffle(t0, t1, 2, 3, 6, 7), 32);
+            v128.store(d, i32x4.shuffle(u0, u1, 2, 3, 6, 7), 48);
+            v128.store(d, i32x4.shuffle(t2, t3, 0, 1, 4, 5), 64);
+            v128.store(d, i32x4.shuffle(u2, u3, 0, 1, 4, 5), 80);
+            v128.store(d, i32x4.shuffle(t2, t3, 2, 3, 6, 7), 96);
+            v128.store(d, i32x4.shuffle(u2, u3, 2, 3, 6, 7), 112);
+            d += 128;
+          }
+        }
+        for (; p < plane; p++) {
+          const o = src + (<usize> p << 2);
+          for (let r = 0; r < NR; r++) {
+            store<f32>(d + (<usize> r << 2), r < chans ? load<f32>(o + <usize> r * planeBytes) : 0);
+          }
+          d += 32;
+        }
+      }
+    }
+  }
+}
+
+// Four taps × eight output channels of the weight gradient, as the GEMM
+// micro-kernel computes a tile: for every pixel, each tap's input value
+// (splatted) times the eight channels' gradients of that pixel (packed dy, b),
+// summed in eight registers and added to c (four rows of eight floats, cs
+// bytes apart) at the end. The taps' inputs for image j, row r, column w are
+// at x0..x3 + j·xImage + r·xRow + 4·w; b holds nb·rows·cols pixels in that
+// order.
+function gradientTile(
+  x0: usize,
+  x1: usize,
+  x2: usize,
+  x3: usize,
   xImage: usize,
   xRow: usize,
-  d: usize,
-  dImage: usize,
   nb: i32,
   rows: i32,
-  quads: i32,
-  out: usize,
-  os: usize,
-  rows4: i32,
-  two: bool,
+  cols: i32,
+  b: usize,
+  c: usize,
+  cs: usize,
 ): void {
-  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
-  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
-  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
-  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
   for (let j = 0; j < nb; j++) {
-    let dp = d + <usize> j * dImage;
     for (let r = 0; r < rows; r++) {
-      let p0 = xa + <usize> j * xImage + <usize> r * xRow;
-      let p1 = xb + <usize> j * xImage + <usize> r * xRow;
-      for (let q = 0; q < quads; q++) {
-        const x0 = v128.load(p0);
-        const x1 = v128.load(p1);
-        let v = v128.load(dp);
-        a00 = f32x4.add(a00, f32x4.mul(v, x0));
-        a01 = f32x4.add(a01, f32x4.mul(v, x1));
-        v = v128.load(dp, 16);
-        a10 = f32x4.add(a10, f32x4.mul(v, x0));
-        a11 = f32x4.add(a11, f32x4.mul(v, x1));
-        v = v128.load(dp, 32);
-        a20 = f32x4.add(a20, f32x4.mul(v, x0));
-        a21 = f32x4.add(a21, f32x4.mul(v, x1));
-        v = v128.load(dp, 48);
-        a30 = f32x4.add(a30, f32x4.mul(v, x0));
-        a31 = f32x4.add(a31, f32x4.mul(v, x1));
-        p0 += 16;
-        p1 += 16;
-        dp += MR << 4;
+      const o = <usize> j * xImage + <usize> r * xRow;
+      let p0 = x0 + o, p1 = x1 + o, p2 = x2 + o, p3 = x3 + o;
+      const end = b + (<usize> cols << 5);
+      // Two pixels per step: the second one's loads take constant offsets.
+      const end2 = b + (<usize> (cols & ~1) << 5);
+      while (b < end2) {
+        let b0 = v128.load(b), b1 = v128.load(b, 16);
+        let a = v128.load32_splat(p0);
+        c00 = f32x4.add(c00, f32x4.mul(a, b0));
+        c01 = f32x4.add(c01, f32x4.mul(a, b1));
+        a = v128.load32_splat(p1);
+        c10 = f32x4.add(c10, f32x4.mul(a, b0));
+        c11 = f32x4.add(c11, f32x4.mul(a, b1));
+        a = v128.load32_splat(p2);
+        c20 = f32x4.add(c20, f32x4.mul(a, b0));
+        c21 = f32x4.add(c21, f32x4.mul(a, b1));
+        a = v128.load32_splat(p3);
+        c30 = f32x4.add(c30, f32x4.mul(a, b0));
+        c31 = f32x4.add(c31, f32x4.mul(a, b1));
+        b0 = v128.load(b, 32);
+        b1 = v128.load(b, 48);
+        a = v128.load32_splat(p0, 4);
+        c00 = f32x4.add(c00, f32x4.mul(a, b0));
+        c01 = f32x4.add(c01, f32x4.mul(a, b1));
+        a = v128.load32_splat(p1, 4);
+        c10 = f32x4.add(c10, f32x4.mul(a, b0));
+        c11 = f32x4.add(c11, f32x4.mul(a, b1));
+        a = v128.load32_splat(p2, 4);
+        c20 = f32x4.add(c20, f32x4.mul(a, b0));
+        c21 = f32x4.add(c21, f32x4.mul(a, b1));
+        a = v128.load32_splat(p3, 4);
+        c30 = f32x4.add(c30, f32x4.mul(a, b0));
+        c31 = f32x4.add(c31, f32x4.mul(a, b1));
+        p0 += 8;
+        p1 += 8;
+        p2 += 8;
+        p3 += 8;
+        b += 64;
+      }
+      while (b < end) {
+        const b0 = v128.load(b), b1 = v128.load(b, 16);
+        let a = v128.load32_splat(p0);
+        c00 = f32x4.add(c00, f32x4.mul(a, b0));
+        c01 = f32x4.add(c01, f32x4.mul(a, b1));
+        a = v128.load32_splat(p1);
+        c10 = f32x4.add(c10, f32x4.mul(a, b0));
+        c11 = f32x4.add(c11, f32x4.mul(a, b1));
+        a = v128.load32_splat(p2);
+        c20 = f32x4.add(c20, f32x4.mul(a, b0));
+        c21 = f32x4.add(c21, f32x4.mul(a, b1));
+        a = v128.load32_splat(p3);
+        c30 = f32x4.add(c30, f32x4.mul(a, b0));
+        c31 = f32x4.add(c31, f32x4.mul(a, b1));
+        p0 += 4;
+        p1 += 4;
+        p2 += 4;
+        p3 += 4;
+        b += 32;
       }
     }
   }
-  addTile(out, os, rows4, two, a00, a01, a10, a11, a20, a21, a30, a31);
+  v128.store(c, f32x4.add(v128.load(c), c00));
+  v128.store(c, f32x4.add(v128.load(c, 16), c01), 16);
+  c += cs;
+  v128.store(c, f32x4.add(v128.load(c), c10));
+  v128.store(c, f32x4.add(v128.load(c, 16), c11), 16);
+  c += cs;
+  v128.store(c, f32x4.add(v128.load(c), c20));
+  v128.store(c, f32x4.add(v128.load(c, 16), c21), 16);
+  c += cs;
+  v128.store(c, f32x4.add(v128.load(c), c30));
+  v128.store(c, f32x4.add(v128.load(c, 16), c31), 16);
 }
 
-// The same tile with dy read in place: the four channels' rows at d, d + c1,
-// d + c2, d + c3 (rows past the group's point at row 0 and are not stored),
-// quads·4 pixels per image, no lanes past them: for outputs of a multiple of
-// four pixels, which then need no packing of dy.
-function weightTileRows(
-  xa: usize,
-  xb: usize,
-  xImage: usize,
-  d: usize,
-  c1: usize,
-  c2: usize,
-  c3: usize,
-  dImage: usize,
-  nb: i32,
-  quads: i32,
-  out: usize,
-  os: usize,
-  rows4: i32,
-  two: bool,
-): void {
-  let a00 = f32x4.splat(0), a01 = f32x4.splat(0);
-  let a10 = f32x4.splat(0), a11 = f32x4.splat(0);
-  let a20 = f32x4.splat(0), a21 = f32x4.splat(0);
-  let a30 = f32x4.splat(0), a31 = f32x4.splat(0);
-  for (let j = 0; j < nb; j++) {
-    let dp = d + <usize> j * dImage;
-    let p0 = xa + <usize> j * xImage;
-    let p1 = xb + <usize> j * xImage;
-    for (let q = 0; q < quads; q++) {
-      const x0 = v128.load(p0);
-      const x1 = v128.load(p1);
-      let v = v128.load(dp);
-      a00 = f32x4.add(a00, f32x4.mul(v, x0));
-      a01 = f32x4.add(a01, f32x4.mul(v, x1));
-      v = v128.load(dp + c1);
-      a10 = f32x4.add(a10, f32x4.mul(v, x0));
-      a11 = f32x4.add(a11, f32x4.mul(v, x1));
-      v = v128.load(dp + c2);
-      a20 = f32x4.add(a20, f32x4.mul(v, x0));
-      a21 = f32x4.add(a21, f32x4.mul(v, x1));
-      v = v128.load(dp + c3);
-      a30 = f32x4.add(a30, f32x4.mul(v, x0));
-      a31 = f32x4.add(a31, f32x4.mul(v, x1));
-      p0 += 16;
-      p1 += 16;
-      dp += 16;
-    }
-  }
-  addTile(out, os, rows4, two, a00, a01, a10, a11, a20, a21, a30, a31);
-}
-
-// Adds a tile's horizontal sums to dW: rows < rows4 (os bytes apart), the second tap if `two`.
-function addTile(
-  out: usize,
-  os: usize,
-  rows4: i32,
-  two: bool,
-  a00: v128,
-  a01: v128,
-  a10: v128,
-  a11: v128,
-  a20: v128,
-  a21: v128,
-  a30: v128,
-  a31: v128,
-): void {
-  store<f32>(out, load<f32>(out) + hsum(a00));
-  if (two) store<f32>(out, load<f32>(out, 4) + hsum(a01), 4);
-  if (rows4 > 1) {
-    out += os;
-    store<f32>(out, load<f32>(out) + hsum(a10));
-    if (two) store<f32>(out, load<f32>(out, 4) + hsum(a11), 4);
-  }
-  if (rows4 > 2) {
-    out += os;
-    store<f32>(out, load<f32>(out) + hsum(a20));
-    if (two) store<f32>(out, load<f32>(out, 4) + hsum(a21), 4);
-  }
-  if (rows4 > 3) {
-    out += os;
-    store<f32>(out, load<f32>(out) + hsum(a30));
-    if (two) store<f32>(out, load<f32>(out, 4) + hsum(a31), 4);
-  }
-}
-
-// dW [m, c/group, kh, kw] of a non-depthwise conv, overwritten; `chunk`
-// images at a time. Layouts (`flat`):
-// - 0: per image the prepared planes (c·sw·hp·wq floats + 16) and dy packed
-//   by rows of ceil(outW/4) quads;
-// - 1 (1×1 kernels, and small outputs where rows are a few quads): the
-//   chunk's im2col, c·kh·kw rows of round4(chunk·outH·outW) floats, and dy
-//   packed over the same flattened pixels: one long reduction per tile;
-// - 2 (1×1 kernels with outH·outW a multiple of four): x gathered to the
-//   output pixels, or x itself at stride 1 without pads, with dy read in place.
-// Workspace (bytes): kTotal i32 offsets rounded up to 16, then the input
-// layout, then the dy panels (group·ceil(mg/4) panels of 64 bytes per quad),
-// sized as src/kernels/conv2d-grad.ts computes them.
+// dW [m, c/group, kh, kw] of a non-depthwise conv, overwritten, as a GEMM
+// over pixels: per group, dWᵀ [taps, channels] = Σ_pixels X[tap, p] · dy[p, channel],
+// `chunk` images at a time, in 4 × 8 tiles (gradientTile) that read the
+// inputs in place and dy packed by packGradientPanels. The taps' inputs
+// (`layout`):
+// - 0: per image the prepared planes (c·sw·hp·wq floats + 16, rounded up to
+//   16 bytes), read row by row, tap k at offsets[k] as in the forward;
+// - 1 (small outputs and 1×1 kernels other than pointwise): the chunk's
+//   im2col, c·kh·kw rows of chunk·outH·outW floats, one long run per tap;
+// - 2 (1×1 at stride 1 without pads): x itself, channel k of each image.
+// Workspace (bytes): kTotal i32 offsets rounded up to 16; the sums, group ×
+// round4(kTotal) × round8(mg) floats; the inputs of layouts 0 and 1; the dy
+// panels, group·ceil(mg/8) × chunk·outH·outW × 32 bytes; as
+// src/kernels/conv2d-grad.ts computes them. Each chunk's sums are added to
+// the running ones, in chunk order.
 export function conv2dBackwardWeights(
   geometry: usize,
-  flat: i32,
+  layout: i32,
   chunk: i32,
   x: usize,
   dy: usize,
@@ -345,79 +296,100 @@ export function conv2dBackwardWeights(
   const sh = geo.strideH, sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft;
   const dh = geo.dilationH, dw = geo.dilationW, group = geo.group, outH = geo.outH, outW = geo.outW;
   const hp = geo.hp, wq = geo.wq;
-  if (flat == 2) {
-    weightsInPlace(n, c, h, w, m, kh, kw, sh, sw, padTop, padLeft, dh, dw, group, outH, outW, chunk, x, dy, dwt, workspace);
-    return;
-  }
   const cg = c / group;
   const mg = m / group;
   const kTotal = cg * kh * kw;
-  const panels = (mg + MR - 1) / MR;
+  const kRows = (kTotal + TR - 1) & ~(TR - 1);
+  const mCols = (mg + NR - 1) & ~(NR - 1);
+  const panels = mCols / NR;
   const plane = outH * outW;
-  // Flat: one "image" of one row holding the whole chunk.
-  const quads = flat ? (chunk * plane + 3) >> 2 : (outW + 3) >> 2;
-  const rows = flat ? 1 : outH;
-  const kFloats = flat ? <usize> quads << 2 : <usize> sw * hp * wq;
-  const xRow: usize = flat ? 0 : (<usize> sh * wq) << 2;
-  const xImage = flat ? 0 : (((<usize> c * kFloats + 16) << 2) + 15) & ~15;
-  const dPanel = (<usize> rows * quads) << 6;
-  const dImage = <usize> group * panels * dPanel;
+  const planeBytes = <usize> plane << 2;
+  const imageIn = (<usize> c * h * w) << 2;
+  const imageOut = <usize> m * planeBytes;
+  // Where tap k of a group's first channel lies, and how its inputs step.
+  let kFloats: usize, xImage: usize = 0, xRow: usize = 0, rows = 1, cols = plane;
+  if (layout == 0) {
+    kFloats = <usize> sw * hp * wq;
+    xImage = (((<usize> c * kFloats + 16) << 2) + 15) & ~15;
+    xRow = (<usize> sh * wq) << 2;
+    rows = outH;
+    cols = outW;
+  } else if (layout == 1) {
+    kFloats = <usize> chunk * plane;
+  } else {
+    kFloats = <usize> plane;
+    xImage = imageIn;
+  }
   const offs = workspace;
-  const xs = offs + ((<usize> kTotal * 4 + 15) & ~15);
-  const ds = xs + (flat ? (((<usize> c * kh * kw * kFloats) << 2) + 15) & ~15 : <usize> chunk * xImage);
+  const sums = offs + ((<usize> kTotal * 4 + 15) & ~15);
+  const sumsBytes = (<usize> group * kRows * mCols) << 2;
+  const xs = sums + sumsBytes;
+  const xsBytes = layout == 0 ? <usize> chunk * xImage : layout == 1 ? (((<usize> c * kh * kw * kFloats) << 2) + 15) & ~15 : 0;
+  const ds = xs + xsBytes;
   let k = 0;
   for (let ci = 0; ci < cg; ci++) {
     for (let ky = 0; ky < kh; ky++) {
       for (let kx = 0; kx < kw; kx++) {
         const t = kx * dw;
-        const o = flat
-          ? <usize> k * kFloats
-          : <usize> ci * kFloats + <usize> (t % sw) * hp * wq + <usize> ky * dh * wq + t / sw;
+        const o = layout == 0
+          ? <usize> ci * kFloats + <usize> (t % sw) * hp * wq + <usize> ky * dh * wq + t / sw
+          : <usize> k * kFloats;
         store<i32>(offs + (<usize> k << 2), <i32> (o << 2));
         k++;
       }
     }
   }
-  memory.fill(dwt, 0, (<usize> m * kTotal) << 2);
-  const imageIn = (<usize> c * h * w) << 2;
-  const imageOut = (<usize> m * plane) << 2;
-  const os = <usize> kTotal << 2;
-  // Flat: group g's rows start kTotal rows down; planes: cg channels down.
-  const groupBytes = (<usize> (flat ? kTotal : cg) * kFloats) << 2;
+  memory.fill(sums, 0, sumsBytes);
+  // A group's first input channel (layouts 0, 2) or tap row (layout 1).
+  const groupBytes = (<usize> (layout == 1 ? kTotal : cg) * kFloats) << 2;
+  const cs = <usize> mCols << 2;
   for (let i0 = 0; i0 < n; i0 += chunk) {
     const nb = min(chunk, n - i0);
-    let quadsNow = quads, images = nb;
-    if (flat) {
-      im2colFlat(x + <usize> i0 * imageIn, nb, c, h, w, kh, kw, sh, sw, padTop, padLeft, dh, dw, outH, outW, quads << 2, xs);
-      packFlatGradient(dy + <usize> i0 * imageOut, nb, m, group, mg, plane, quads, ds);
-      // The last chunk may be shorter: its tail quads are zero and need no work.
-      quadsNow = (nb * plane + 3) >> 2;
-      images = 1;
-    } else {
+    let src = xs, images = nb;
+    if (layout == 0) {
       for (let j = 0; j < nb; j++) {
-        const xi = x + <usize> (i0 + j) * imageIn;
-        preparePlanes(xi, c, h, w, padTop, padLeft, sw, hp, wq, 0, xs + <usize> j * xImage);
-        packRowsGradient(dy + <usize> (i0 + j) * imageOut, group, mg, outH, outW, quads, ds + <usize> j * dImage);
+        preparePlanes(x + <usize> (i0 + j) * imageIn, c, h, w, padTop, padLeft, sw, hp, wq, 0, xs + <usize> j * xImage);
       }
+    } else if (layout == 1) {
+      im2colFlat(x + <usize> i0 * imageIn, nb, c, h, w, kh, kw, sh, sw, padTop, padLeft, dh, dw, outH, outW, <i32> kFloats, xs);
+      // One run over the chunk's pixels.
+      images = 1;
+      cols = nb * plane;
+    } else {
+      src = x + <usize> i0 * imageIn;
     }
-    // Flat reductions run in blocks of quads, so that the inputs and dy panels
-    // a block reads stay in cache while every tile passes over them.
-    const block = flat ? BLOCK_QUADS : quadsNow;
-    for (let q0 = 0; q0 < quadsNow; q0 += block) {
-      const count = min(block, quadsNow - q0);
-      for (let g = 0; g < group; g++) {
-        const gx = xs + <usize> g * groupBytes + (<usize> q0 << 4);
-        for (let p = 0; p < panels; p++) {
-          const d = ds + <usize> (g * panels + p) * dPanel + (<usize> q0 << 6);
-          const out = dwt + ((<usize> (g * mg + p * MR) * kTotal) << 2);
-          const rows4 = min(MR, mg - p * MR);
-          for (let kk = 0; kk < kTotal; kk += 2) {
-            const two = kk + 1 < kTotal;
-            const xa = gx + <usize> load<i32>(offs + (<usize> kk << 2));
-            const xb = two ? gx + <usize> load<i32>(offs + (<usize> (kk + 1) << 2)) : xa;
-            weightTile(xa, xb, xImage, xRow, d, dImage, images, rows, count, out + (<usize> kk << 2), os, rows4, two);
+    packGradientPanels(dy + <usize> i0 * imageOut, nb, m, group, mg, plane, ds);
+    const panelBytes = <usize> nb * plane << 5;
+    // Taps per block: their inputs for the chunk (about 4 bytes per pixel each)
+    // stay in L1 while every panel of dy passes over them.
+    const tapBlock = max(TR, (TAP_BLOCK_BYTES / (nb * plane * 4)) & ~(TR - 1));
+    for (let g = 0; g < group; g++) {
+      const gx = src + <usize> g * groupBytes;
+      const gd = ds + <usize> g * panels * panelBytes;
+      const gs = sums + <usize> g * kRows * cs;
+      for (let b0 = 0; b0 < kTotal; b0 += tapBlock) {
+        const b1 = min(kTotal, b0 + tapBlock);
+        for (let pn = 0; pn < panels; pn++) {
+          const panel = gd + <usize> pn * panelBytes;
+          for (let t0 = b0; t0 < b1; t0 += TR) {
+            // Taps past the last repeat it; their rows of the sums are never read.
+            const x0 = gx + <usize> load<i32>(offs + (<usize> t0 << 2));
+            const x1 = gx + <usize> load<i32>(offs + (<usize> min(t0 + 1, kTotal - 1) << 2));
+            const x2 = gx + <usize> load<i32>(offs + (<usize> min(t0 + 2, kTotal - 1) << 2));
+            const x3 = gx + <usize> load<i32>(offs + (<usize> min(t0 + 3, kTotal - 1) << 2));
+            gradientTile(x0, x1, x2, x3, xImage, xRow, images, rows, cols, panel, gs + <usize> t0 * cs + (<usize> pn << 5), cs);
           }
         }
+      }
+    }
+  }
+  // dW [g·mg + i, k] = sums [g, k, i].
+  for (let g = 0; g < group; g++) {
+    const gs = sums + <usize> g * kRows * cs;
+    for (let i = 0; i < mg; i++) {
+      const d = dwt + ((<usize> (g * mg + i) * kTotal) << 2);
+      for (let t = 0; t < kTotal; t++) {
+        store<f32>(d + (<usize> t << 2), load<f32>(gs + <usize> t * cs + (<usize> i << 2)));
       }
     }
   }
@@ -451,6 +423,10 @@ export function conv2dDepthwiseBackwardWeights(
   const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
   const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
   const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
+  if (kh == 3 && kw == 3) {
+    depthwise3x3ChannelsWeights(geometry, x, dy, dwt, workspace);
+    return;
+  }
   const taps = kh * kw;
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
@@ -470,10 +446,6 @@ export function conv2dDepthwiseBackwardWeights(
       const plane = <usize> (img * c + ch);
       preparePlanes(x + plane * planeIn, 1, h, w, padTop, padLeft, sw, hp, wq, 0, workspace);
       padRows(dy + plane * planeOut, outH, outW, quads, dyp);
-      if (kh == 3 && kw == 3) {
-        depthwiseWeights3x3(workspace, dyp, outH, quads, rowBytes, dyBytes, sw, dw, phaseBytes);
-        continue;
-      }
       for (let ky = 0; ky < kh; ky++) {
         for (let kx = 0; kx < kw; kx++) {
           const t = kx * dw;
@@ -507,56 +479,6 @@ export function conv2dDepthwiseBackwardWeights(
   }
 }
 
-// The nine taps of a 3×3 depthwise weight gradient over one plane, added to tapSums.
-function depthwiseWeights3x3(
-  src: usize,
-  dyp: usize,
-  outH: i32,
-  quads: i32,
-  rowBytes: usize,
-  dyBytes: usize,
-  sw: i32,
-  dw: i32,
-  phaseBytes: usize,
-): void {
-  let s00 = v128.load(tapSums), s01 = v128.load(tapSums, 16), s02 = v128.load(tapSums, 32);
-  let s10 = v128.load(tapSums, 48), s11 = v128.load(tapSums, 64), s12 = v128.load(tapSums, 80);
-  let s20 = v128.load(tapSums, 96), s21 = v128.load(tapSums, 112), s22 = v128.load(tapSums, 128);
-  const o1 = <usize> (dw % sw) * phaseBytes + (<usize> (dw / sw) << 2);
-  const o2 = <usize> ((2 * dw) % sw) * phaseBytes + (<usize> ((2 * dw) / sw) << 2);
-  let d = dyp;
-  for (let oh = 0; oh < outH; oh++) {
-    let r0 = src + <usize> oh * rowBytes;
-    let r1 = r0 + dyBytes;
-    let r2 = r1 + dyBytes;
-    for (let q = 0; q < quads; q++) {
-      const v = v128.load(d);
-      s00 = f32x4.add(s00, f32x4.mul(v, v128.load(r0)));
-      s01 = f32x4.add(s01, f32x4.mul(v, v128.load(r0 + o1)));
-      s02 = f32x4.add(s02, f32x4.mul(v, v128.load(r0 + o2)));
-      s10 = f32x4.add(s10, f32x4.mul(v, v128.load(r1)));
-      s11 = f32x4.add(s11, f32x4.mul(v, v128.load(r1 + o1)));
-      s12 = f32x4.add(s12, f32x4.mul(v, v128.load(r1 + o2)));
-      s20 = f32x4.add(s20, f32x4.mul(v, v128.load(r2)));
-      s21 = f32x4.add(s21, f32x4.mul(v, v128.load(r2 + o1)));
-      s22 = f32x4.add(s22, f32x4.mul(v, v128.load(r2 + o2)));
-      d += 16;
-      r0 += 16;
-      r1 += 16;
-      r2 += 16;
-    }
-  }
-  v128.store(tapSums, s00);
-  v128.store(tapSums, s01, 16);
-  v128.store(tapSums, s02, 32);
-  v128.store(tapSums, s10, 48);
-  v128.store(tapSums, s11, 64);
-  v128.store(tapSums, s12, 80);
-  v128.store(tapSums, s20, 96);
-  v128.store(tapSums, s21, 112);
-  v128.store(tapSums, s22, 128);
-}
-
 // dX [n, c, h, w] of a depthwise conv at any stride, overwritten: each tap
 // scatters w·dy into a zeroed buffer laid out as the forward's prepared
 // planes (where the window reads are contiguous, so are these writes), which
@@ -574,6 +496,10 @@ export function conv2dDepthwiseBackwardInput(
   const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
   const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
   const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
+  if (kh == 3 && kw == 3) {
+    depthwise3x3ChannelsScatter(geometry, dy, wt, dx, workspace);
+    return;
+  }
   const quads = (outW + 3) >> 2;
   const phaseBytes = (<usize> hp * wq) << 2;
   const bufBytes = (<usize> sw * hp * wq) << 2;
@@ -658,75 +584,5 @@ function unpreparePlane(
       store<f32>(d + (<usize> iw << 2), v);
     }
     for (; iw < w; iw++) store<f32>(d + (<usize> iw << 2), 0);
-  }
-}
-
-// conv2dBackwardWeights' layout 2: outH·outW a multiple of four, so that dy's
-// rows are whole quads and are read where they lie, and x needs no packing
-// either: the chunk's im2col (row k = (ci, ky, kx) of chunk·outH·outW floats),
-// or x itself when the conv is a 1×1 at stride 1 without pads. Any kernel
-// works; for 1×1 kernels, where dy is as large as the rest, it is the fastest.
-function weightsInPlace(
-  n: i32,
-  c: i32,
-  h: i32,
-  w: i32,
-  m: i32,
-  kh: i32,
-  kw: i32,
-  sh: i32,
-  sw: i32,
-  padTop: i32,
-  padLeft: i32,
-  dh: i32,
-  dw: i32,
-  group: i32,
-  outH: i32,
-  outW: i32,
-  chunk: i32,
-  x: usize,
-  dy: usize,
-  dwt: usize,
-  workspace: usize,
-): void {
-  const cg = c / group;
-  const mg = m / group;
-  const kTotal = cg * kh * kw;
-  const plane = outH * outW;
-  const quads = plane >> 2;
-  const planeBytes = <usize> plane << 2;
-  const pointwise = kh == 1 && kw == 1 && sh == 1 && sw == 1 && padTop == 0 && padLeft == 0 &&
-    outH == h && outW == w;
-  const imageIn = (<usize> c * h * w) << 2;
-  const imageOut = <usize> m * planeBytes;
-  // In x, row k of a group is channel k of one image; in the im2col, row k of chunk·plane floats.
-  const rowBytes = pointwise ? planeBytes : <usize> chunk * planeBytes;
-  const xImage = pointwise ? imageIn : planeBytes;
-  const os = <usize> kTotal << 2;
-  memory.fill(dwt, 0, (<usize> m * kTotal) << 2);
-  for (let i0 = 0; i0 < n; i0 += chunk) {
-    const nb = min(chunk, n - i0);
-    let xs = x + <usize> i0 * imageIn;
-    if (!pointwise) {
-      im2colFlat(xs, nb, c, h, w, kh, kw, sh, sw, padTop, padLeft, dh, dw, outH, outW, chunk * plane, workspace);
-      xs = workspace;
-    }
-    for (let g = 0; g < group; g++) {
-      const gx = xs + <usize> g * kTotal * rowBytes;
-      for (let m0 = 0; m0 < mg; m0 += MR) {
-        const rows4 = min(MR, mg - m0);
-        const d = dy + <usize> i0 * imageOut + <usize> (g * mg + m0) * planeBytes;
-        const c1 = rows4 > 1 ? planeBytes : 0;
-        const c2 = rows4 > 2 ? 2 * planeBytes : 0;
-        const c3 = rows4 > 3 ? 3 * planeBytes : 0;
-        const out = dwt + ((<usize> (g * mg + m0) * kTotal) << 2);
-        for (let kk = 0; kk < kTotal; kk += 2) {
-          const two = kk + 1 < kTotal;
-          const xa = gx + <usize> kk * rowBytes;
-          const xb = two ? xa + rowBytes : xa;
-          weightTileRows(xa, xb, xImage, d, c1, c2, c3, imageOut, nb, quads, out + (<usize> kk << 2), os, rows4, two);
-        }
-      }
-    }
   }
 }

@@ -12,7 +12,9 @@
 // X (K × H·W), read in place; other 1×1 convs gather the pixels they read into
 // such a dense image. Both then run over the flattened output, so no lanes are
 // lost to ragged rows. Depthwise convs (group == c == m) have their own direct
-// kernel below, one channel plane at a time.
+// kernels: one channel plane at a time below, or for strided, dilated and
+// narrow 3×3 ones four channels at a time (assembly/depthwise.ts).
+import { depthwise3x3Channels } from "./depthwise";
 import { Geometry } from "./geometry";
 import { clamp, preparePlanes, storeLanes } from "./planes";
 
@@ -367,6 +369,13 @@ export function conv2dDepthwise(
   const n = geo.n, c = geo.c, h = geo.h, w = geo.w, kh = geo.kh, kw = geo.kw, sh = geo.strideH;
   const sw = geo.strideW, padTop = geo.padTop, padLeft = geo.padLeft, dh = geo.dilationH;
   const dw = geo.dilationW, outH = geo.outH, outW = geo.outW, hp = geo.hp, wq = geo.wq;
+  // Strided, dilated or narrow 3×3: four channels at a time
+  // (assembly/depthwise.ts). Wide ones at unit stride and dilation go plane by
+  // plane below, where each plane's data stays in L1.
+  if (kh == 3 && kw == 3 && (sh > 1 || sw > 1 || dh > 1 || dw > 1 || outW <= 8)) {
+    depthwise3x3Channels(geometry, x, wt, bias, y, lo, hi, workspace);
+    return;
+  }
   const loV = f32x4.splat(lo), hiV = f32x4.splat(hi);
   const planeIn = <usize> h * w << 2;
   const planeOut = <usize> outH * outW << 2;
@@ -381,22 +390,6 @@ export function conv2dDepthwise(
       const yp = y + plane * planeOut;
       if (kh == 3 && kw == 3 && sw == 1 && dw == 1) {
         depthwise3x3s1(workspace, wp, yp, outH, outW, rowBytes, <usize> dh * wq << 2, b, loV, hiV);
-      } else if (kh == 3 && kw == 3) {
-        depthwise3x3(
-          workspace,
-          wp,
-          yp,
-          outH,
-          outW,
-          rowBytes,
-          <usize> dh * wq << 2,
-          sw,
-          dw,
-          phaseBytes,
-          b,
-          loV,
-          hiV,
-        );
       } else {
         for (let oh = 0; oh < outH; oh++) {
           const row = workspace + <usize> oh * rowBytes;
@@ -416,73 +409,6 @@ export function conv2dDepthwise(
           }
         }
       }
-    }
-  }
-}
-
-// 3×3 taps held in registers, eight outputs per step.
-function depthwise3x3(
-  src: usize,
-  wp: usize,
-  yp: usize,
-  outH: i32,
-  outW: i32,
-  rowBytes: usize,
-  dyBytes: usize,
-  sw: i32,
-  dw: i32,
-  phaseBytes: usize,
-  b: v128,
-  lo: v128,
-  hi: v128,
-): void {
-  const w00 = v128.load32_splat(wp), w01 = v128.load32_splat(wp, 4), w02 = v128.load32_splat(wp, 8);
-  const w10 = v128.load32_splat(wp, 12), w11 = v128.load32_splat(wp, 16), w12 = v128.load32_splat(wp, 20);
-  const w20 = v128.load32_splat(wp, 24), w21 = v128.load32_splat(wp, 28), w22 = v128.load32_splat(wp, 32);
-  // Byte offsets of the three columns of taps within a prepared row.
-  const o1 = <usize> (dw % sw) * phaseBytes + (<usize> (dw / sw) << 2);
-  const o2 = <usize> ((2 * dw) % sw) * phaseBytes + (<usize> ((2 * dw) / sw) << 2);
-  for (let oh = 0; oh < outH; oh++) {
-    const r0 = src + <usize> oh * rowBytes;
-    const r1 = r0 + dyBytes;
-    const r2 = r1 + dyBytes;
-    const yr = yp + (<usize> oh * outW << 2);
-    let ow = 0;
-    for (; ow + 8 <= outW; ow += 8) {
-      const q = <usize> ow << 2;
-      let a = f32x4.add(b, f32x4.mul(w00, v128.load(r0 + q)));
-      let c = f32x4.add(b, f32x4.mul(w00, v128.load(r0 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w01, v128.load(r0 + o1 + q)));
-      c = f32x4.add(c, f32x4.mul(w01, v128.load(r0 + o1 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w02, v128.load(r0 + o2 + q)));
-      c = f32x4.add(c, f32x4.mul(w02, v128.load(r0 + o2 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w10, v128.load(r1 + q)));
-      c = f32x4.add(c, f32x4.mul(w10, v128.load(r1 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w11, v128.load(r1 + o1 + q)));
-      c = f32x4.add(c, f32x4.mul(w11, v128.load(r1 + o1 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w12, v128.load(r1 + o2 + q)));
-      c = f32x4.add(c, f32x4.mul(w12, v128.load(r1 + o2 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w20, v128.load(r2 + q)));
-      c = f32x4.add(c, f32x4.mul(w20, v128.load(r2 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w21, v128.load(r2 + o1 + q)));
-      c = f32x4.add(c, f32x4.mul(w21, v128.load(r2 + o1 + q, 16)));
-      a = f32x4.add(a, f32x4.mul(w22, v128.load(r2 + o2 + q)));
-      c = f32x4.add(c, f32x4.mul(w22, v128.load(r2 + o2 + q, 16)));
-      v128.store(yr + q, clamp(a, lo, hi));
-      v128.store(yr + q, clamp(c, lo, hi), 16);
-    }
-    for (; ow < outW; ow += 4) {
-      const q = <usize> ow << 2;
-      let a = f32x4.add(b, f32x4.mul(w00, v128.load(r0 + q)));
-      a = f32x4.add(a, f32x4.mul(w01, v128.load(r0 + o1 + q)));
-      a = f32x4.add(a, f32x4.mul(w02, v128.load(r0 + o2 + q)));
-      a = f32x4.add(a, f32x4.mul(w10, v128.load(r1 + q)));
-      a = f32x4.add(a, f32x4.mul(w11, v128.load(r1 + o1 + q)));
-      a = f32x4.add(a, f32x4.mul(w12, v128.load(r1 + o2 + q)));
-      a = f32x4.add(a, f32x4.mul(w20, v128.load(r2 + q)));
-      a = f32x4.add(a, f32x4.mul(w21, v128.load(r2 + o1 + q)));
-      a = f32x4.add(a, f32x4.mul(w22, v128.load(r2 + o2 + q)));
-      storeLanes(yr + q, clamp(a, lo, hi), min(4, outW - ow));
     }
   }
 }

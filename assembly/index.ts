@@ -26,6 +26,7 @@ export {
 } from "./conv2d-grad";
 export { averagePool2dBackward, globalAveragePoolBackward, maxPool2dBackward } from "./pool-grad";
 export { reduceToShape } from "./binary-grad";
+export { mseGradient } from "./loss";
 export { unaryGrad } from "./unary-grad";
 export { stridedCopy } from "./strided-copy";
 export { choleskyLogDet, gramSmaller } from "./coding-length";

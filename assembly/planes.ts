@@ -150,6 +150,11 @@ function copyEvery2(dst: usize, src: usize, count: i32): void {
   }
 }
 
+// Zeroes `count` floats at dst: short runs, where memory.fill (a call in V8) costs more than the stores.
+export function zeroFloats(dst: usize, count: i32): void {
+  fillRow(dst, count, f32x4.splat(0));
+}
+
 @inline
 function fillRow(row: usize, count: i32, v: v128): void {
   let i = 0;

@@ -132,23 +132,30 @@ const lsqScaleZero = memory.data(8, 16);
 
 // LSQ forward: the same quantizer with one scale and zero point for n values.
 // With `drop` (a u32 word per value, 0 for none), values whose word is below
-// dropBelow keep their float value (QDrop); y may not be x then.
+// dropBelow keep their float value (QDrop). y may be x.
 export function lsqForward(
   x: usize, n: i32, s: f32, z: f32, qmin: f32, qmax: f32, y: usize, drop: usize, dropBelow: u32,
 ): void {
   store<f32>(lsqScaleZero, s);
   store<f32>(lsqScaleZero, z, 4);
-  fakeQuantNearest(x, 1, n, lsqScaleZero, lsqScaleZero + 4, qmin, qmax, y);
-  if (!drop) return;
+  if (!drop) {
+    fakeQuantNearest(x, 1, n, lsqScaleZero, lsqScaleZero + 4, qmin, qmax, y);
+    return;
+  }
+  // One pass: each value quantized, or kept where its word is below dropBelow.
+  const sv = f32x4.splat(s), zv = f32x4.splat(z), lo = f32x4.splat(qmin), hi = f32x4.splat(qmax);
   const below = i32x4.splat(dropBelow);
   let j = 0;
   for (; j + 4 <= n; j += 4) {
     const o = <usize> j << 2;
-    v128.store(y + o, v128.bitselect(v128.load(x + o), v128.load(y + o), i32x4.lt_u(v128.load(drop + o), below)));
+    const v = v128.load(x + o);
+    v128.store(y + o, v128.bitselect(v, fakeQuant(v, sv, zv, lo, hi), i32x4.lt_u(v128.load(drop + o), below)));
   }
   for (; j < n; j++) {
     const o = <usize> j << 2;
-    if (load<u32>(drop + o) < dropBelow) store<f32>(y + o, load<f32>(x + o));
+    const v = load<f32>(x + o);
+    const q = f32x4.extract_lane(fakeQuant(f32x4.splat(v), sv, zv, lo, hi), 0);
+    store<f32>(y + o, load<u32>(drop + o) < dropBelow ? v : q);
   }
 }
 

@@ -19,18 +19,7 @@ const W1: u32 = 0xbb67ae85;
 
 // 16 floats for the partial groups at either end of a fill; 16 words of Philox output.
 const edge = memory.data(64, 16);
-const words = memory.data(64, 16);
-
-// (hi, lo) 32-bit halves of the four 64-bit products a[i]·m.
-@inline
-function mulLo(a: v128, m: v128): v128 {
-  return i32x4.shuffle(i64x2.extmul_low_i32x4_u(a, m), i64x2.extmul_high_i32x4_u(a, m), 0, 2, 4, 6);
-}
-
-@inline
-function mulHi(a: v128, m: v128): v128 {
-  return i32x4.shuffle(i64x2.extmul_low_i32x4_u(a, m), i64x2.extmul_high_i32x4_u(a, m), 1, 3, 5, 7);
-}
+const words = memory.data(128, 16);
 
 // r·cos(2π·u2) where u2 = x1 >> 8 scaled, and r·sin: the quadrant comes from
 // round(4·u2), which is exact, so the polynomial only sees |a| <= π/4.
@@ -74,8 +63,11 @@ function radius(x0: v128): v128 {
 function philox4(c0: v128, c1: v128, c2: v128, c3: v128, k0: u32, k1: u32, dst: usize): void {
   const m0 = i32x4.splat(M0), m1 = i32x4.splat(M1);
   for (let round = 0; round < 10; round++) {
-    const hi0 = mulHi(c0, m0), lo0 = mulLo(c0, m0);
-    const hi1 = mulHi(c2, m1), lo1 = mulLo(c2, m1);
+    // The four 64-bit products of each pair, once; their halves taken apart by shuffles.
+    const p0l = i64x2.extmul_low_i32x4_u(c0, m0), p0h = i64x2.extmul_high_i32x4_u(c0, m0);
+    const p1l = i64x2.extmul_low_i32x4_u(c2, m1), p1h = i64x2.extmul_high_i32x4_u(c2, m1);
+    const hi0 = i32x4.shuffle(p0l, p0h, 1, 3, 5, 7), lo0 = i32x4.shuffle(p0l, p0h, 0, 2, 4, 6);
+    const hi1 = i32x4.shuffle(p1l, p1h, 1, 3, 5, 7), lo1 = i32x4.shuffle(p1l, p1h, 0, 2, 4, 6);
     c0 = v128.xor(v128.xor(hi1, c1), i32x4.splat(k0));
     c1 = lo1;
     c2 = v128.xor(v128.xor(hi0, c3), i32x4.splat(k1));
@@ -87,6 +79,41 @@ function philox4(c0: v128, c1: v128, c2: v128, c3: v128, k0: u32, k1: u32, dst: 
   v128.store(dst, c1, 16);
   v128.store(dst, c2, 32);
   v128.store(dst, c3, 48);
+}
+
+// philox4 on eight blocks as two interleaved groups of four (c and d), whose
+// rounds are independent: one group's multiplies run while the other's wait,
+// where a lone group is held up by each round's latency. The same words.
+@inline
+function philox8(
+  c0: v128, c1: v128, c2: v128, c3: v128, d0: v128, d1: v128, d2: v128, d3: v128, k0: u32, k1: u32, dst: usize,
+): void {
+  const m0 = i32x4.splat(M0), m1 = i32x4.splat(M1);
+  for (let round = 0; round < 10; round++) {
+    const p0l = i64x2.extmul_low_i32x4_u(c0, m0), p0h = i64x2.extmul_high_i32x4_u(c0, m0);
+    const q0l = i64x2.extmul_low_i32x4_u(d0, m0), q0h = i64x2.extmul_high_i32x4_u(d0, m0);
+    const p1l = i64x2.extmul_low_i32x4_u(c2, m1), p1h = i64x2.extmul_high_i32x4_u(c2, m1);
+    const q1l = i64x2.extmul_low_i32x4_u(d2, m1), q1h = i64x2.extmul_high_i32x4_u(d2, m1);
+    const kv0 = i32x4.splat(k0), kv1 = i32x4.splat(k1);
+    c0 = v128.xor(v128.xor(i32x4.shuffle(p1l, p1h, 1, 3, 5, 7), c1), kv0);
+    d0 = v128.xor(v128.xor(i32x4.shuffle(q1l, q1h, 1, 3, 5, 7), d1), kv0);
+    c1 = i32x4.shuffle(p1l, p1h, 0, 2, 4, 6);
+    d1 = i32x4.shuffle(q1l, q1h, 0, 2, 4, 6);
+    c2 = v128.xor(v128.xor(i32x4.shuffle(p0l, p0h, 1, 3, 5, 7), c3), kv1);
+    d2 = v128.xor(v128.xor(i32x4.shuffle(q0l, q0h, 1, 3, 5, 7), d3), kv1);
+    c3 = i32x4.shuffle(p0l, p0h, 0, 2, 4, 6);
+    d3 = i32x4.shuffle(q0l, q0h, 0, 2, 4, 6);
+    k0 += W0;
+    k1 += W1;
+  }
+  v128.store(dst, c0);
+  v128.store(dst, c1, 16);
+  v128.store(dst, c2, 32);
+  v128.store(dst, c3, 48);
+  v128.store(dst, d0, 64);
+  v128.store(dst, d1, 80);
+  v128.store(dst, d2, 96);
+  v128.store(dst, d3, 112);
 }
 
 // Counter words 0 and 1 of blocks b .. b+3, carrying from the low word into the high.
@@ -153,14 +180,28 @@ export function gaussianFill(seed: u32, firstLo: u32, firstHi: u32, count: i32, 
 // them to the published known-answer vectors.
 export function philoxBlocks(k0: u32, k1: u32, bLo: u32, bHi: u32, c2: u32, c3: u32, count: i32, out: usize): void {
   const first = (<u64> bHi << 32) | <u64> bLo;
-  for (let i = 0; i < count; i += 4) {
+  const cv2 = i32x4.splat(c2), cv3 = i32x4.splat(c3);
+  let i = 0;
+  // Eight whole blocks at a time, then the rest four at a time.
+  for (; i + 8 <= count; i += 8) {
+    const b = first + <u64> i, e = b + 4;
+    const lo = counterLo(b), elo = counterLo(e);
+    philox8(lo, counterHi(b, lo), cv2, cv3, elo, counterHi(e, elo), cv2, cv3, k0, k1, words);
+    storeTransposed(v128.load(words), v128.load(words, 16), v128.load(words, 32), v128.load(words, 48), out + (<usize> i << 4));
+    storeTransposed(v128.load(words, 64), v128.load(words, 80), v128.load(words, 96), v128.load(words, 112), out + (<usize> (i + 4) << 4));
+  }
+  for (; i < count; i += 4) {
     const b = first + <u64> i;
     const lo = counterLo(b);
-    philox4(lo, counterHi(b, lo), i32x4.splat(c2), i32x4.splat(c3), k0, k1, words);
+    philox4(lo, counterHi(b, lo), cv2, cv3, k0, k1, words);
     const x0 = v128.load(words), x1 = v128.load(words, 16);
     const x2 = v128.load(words, 32), x3 = v128.load(words, 48);
-    storeTransposed(x0, x1, x2, x3, edge);
     const n = min(4, count - i);
-    memory.copy(out + (<usize> i << 4), edge, <usize> n << 4);
+    if (n == 4) {
+      storeTransposed(x0, x1, x2, x3, out + (<usize> i << 4));
+    } else {
+      storeTransposed(x0, x1, x2, x3, edge);
+      memory.copy(out + (<usize> i << 4), edge, <usize> n << 4);
+    }
   }
 }

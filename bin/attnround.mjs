@@ -10,6 +10,8 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const bundle = join(root, "dist", "attnround-cli.mjs");
+// The worker script of its thread pool, built with it.
+const workerBundle = join(root, "dist", "attnround.worker.mjs");
 
 function newest(path) {
   if (!existsSync(path)) return 0;
@@ -18,7 +20,7 @@ function newest(path) {
   return Math.max(0, ...readdirSync(path).map((name) => newest(join(path, name))));
 }
 
-const built = existsSync(bundle) ? statSync(bundle).mtimeMs : 0;
+const built = existsSync(bundle) && existsSync(workerBundle) ? statSync(bundle).mtimeMs : 0;
 const sources = Math.max(
   newest(join(root, "src")),
   newest(join(root, "mod.ts")),

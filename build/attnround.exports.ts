@@ -62,7 +62,7 @@ export interface KernelExports {
   /** assembly/quant-adam.ts */
   adamStep(param: usize, grad: usize, m: usize, v: usize, n: i32, beta1: f32, oneMinusBeta1: f32, beta2: f32, oneMinusBeta2: f32, stepSize: f32, invSqrtBias2: f32, eps: f32): void;
   /** assembly/conv2d-grad.ts */
-  conv2dBackwardWeights(geometry: usize, flat: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
+  conv2dBackwardWeights(geometry: usize, layout: i32, chunk: i32, x: usize, dy: usize, dwt: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
   conv2dDepthwiseBackwardInput(geometry: usize, dy: usize, wt: usize, dx: usize, workspace: usize): void;
   /** assembly/conv2d-grad.ts */
@@ -77,6 +77,8 @@ export interface KernelExports {
   maxPool2dBackward(geometry: usize, x: usize, dy: usize, dx: usize): void;
   /** assembly/binary-grad.ts */
   reduceToShape(x: usize, y: usize, ySize: i32, scale: f32, n0: i32, n1: i32, n2: i32, n3: i32, n4: i32, n5: i32, ys0: i32, ys1: i32, ys2: i32, ys3: i32, ys4: i32, ys5: i32): void;
+  /** assembly/loss.ts */
+  mseGradient(p: usize, t: usize, n: i32, scale: f64, dp: usize, dt: usize): void;
   /** assembly/unary-grad.ts */
   unaryGrad(op: i32, x: usize, y: usize, dy: usize, dx: usize, len: i32, alpha: f32, beta: f32): void;
   /** assembly/strided-copy.ts */
@@ -124,6 +126,7 @@ export const kernelExportNames: readonly (keyof KernelExports)[] = [
   "globalAveragePoolBackward",
   "maxPool2dBackward",
   "reduceToShape",
+  "mseGradient",
   "unaryGrad",
   "stridedCopy",
   "choleskyLogDet",

@@ -1,25 +1,39 @@
 // Bundles mod.ts (the library, the embedded wasm and fflate included) into one
-// ES module for browsers: dist/attnround.browser.mjs. esbuild's browser
+// ES module for browsers: dist/attnround.browser.mjs, with the worker script
+// of its thread pool beside it (dist/attnround.worker.mjs). esbuild's browser
 // platform refuses `node:*` imports, so the bundle also checks that nothing
 // reachable from mod.ts needs Node.
 //   node build/bundle-browser.mjs [OUTFILE]   (deno task bundle; also run by npm pack)
-import { build } from "esbuild";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { npmSpecifiers, writeBundle } from "./esbuild-common.mjs";
+import {
+  bundleWorker,
+  esbuild,
+  nodePaths,
+  npmSpecifiers,
+  WORKER_BUNDLE,
+  workerScript,
+  writeBundle,
+} from "./esbuild-common.mjs";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 export const browserBundlePath = join(root, "dist", "attnround.browser.mjs");
 
-/** Writes the bundle through a temporary file and a rename, so a concurrent reader never sees half of it. */
+/**
+ * Writes the bundle, and the worker bundle beside it, each through a temporary
+ * file and a rename, so a concurrent reader never sees half of one.
+ */
 export async function bundleBrowser(outfile = browserBundlePath) {
+  await bundleWorker(join(dirname(outfile), WORKER_BUNDLE));
+  const { build } = await esbuild();
   const result = await build({
+    nodePaths,
     entryPoints: [join(root, "mod.ts")],
     bundle: true,
     format: "esm",
     platform: "browser",
     target: "es2022",
-    plugins: [npmSpecifiers({ bundled: true })],
+    plugins: [npmSpecifiers({ bundled: true }), workerScript(`./${WORKER_BUNDLE}`)],
     write: false,
     outfile,
     logLevel: "error",

@@ -8,6 +8,7 @@ import { prepareGraph } from "./graph/passes.ts";
 import { decodeModel } from "./onnx/codec.ts";
 import type { ModelProto } from "./onnx/types.ts";
 import { requireKernels } from "./kernels/memory.ts";
+import { type BatchedRunOptions, runBatched } from "./parallel/batched.ts";
 import { Tensor } from "./tensor.ts";
 
 export class Model {
@@ -45,10 +46,49 @@ export class Model {
     }
   }
 
+  /**
+   * Runs the float model over many samples: every feed is cut along its
+   * first axis into runs of `batchSize`, spread over `threads` workers; the
+   * outputs are joined along the first axis. The same outputs for any number
+   * of threads.
+   */
+  runBatched(
+    feeds: Record<string, Tensor>,
+    options: BatchedRunOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    return runBatchedChecked(
+      this.graph,
+      this.disposed,
+      "the model was disposed: load it again",
+      feeds,
+      options,
+    );
+  }
+
   /** Frees the wasm memory this model holds. */
   dispose(): void {
     this.disposed = true;
     this.engine.dispose();
+  }
+}
+
+/** runBatched of a Model or a QuantizedModel: refused once disposed, feeds checked as run() checks them. */
+export async function runBatchedChecked(
+  graph: Graph,
+  disposed: boolean,
+  whenDisposed: string,
+  feeds: Record<string, Tensor>,
+  options: BatchedRunOptions,
+): Promise<Record<string, Tensor>> {
+  if (disposed) throw new AttnroundError("INVALID_ARGUMENT", whenDisposed);
+  let first: Record<string, Tensor> = {};
+  try {
+    return await runBatched(graph, feeds, options, (f) => {
+      first = f;
+      checkFeeds(graph.inputs, f);
+    });
+  } catch (e) {
+    throw inputShapeError(graph.inputs, first, e);
   }
 }
 

@@ -20,6 +20,8 @@ export interface InitOptions {
 }
 
 let kernels: KernelExports | undefined;
+/** The compiled module the kernels were instantiated from: workers instantiate it too (src/parallel). */
+let kernelsModule: WebAssembly.Module | undefined;
 /** Where small structs of arguments go (kernels/geometry.ts), allocated once at instantiation. */
 let argsPtr = 0;
 const ARGS_BYTES = 128;
@@ -69,7 +71,14 @@ async function instantiate(source: WebAssembly.Module | Promise<WebAssembly.Modu
     }
   }
   kernels = exports;
+  kernelsModule = module;
   argsPtr = exports.alloc(ARGS_BYTES);
+}
+
+/** The compiled wasm module in use; throws if init() has not completed. */
+export function wasmModule(): WebAssembly.Module {
+  wasm();
+  return kernelsModule!;
 }
 
 // AssemblyScript calls this on a failed allocation or a trap it checks for.
@@ -89,6 +98,41 @@ function readAscString(ptr: number): string {
 export function wasm(): KernelExports {
   if (!kernels) throw new AttnroundError("NOT_INITIALIZED", "call `await init()` before using the library");
   return kernels;
+}
+
+let rawKernels: KernelExports | undefined;
+
+/**
+ * Profiling (bench/profile.ts): with a recorder, every kernel call through
+ * wasm() is timed and reported by export name; without one, the raw exports
+ * are back, so the normal path pays nothing. Calls made inside another
+ * kernel's call are not seen (wasm calls wasm directly).
+ */
+export function timeKernelCalls(record?: (name: string, ms: number) => void): void {
+  wasm();
+  rawKernels ??= kernels!;
+  if (!record) {
+    kernels = rawKernels;
+    return;
+  }
+  const raw = rawKernels as unknown as Record<string, unknown>;
+  const timed: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(raw)) {
+    if (typeof value !== "function" || name === "alloc" || name === "free") {
+      timed[name] = value;
+      continue;
+    }
+    const call = value as (...args: number[]) => number;
+    timed[name] = (...args: number[]) => {
+      const t0 = performance.now();
+      try {
+        return call(...args);
+      } finally {
+        record(name, performance.now() - t0);
+      }
+    };
+  }
+  kernels = timed as unknown as KernelExports;
 }
 
 function refreshViews(): void {

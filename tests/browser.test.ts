@@ -1,10 +1,12 @@
 // The browser bundle of mod.ts (build/bundle-browser.mjs) quantizes
 // tiny_cnn_fmnist inside headless Chromium (Debian's /usr/bin/chromium, driven
-// by playwright-core), in a page served from localhost that fetches the bundle,
-// the model and the calibration set. Its .npz export must be byte-identical to
-// the one this runtime makes, and to the other runtime's (Deno or Node) with
-// the same seed and options. Skipped only where Chromium is not installed and
-// CI is not set (.ci/run installs it).
+// by playwright-core) on 2 threads (Web Workers running the worker bundle), in
+// a page served from localhost without cross-origin isolation (so without
+// SharedArrayBuffer) that fetches the bundles, the model and the calibration
+// set. Its .npz export must be byte-identical to the one this runtime makes on
+// one thread, and to the other runtime's (Deno or Node) with the same seed
+// and options. Skipped only where Chromium is not installed and CI is not set
+// (.ci/run installs it).
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -16,9 +18,10 @@ import { type Files, haveChromium, withChromium } from "./chromium.ts";
 import { inOtherRuntime, otherRuntime, SAME_RUNS, sameRunNpz, sha256Hex } from "./determinism.ts";
 import { readFixture } from "./fixtures.ts";
 
-const chromiumInstalled = haveChromium("browser");
+const chromiumInstalled = haveChromium("tests/browser.test.ts (the browser tests)");
 const root = fileURLToPath(new URL("..", import.meta.url));
 const BUNDLE = "attnround.browser.mjs";
+const WORKER = "attnround.worker.mjs";
 const TIMEOUT_MS = 180_000;
 
 function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
@@ -30,7 +33,8 @@ function withTimeout<T>(work: Promise<T>, what: string): Promise<T> {
 }
 
 Deno.test({
-  name: "browser: the bundle quantizes tiny_cnn_fmnist in Chromium to the same .npz bytes as Deno and Node",
+  name:
+    "browser: the bundle quantizes tiny_cnn_fmnist in Chromium on 2 workers to the same .npz bytes as Deno and Node",
   ignore: !chromiumInstalled,
   async fn() {
     const run = SAME_RUNS.tiny;
@@ -47,6 +51,7 @@ Deno.test({
           new TextEncoder().encode('<!DOCTYPE html><title>attnround</title><link rel="icon" href="data:,">'),
         ],
         [`/${BUNDLE}`]: ["text/javascript", readFileSync(join(dir, BUNDLE))],
+        [`/${WORKER}`]: ["text/javascript", readFileSync(join(dir, WORKER))],
         [`/${run.model}`]: ["application/octet-stream", readFixture(run.model)],
         "/calib.npz": ["application/octet-stream", readFixture("calib.npz")],
       };
@@ -62,7 +67,7 @@ Deno.test({
           page.on("request", (r) => loaded.push(r.url()));
           await page.goto(`${origin}/`, { waitUntil: "load" });
 
-          const encoded = await withTimeout(
+          const { encoded, isolated } = await withTimeout(
             page.evaluate(async ({ bundle, run }) => {
               const m = await import(bundle);
               await m.init();
@@ -75,32 +80,38 @@ Deno.test({
                 28,
                 28,
               ]);
-              const q = await m.quantize(model, images, run.options);
+              const q = await m.quantize(model, images, { ...run.options, threads: 2 });
               const npz: Uint8Array = q.toNpz();
               q.dispose();
               model.dispose();
               let text = "";
               for (const b of npz) text += String.fromCharCode(b);
-              return btoa(text);
+              return {
+                encoded: btoa(text),
+                isolated: (globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated,
+              };
             }, { bundle: `/${BUNDLE}`, run }),
             "quantize in Chromium",
           );
           assert.deepEqual(problems, [], "no page errors");
+          assert.equal(isolated, false, "the page is not cross-origin isolated");
           assert.ok(
             loaded.every((u) => u.startsWith(origin)),
             `the page fetched only from ${origin}: ${loaded}`,
           );
           assert.deepEqual(
-            [...requests].sort(),
-            ["/", `/${BUNDLE}`, "/calib.npz", `/${run.model}`].sort(),
-            "the page loaded itself, the bundle, the model and the calibration set",
+            [...new Set(requests)].sort(),
+            ["/", `/${BUNDLE}`, `/${WORKER}`, "/calib.npz", `/${run.model}`].sort(),
+            "the page loaded itself, the bundle, the worker bundle, the model and the calibration set",
           );
+          const workers = requests.filter((r) => r === `/${WORKER}`).length;
+          assert.ok(workers >= 2, `the worker bundle was loaded ${workers} times: 2 workers at least`);
           return encoded;
         },
       );
 
       const browserNpz = new Uint8Array(Buffer.from(inBrowser, "base64"));
-      const here = await sameRunNpz(run);
+      const here = await sameRunNpz(run, 1);
       assert.ok(here.length > 1000, `the .npz export has only ${here.length} bytes`);
       assert.equal(browserNpz.length, here.length, "Chromium's .npz has the same length as this runtime's");
       assert.ok(browserNpz.every((b, i) => b === here[i]), "Chromium's .npz bytes equal this runtime's");

@@ -1,25 +1,17 @@
 // Headless Chromium for the browser tests: Debian's /usr/bin/chromium, driven
 // by playwright-core, on a fresh profile, opening pages from a localhost
 // server that answers only the files it is given. Where Chromium is not
-// installed the tests are skipped, except on CI (.ci/run installs it).
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+// installed the tests are skipped, except on CI (tests/system.ts).
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import process from "node:process";
 // deno-lint-ignore no-import-prefix
 import { chromium } from "npm:playwright-core@1.65.1";
 
-export const CHROMIUM = "/usr/bin/chromium";
-
-/** Whether Chromium is installed; if not, an error on CI and elsewhere a note that `test` is skipped. */
-export function haveChromium(test: string): boolean {
-  if (existsSync(CHROMIUM)) return true;
-  if (process.env.CI) throw new Error(`${CHROMIUM} is missing on CI: .ci/run should have installed it`);
-  console.log(`${test}: ${CHROMIUM} not found, skipping the browser test (apt-get install -y chromium)`);
-  return false;
-}
+import { CHROMIUM } from "./system.ts";
+export { CHROMIUM, haveChromium } from "./system.ts";
 
 export type Browser = Awaited<ReturnType<typeof chromium.launchPersistentContext>>;
 type LaunchOptions = NonNullable<Parameters<typeof chromium.launchPersistentContext>[1]>;

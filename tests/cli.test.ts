@@ -18,7 +18,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
-import { init, loadModel, readNpz } from "../mod.ts";
+import { Buffer } from "node:buffer";
+import {
+  init,
+  inputsFromNpz,
+  inspectModel,
+  loadModel,
+  quantize,
+  type QuantizeOptionsInput,
+  readNpz,
+  writeNpy,
+} from "../mod.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 import { ortNodeRun } from "./ort.ts";
 
@@ -299,8 +309,130 @@ Deno.test("cli: src/cli/ reaches the library only through mod.ts, as any client 
   for (const file of readdirSync(dir).filter((f) => f.endsWith(".ts"))) {
     const source = readFileSync(join(dir, file), "utf8");
     for (const [, path] of source.matchAll(/(?:import|export)[^'"]*?from\s*["']([^"']+)["']/g)) {
-      const allowed = path === "../../mod.ts" || path.startsWith("./") || path.startsWith("node:");
+      const allowed = path === "../../mod.ts" || path.startsWith("./") || path.startsWith("node:") ||
+        path.startsWith("npm:");
       assert.ok(allowed, `src/cli/${file} imports ${path}`);
     }
+  }
+});
+
+Deno.test("cli: --version prints package.json's version", () => {
+  const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  for (const flag of ["--version", "-V"]) {
+    const r = cli(flag);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `attnround ${version}\n`);
+  }
+  assert.deepEqual(JSON.parse(cli("--version", "--json").stdout), { version });
+  assert.match(cli("--help").stdout, /attnround --version/);
+});
+
+Deno.test("cli: --calib takes a .npy, and --limit N uses its first N samples", async () => {
+  await init();
+  const dir = tempDir();
+  try {
+    const x = readNpz(readFixture("calib.npz")).x;
+    const npy = join(dir, "calib.npy");
+    writeFileSync(npy, writeNpy(x));
+    const r = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      npy,
+      "--limit",
+      "40",
+      "--iters",
+      "2",
+      "--out",
+      join(dir, "q.onnx"),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /calib\.npy: 40 samples of \[1,28,28\]/);
+    // --limit also cuts an .npz, and eval's --data with its labels.
+    const e = cli("eval", MODEL, "--data", TEST, "--limit", "100", "--json");
+    assert.equal(e.code, 0, e.stderr);
+    assert.equal(JSON.parse(e.stdout).n, 100);
+    const bad = cliQuantize(join(dir, "q.onnx"), "--limit", "0");
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--limit must be ≥ 1/);
+    assert.match(cli("quantize", "--help").stdout, /--limit N/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+Deno.test("cli: --config FILE.json takes every quantize() option and gives the API's bytes", async () => {
+  await init();
+  const dir = tempDir();
+  try {
+    const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+    const second = inspectModel(model).layers[1].name;
+    // Every setting away from its default, a per-layer override and mixed precision included.
+    const options: QuantizeOptionsInput = {
+      weightBits: 3,
+      activationBits: 6,
+      rounding: "attention",
+      iterations: 12,
+      batchSize: 16,
+      seed: 7,
+      learningRate: 2e-3,
+      activationLearningRate: 1e-4,
+      activationDrop: 0.25,
+      symmetricWeights: false,
+      attention: { sigma0: 0.4, decay: 0.6, variant: "stochastic" },
+      holdout: 24,
+      layers: { [second]: { activationBits: 5 } },
+      mixedPrecision: { averageBits: 4 },
+      memoryBudget: 256 * 2 ** 20,
+    };
+    const calib = inputsFromNpz(readNpz(readFixture("calib.npz")), model.inputs[0]).x;
+    const q = await quantize(model, calib, options);
+    const api = q.toOnnx();
+    q.dispose();
+    model.dispose();
+    writeFileSync(join(dir, "options.json"), JSON.stringify(options));
+    const out = join(dir, "q.onnx");
+    const r = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--config",
+      join(dir, "options.json"),
+      "--out",
+      out,
+      "--quiet",
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(Buffer.compare(readFileSync(out), api) === 0, "the CLI's model differs from the API's");
+    // A flag beside --config overrides the file's value.
+    const flagged = cli(
+      "quantize",
+      MODEL,
+      "--calib",
+      CALIB,
+      "--config",
+      join(dir, "options.json"),
+      "--iters",
+      "3",
+      "--out",
+      out,
+      "--json",
+    );
+    assert.equal(flagged.code, 0, flagged.stderr);
+    assert.equal(JSON.parse(flagged.stdout).settings.iterations, 3);
+    assert.equal(JSON.parse(flagged.stdout).settings.seed, 7);
+    // An unknown option is named, with the file.
+    writeFileSync(join(dir, "typo.json"), JSON.stringify({ holdot: 3 }));
+    const typo = cliQuantize(out, "--config", join(dir, "typo.json"));
+    assert.equal(typo.code, 1);
+    assert.match(
+      typo.stderr,
+      /--config .*typo\.json: quantize has no option "holdot"; did you mean "holdout"\?/,
+    );
+    writeFileSync(join(dir, "list.json"), "[1]");
+    assert.match(cliQuantize(out, "--config", join(dir, "list.json")).stderr, /must hold a JSON object/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

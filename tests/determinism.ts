@@ -52,11 +52,12 @@ export function calibrationImages(count: number): Tensor {
   return imagesToInput(new Tensor((x.data as Uint8Array).subarray(0, count * 784), [count, 28, 28]));
 }
 
-/** The .npz export of one of SAME_RUNS. */
-export async function sameRunNpz(run: SameRun): Promise<Uint8Array> {
+/** The .npz export of one of SAME_RUNS, on `threads` threads (default: the cores the runtime reports). */
+export async function sameRunNpz(run: SameRun, threads?: number): Promise<Uint8Array> {
   await init();
   const model = loadModel(readFixture(run.model));
-  const q = await quantize(model, calibrationImages(run.images), run.options);
+  const options = threads === undefined ? run.options : { ...run.options, threads };
+  const q = await quantize(model, calibrationImages(run.images), options);
   try {
     return q.toNpz();
   } finally {

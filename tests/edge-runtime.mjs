@@ -1,5 +1,6 @@
-// Runs tests/edge-driver.ts the way an edge runtime (Cloudflare Workers,
-// Vercel Edge) would, in a fresh Node process:
+// Runs tests/edge-driver.ts the way Vercel Edge (whose runtime is not
+// packaged) would, in a fresh Node process; Cloudflare Workers' runtime is,
+// and tests/workerd-runtime.mjs runs the driver there:
 // - bundled by esbuild with the runtime's export condition, the package
 //   resolving itself by name through package.json "exports";
 // - `*.wasm?module` imports compiled at "deploy time", before the code runs,
@@ -55,6 +56,8 @@ const wasmHead = readFileSync(join(tests, "..", "build", "attnround.wasm")).suba
 
 globalThis.__hostWasmModules = hostModules;
 forbidCompilingWasmBytes();
+// Edge runtimes have no workers either: no Web Worker global (Node has none) and no worker_threads.
+process.getBuiltinModule = undefined;
 
 const fixture = (name) => new Uint8Array(readFileSync(join(tests, "fixtures", name)));
 const out = { condition, bundleBytes: code.length, embedsWasmBytes: code.includes(wasmHead) };

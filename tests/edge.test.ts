@@ -1,8 +1,11 @@
-// The edge entry (mod.edge.ts), run as Cloudflare Workers or Vercel Edge would
-// run it: tests/edge-runtime.mjs bundles tests/edge-driver.ts with the
-// runtime's export condition, hands it the wasm precompiled at "deploy time"
-// and forbids compiling wasm from bytes before the code runs, in a fresh Node
-// process. Its results are compared with the default entry's, in process.
+// The edge entry (mod.edge.ts), run as Cloudflare Workers and Vercel Edge run
+// it. For Workers, in workerd itself (tests/workerd-runtime.mjs: the npm
+// package's binary serves tests/edge-driver.ts bundled with the "workerd"
+// condition, the wasm a module of the worker). For Vercel Edge, whose runtime
+// is not packaged, in an emulation (tests/edge-runtime.mjs: a fresh Node
+// process that hands the bundle the wasm precompiled at "deploy time" and
+// forbids compiling wasm from bytes). Results are compared with the default
+// entry's, in process.
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -18,8 +21,14 @@ interface EdgeRun {
   error?: { name: string; code?: string; message: string };
 }
 
-function runAtTheEdge(condition: string, task: "float" | "quantize", args: unknown[] = []): EdgeRun {
-  const script = fileURLToPath(new URL("./edge-runtime.mjs", import.meta.url));
+function runAtTheEdge(
+  runtime: "workerd" | "emulated",
+  condition: string,
+  task: "float" | "quantize",
+  args: unknown[] = [],
+): EdgeRun {
+  const runner = runtime === "workerd" ? "./workerd-runtime.mjs" : "./edge-runtime.mjs";
+  const script = fileURLToPath(new URL(runner, import.meta.url));
   const child = spawnSync("node", [script, condition, task, JSON.stringify(args)], { encoding: "utf8" });
   assert.equal(child.status, 0, `node ${script} failed:\n${child.stderr}`);
   return JSON.parse(child.stdout.trim().split("\n").at(-1)!);
@@ -30,9 +39,9 @@ const images = (count: number) => {
   return imagesToInput(new Tensor((x.data as Uint8Array).slice(0, count * 784), [count, 28, 28]));
 };
 
-Deno.test("edge entry (workerd): quantizes from the imported module, and a run in budgeted requests ends with the same model", async () => {
+Deno.test("edge entry in workerd: quantizes from the worker's wasm module, and a run in budgeted requests ends with the same model", async () => {
   const settings = { weightBits: 3, activationBits: 4, iterations: 24, seed: 5, batchSize: 16 };
-  const edge = runAtTheEdge("workerd", "quantize", [128, settings, 20]);
+  const edge = runAtTheEdge("workerd", "workerd", "quantize", [128, settings, 20]);
   assert.equal(edge.error, undefined, JSON.stringify(edge.error));
   assert.equal(edge.embedsWasmBytes, false, "the workerd bundle must not carry the embedded wasm bytes");
   const { whole, sliced, slices, logits } = edge.result as {
@@ -56,7 +65,7 @@ Deno.test("edge entry (workerd): quantizes from the imported module, and a run i
 });
 
 Deno.test("edge entry (edge-light): the float model runs from the imported module", async () => {
-  const edge = runAtTheEdge("edge-light", "float");
+  const edge = runAtTheEdge("emulated", "edge-light", "float");
   assert.equal(edge.error, undefined, JSON.stringify(edge.error));
   assert.equal(edge.embedsWasmBytes, false);
   await init();
@@ -66,11 +75,23 @@ Deno.test("edge entry (edge-light): the float model runs from the imported modul
   model.dispose();
 });
 
-Deno.test("default entry: bundles the embedded bytes, which a runtime that forbids compiling them refuses", () => {
-  // The control for the two tests above: the bundle check and the ban both bite.
-  const edge = runAtTheEdge("default", "float");
-  assert.equal(edge.embedsWasmBytes, true);
-  assert.equal(edge.error?.name, "AttnroundError");
-  assert.equal(edge.error?.code, "WASM_INIT_FAILED");
-  assert.match(edge.error!.message, /disallowed by embedder/);
+Deno.test("default entry: bundles the embedded bytes, which workerd and the emulation refuse to compile", () => {
+  // The control for the tests above: the bundle check and the ban both bite.
+  for (const runtime of ["workerd", "emulated"] as const) {
+    const edge = runAtTheEdge(runtime, "default", "float");
+    assert.equal(edge.embedsWasmBytes, true, runtime);
+    assert.equal(edge.error?.name, "AttnroundError", `${runtime}: ${JSON.stringify(edge.error)}`);
+    assert.equal(edge.error?.code, "WASM_INIT_FAILED", runtime);
+    assert.match(edge.error!.message, /disallowed by embedder/, runtime);
+  }
+});
+
+Deno.test("edge entry in workerd: the float model runs", async () => {
+  const edge = runAtTheEdge("workerd", "workerd", "float");
+  assert.equal(edge.error, undefined, JSON.stringify(edge.error));
+  await init();
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const input = new Tensor(images(4).data as Float32Array, [4, 1, 28, 28]);
+  assert.deepEqual(edge.result, Array.from(model.run({ input }).logits.data as Float32Array));
+  model.dispose();
 });

@@ -816,8 +816,9 @@ Deno.test("fuzz: saved states with altered fields or damaged bytes (checksum rec
   const x = readNpz(readFixture("calib.npz")).x;
   const pixels = (x.data as Uint8Array).subarray(0, 64 * 784);
   const calib = new Tensor(Float32Array.from(pixels, (p) => p / 255), [64, 1, 28, 28]);
-  const run = await QuantizationRun.start(model, calib, { iterations: 30, holdout: 0 });
-  while (run.progress < 0.6) run.advance({ milliseconds: 2 });
+  // One thread: a pool of workers per 2 ms slice would take far longer than the slices.
+  const run = await QuantizationRun.start(model, calib, { iterations: 30, holdout: 0, threads: 1 });
+  while (run.progress < 0.6) await run.advance({ milliseconds: 2 });
   const state = run.state();
   run.dispose();
   const header = decodeState(state);

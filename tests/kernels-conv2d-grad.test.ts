@@ -114,6 +114,29 @@ Deno.test("conv2d backward with groups (2, 3, depthwise) and depthwise strides 1
   }
 });
 
+Deno.test("conv2d backward depthwise 3×3 four channels at a time: ragged channel groups, narrow planes, strides, dilations, pads", async () => {
+  await init();
+  let seed = 900;
+  const pads: Partial<ConvShape>[] = [
+    { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 },
+    { padTop: 1, padLeft: 1, padBottom: 1, padRight: 1 },
+    { padTop: 2, padLeft: 0, padBottom: 1, padRight: 3 },
+  ];
+  for (const c of [1, 3, 4, 5, 9]) {
+    for (const [h, w] of [[1, 1], [3, 2], [5, 4], [9, 11]]) {
+      for (const [stride, dilation] of [[1, 1], [2, 1], [3, 1], [1, 2], [2, 2]]) {
+        for (const pad of pads) {
+          const s = convShape({ c, m: c, group: c, h, w, strideH: stride, strideW: stride, ...pad });
+          const shape = { ...s, dilationH: dilation, dilationW: dilation };
+          if (h + shape.padTop + shape.padBottom < 2 * dilation + 1) continue;
+          if (w + shape.padLeft + shape.padRight < 2 * dilation + 1) continue;
+          check(convParams(shape), seed++);
+        }
+      }
+    }
+  }
+});
+
 Deno.test("conv2d backward on random shapes", async () => {
   await init();
   const r = randomInts(7);
@@ -144,7 +167,7 @@ Deno.test("conv2d backward on random shapes", async () => {
   }
 });
 
-Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy read in place)", async () => {
+Deno.test("conv2d backward 1×1: pointwise (x read in place), strided and padded (an im2col)", async () => {
   await init();
   let seed = 700;
   const none = { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 };
@@ -167,7 +190,7 @@ Deno.test("conv2d backward 1×1 with outputs of a multiple of four pixels (dy re
       seed++,
     );
   }
-  // Gathered 1×1 inputs in chunks of two images.
+  // Strided 1×1 inputs as an im2col of a chunk of images.
   check(
     convParams(convShape({ c: 64, m: 8, n: 5, kh: 1, kw: 1, h: 56, w: 56, strideH: 2, strideW: 2, ...none })),
     seed++,

@@ -200,6 +200,31 @@ Deno.test("conv2d depthwise 3×3 stride 1 and 2, other kernels, dilations and od
   check(convParams(convShape({ c: 1, m: 1, group: 1 })), seed++);
 });
 
+Deno.test("conv2d depthwise 3×3 four channels at a time: ragged channel groups, narrow planes, strides, dilations, pads, clip", async () => {
+  await init();
+  let seed = 900;
+  const pads: Partial<ConvShape>[] = [
+    { padTop: 0, padLeft: 0, padBottom: 0, padRight: 0 },
+    { padTop: 1, padLeft: 1, padBottom: 1, padRight: 1 },
+    { padTop: 2, padLeft: 0, padBottom: 1, padRight: 3 },
+  ];
+  for (const c of [1, 2, 3, 4, 5, 7, 8, 9]) {
+    for (const [h, w] of [[1, 1], [3, 2], [5, 4], [6, 6], [9, 11]]) {
+      for (const [stride, dilation] of [[1, 1], [2, 1], [3, 1], [1, 2], [2, 2]]) {
+        for (const pad of pads) {
+          const s = convShape({ c, m: c, group: c, h, w, strideH: stride, strideW: stride, ...pad });
+          const shape = { ...s, dilationH: dilation, dilationW: dilation };
+          // Some combinations leave no output.
+          if (h + shape.padTop + shape.padBottom < 2 * dilation + 1) continue;
+          if (w + shape.padLeft + shape.padRight < 2 * dilation + 1) continue;
+          const p = convParams(shape);
+          check(seed % 3 === 0 ? { ...p, activation: "clip", clipMin: -0.3, clipMax: 0.4 } : p, seed++);
+        }
+      }
+    }
+  }
+});
+
 Deno.test("conv2d fuses relu and clip into the output write", async () => {
   await init();
   let seed = 600;

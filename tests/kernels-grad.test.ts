@@ -145,3 +145,78 @@ Deno.test("pooling backward matches the reference, ties going to the first maxim
     x.release("x"), dy.release("dy"), dx.release("dx");
   }
 });
+
+Deno.test("pooling backward on wide planes (four windows at a time), with ties, NaN and infinities", async () => {
+  await init();
+  const r = randomInts(19);
+  for (let t = 0; t < 40; t++) {
+    const kh = r(1, 3), kw = r(1, 3), sh = r(1, 2), sw = r(1, 2), dh = r(1, 2), dw = t % 3 === 0 ? 2 : 1;
+    const h = r(dh * (kh - 1) + 1, 12), w = r(12, 40);
+    const pads = [r(0, kh - 1), r(0, kw - 1), r(0, kh - 1), r(0, kw - 1)];
+    const p: AveragePool2dParams = {
+      n: r(1, 2),
+      c: r(1, 3),
+      h,
+      w,
+      kh,
+      kw,
+      strideH: sh,
+      strideW: sw,
+      dilationH: dh,
+      dilationW: dw,
+      padTop: pads[0],
+      padLeft: pads[1],
+      padBottom: pads[2],
+      padRight: pads[3],
+      outH: Math.floor((h + pads[0] + pads[2] - dh * (kh - 1) - 1) / sh) + 1,
+      outW: Math.floor((w + pads[1] + pads[3] - dw * (kw - 1) - 1) / sw) + 1,
+      countIncludePad: r(0, 1) === 1,
+    };
+    const special = [NaN, Infinity, -Infinity];
+    const xs = randomFloats(p.n * p.c * h * w, 50 + t).map((v, i) =>
+      i % 29 === 7 ? special[i % 3] : Math.round(v * 2)
+    );
+    const dys = randomFloats(p.n * p.c * p.outH * p.outW, 90 + t);
+    const maxExpected = new Float32Array(xs.length), avgExpected = new Float32Array(xs.length);
+    maxPool2dBackwardReference(p, xs, dys, maxExpected);
+    averagePool2dBackwardReference(p, dys, avgExpected);
+    const x = fenced(xs.length, xs), dy = fenced(dys.length, dys), dx = fenced(xs.length);
+    maxPool2dBackward(p, x.ptr, dy.ptr, dx.ptr);
+    assertClose(dx.read(), maxExpected, 1e-6, 1e-6, `max ${JSON.stringify(p)}`);
+    averagePool2dBackward(p, dy.ptr, dx.ptr);
+    assertClose(dx.read(), avgExpected, 1e-5, 1e-6, `average ${JSON.stringify(p)}`);
+    x.release("x"), dy.release("dy"), dx.release("dx");
+  }
+  // The usual 2×2 pooling at stride 2 and 3×3 max pooling at stride 2, pad 1.
+  for (const [k, pad] of [[2, 0], [3, 1]]) {
+    const h = 24, w = 30, out = (n: number) => Math.floor((n + 2 * pad - k) / 2) + 1;
+    const p: AveragePool2dParams = {
+      n: 2,
+      c: 3,
+      h,
+      w,
+      kh: k,
+      kw: k,
+      strideH: 2,
+      strideW: 2,
+      padTop: pad,
+      padLeft: pad,
+      padBottom: pad,
+      padRight: pad,
+      outH: out(h),
+      outW: out(w),
+      countIncludePad: false,
+    };
+    const xs = randomFloats(p.n * p.c * h * w, k).map((v) => Math.round(v * 3));
+    const dys = randomFloats(p.n * p.c * p.outH * p.outW, k + 1);
+    const maxExpected = new Float32Array(xs.length), avgExpected = new Float32Array(xs.length);
+    maxPool2dBackwardReference(p, xs, dys, maxExpected);
+    averagePool2dBackwardReference(p, dys, avgExpected);
+    const x = fenced(xs.length, xs), dy = fenced(dys.length, dys), dx = fenced(xs.length);
+    maxPool2dBackward(p, x.ptr, dy.ptr, dx.ptr);
+    assertClose(dx.read(), maxExpected, 1e-6, 1e-6, `max ${JSON.stringify(p)}`);
+    averagePool2dBackward(p, dy.ptr, dx.ptr);
+    assertClose(dx.read(), avgExpected, 1e-5, 1e-6, `average ${JSON.stringify(p)}`);
+    x.release("x"), dy.release("dy"), dx.release("dx");
+  }
+});

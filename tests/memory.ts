@@ -2,7 +2,7 @@
 // few iterations per block, and prints one JSON line with the process's peak
 // resident set size and what the run reports about its own memory.
 // tests/memory.test.ts runs it in a fresh Node process:
-//   node tests/run-node.mjs --main tests/memory.ts [ITERATIONS]
+//   node tests/run-node.mjs --main tests/memory.ts ITERATIONS THREADS
 import { readFileSync } from "node:fs";
 import process from "node:process";
 import { init, loadModel, quantize } from "../mod.ts";
@@ -20,13 +20,19 @@ function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-const iterations = Number(process.argv.at(-1)) || 5;
+const [iterations, threads] = process.argv.slice(-2).map(Number);
 await init();
 const model = loadModel(readFixture("resnet18_fmnist.onnx"));
 const calibration = imagesToInput(readNpz(readFixture("calib.npz")).x);
 const rssBeforeBytes = peakRss();
 const start = performance.now();
-const q = await quantize(model, calibration, { weightBits: 4, activationBits: 4, iterations, seed: 1 });
+const q = await quantize(model, calibration, {
+  weightBits: 4,
+  activationBits: 4,
+  iterations,
+  seed: 1,
+  threads,
+});
 const seconds = (performance.now() - start) / 1000;
 console.log(JSON.stringify({
   peakRssBytes: peakRss(),

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { spawnSync } from "node:child_process";
-import process from "node:process";
 import { readNpy, readNpz, writeNpy, writeNpz } from "../src/data/npy.ts";
 import { writeZip } from "../src/data/zip.ts";
 import { AttnroundError } from "../src/errors.ts";
 import { type DType, Tensor, type TensorData } from "../src/tensor.ts";
 import { readFixture } from "./fixtures.ts";
+import { haveNumpy, PYTHON } from "./system.ts";
 
 const invalidData = (pattern: RegExp) => (e: unknown) =>
   e instanceof AttnroundError && e.code === "INVALID_DATA" && pattern.test(e.message);
@@ -252,7 +252,7 @@ Deno.test("1-invalid: an entry declaring an impossible inflated size is refused 
 // ---- Independent check against numpy (python3), when it is installed. ----
 
 function python(script: string, input?: Uint8Array): string {
-  const result = spawnSync("python3", ["-c", script], { input, maxBuffer: 256 << 20 });
+  const result = spawnSync(PYTHON, ["-c", script], { input, maxBuffer: 256 << 20 });
   if (result.error) throw result.error;
   // Deno without --allow-run hands back an empty result rather than throwing.
   if (result.status === undefined) throw new Error("python3 could not be run (in Deno: --allow-run)");
@@ -260,25 +260,7 @@ function python(script: string, input?: Uint8Array): string {
   return new TextDecoder().decode(result.stdout);
 }
 
-/** Why numpy cannot be used (no python3, no numpy, no --allow-run), or "" if it can. */
-function numpyMissing(): string {
-  try {
-    python("import numpy");
-    return "";
-  } catch (e) {
-    return String((e as Error).message ?? e).split("\n")[0];
-  }
-}
-const whyNoNumpy = numpyMissing();
-const hasNumpy = whyNoNumpy === "";
-// CI sets ATTNROUND_REQUIRE_NUMPY=1 so that a missing numpy fails instead of skipping.
-const requireNumpy = process.env.ATTNROUND_REQUIRE_NUMPY === "1";
-
-Deno.test({
-  name: "2-numpy: python3 with numpy is available (required when ATTNROUND_REQUIRE_NUMPY=1)",
-  ignore: !requireNumpy,
-  fn: () => assert.ok(hasNumpy, `python3 -c 'import numpy' failed: ${whyNoNumpy}`),
-});
+const hasNumpy = haveNumpy("tests/npy.test.ts 2-numpy (the .npy/.npz cross-checks with numpy)");
 
 /** numpy's view of an array: dtype name, shape, and each value as Python prints it. */
 interface NumpyArray {

@@ -12,7 +12,7 @@ import { decodeModel, encodeModel } from "../src/onnx/codec.ts";
 import { tensorToProto } from "../src/onnx/tensor-proto.ts";
 import { DataType, type ModelProto } from "../src/onnx/types.ts";
 import { samplesFitting } from "../src/quant/preflight.ts";
-import { splitBatch } from "../src/quant/reconstruct.ts";
+import { shardCount, SHARDS, splitBatch } from "../src/quant/reconstruct.ts";
 import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
 
 const calibration = (count: number) => {
@@ -35,10 +35,18 @@ function fixedBatchTinyCnn(edit: (m: ModelProto) => void = () => {}): Uint8Array
 const settings = { weightBits: 4, activationBits: 4, iterations: 30, batchSize: 8, holdout: 16 } as const;
 
 Deno.test("splitBatch: shards as equal as they can be, in order, covering the batch", () => {
-  assert.deepEqual(splitBatch(32, Infinity), [[0, 32]]);
-  assert.deepEqual(splitBatch(32, 10), [[0, 8], [8, 8], [16, 8], [24, 8]]);
+  assert.deepEqual(splitBatch(32, 1), [[0, 32]]);
+  assert.deepEqual(splitBatch(32, 4), [[0, 8], [8, 8], [16, 8], [24, 8]]);
   assert.deepEqual(splitBatch(7, 3), [[0, 3], [3, 2], [5, 2]]);
-  assert.deepEqual(splitBatch(5, 1), [[0, 1], [1, 1], [2, 1], [3, 1], [4, 1]]);
+  assert.deepEqual(splitBatch(5, 5), [[0, 1], [1, 1], [2, 1], [3, 1], [4, 1]]);
+});
+
+Deno.test("shardCount: a fixed number of shards per mini-batch, more when memory holds fewer samples per run", () => {
+  assert.equal(shardCount(32, Infinity), SHARDS);
+  assert.equal(shardCount(32, 64), SHARDS);
+  assert.equal(shardCount(32, 2), 16);
+  assert.equal(shardCount(5, Infinity), 5, "at most one shard per sample");
+  assert.equal(shardCount(1, Infinity), 1);
 });
 
 Deno.test("samplesFitting: as many samples as one run's arena holds, at most 64", () => {

@@ -146,6 +146,7 @@ Deno.test("a run split into resumed slices ends with exactly the model of an uni
   const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
   const calib = calibration();
   // With QDrop, whose random drops must resume at the same position too.
+  // One thread, as in an edge function (tests/threads.test.ts resumes on several).
   const settings = {
     weightBits: 3,
     activationBits: 4,
@@ -153,6 +154,7 @@ Deno.test("a run split into resumed slices ends with exactly the model of an uni
     seed: 3,
     batchSize: 16,
     activationDrop: 0.5,
+    threads: 1,
   };
   const whole = await quantize(model, calib, settings);
   const withoutDrop = await quantize(model, calib, { ...settings, activationDrop: 0 });

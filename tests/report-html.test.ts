@@ -15,7 +15,7 @@ import { reportToHtml } from "../src/report/html.ts";
 import { type Files, haveChromium, withChromium } from "./chromium.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 
-const chromiumInstalled = haveChromium("report-html");
+const chromiumInstalled = haveChromium("tests/report-html.test.ts (the report in Chromium)");
 
 const PLOTS = ["fidelity", "bits", "loss", "weight-error"];
 

@@ -7,7 +7,7 @@ import { build } from "esbuild";
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { npmSpecifiers } from "../build/esbuild-common.mjs";
+import { bundleWorker, npmSpecifiers, workerScript } from "../build/esbuild-common.mjs";
 
 const testsDir = new URL(".", import.meta.url).pathname;
 const filter = process.argv[2] ?? "";
@@ -34,6 +34,10 @@ const sourceUrls = {
   },
 };
 
+// The thread pool's workers run the worker script bundled once for all the tests.
+const workerBundle = join(outDir, "worker.mjs");
+await bundleWorker(workerBundle);
+
 function bundle(entry, outfile) {
   return build({
     entryPoints: [entry],
@@ -43,54 +47,64 @@ function bundle(entry, outfile) {
     target: "node20",
     packages: "external",
     inject: [shim],
-    plugins: [npmSpecifiers({ bundled: false }), sourceUrls],
+    plugins: [npmSpecifiers({ bundled: false }), workerScript(pathToFileURL(workerBundle).href), sourceUrls],
     outfile,
     logLevel: "error",
   });
 }
 
-if (process.argv[2] === "--main") {
+if (process.argv[2] === "--main") await runMain(process.argv[3]);
+else await runTests();
+
+/** Runs one TypeScript program, which must end by itself: no process.exit() hides a worker left running. */
+async function runMain(file) {
   const outfile = join(outDir, "main.mjs");
   try {
-    await bundle(process.argv[3], outfile);
+    await bundle(file, outfile);
     await import(pathToFileURL(outfile).href);
   } finally {
     rmSync(outDir, { recursive: true, force: true });
   }
-  process.exit();
 }
 
-let passed = 0;
-let failed = 0;
-let ignored = 0;
-try {
-  for (const file of files) {
-    const outfile = join(outDir, file.replace(/\.ts$/, ".mjs"));
-    await bundle(join(testsDir, file), outfile);
-    const { testDefinitions } = await import("@deno/shim-deno-test");
-    await import(pathToFileURL(outfile).href);
-    const definitions = testDefinitions.splice(0, testDefinitions.length);
-    const only = definitions.some((d) => d.only);
-    console.log(`running ${definitions.length} tests from ./tests/${file}`);
-    for (const d of definitions) {
-      if (d.ignore || (only && !d.only)) {
-        ignored++;
-        continue;
-      }
-      const start = performance.now();
-      try {
-        await d.fn(testContext(d.name));
-        passed++;
-        console.log(`${d.name} ... ok (${Math.round(performance.now() - start)}ms)`);
-      } catch (error) {
-        failed++;
-        console.log(`${d.name} ... FAILED`);
-        console.log(error?.stack ?? error);
+async function runTests() {
+  let passed = 0;
+  let failed = 0;
+  let ignored = 0;
+  try {
+    for (const file of files) {
+      const outfile = join(outDir, file.replace(/\.ts$/, ".mjs"));
+      await bundle(join(testsDir, file), outfile);
+      const { testDefinitions } = await import("@deno/shim-deno-test");
+      await import(pathToFileURL(outfile).href);
+      const definitions = testDefinitions.splice(0, testDefinitions.length);
+      const only = definitions.some((d) => d.only);
+      console.log(`running ${definitions.length} tests from ./tests/${file}`);
+      for (const d of definitions) {
+        if (d.ignore || (only && !d.only)) {
+          ignored++;
+          continue;
+        }
+        const start = performance.now();
+        try {
+          await d.fn(testContext(d.name));
+          passed++;
+          console.log(`${d.name} ... ok (${Math.round(performance.now() - start)}ms)`);
+        } catch (error) {
+          failed++;
+          console.log(`${d.name} ... FAILED`);
+          console.log(error?.stack ?? error);
+        }
       }
     }
+  } finally {
+    rmSync(outDir, { recursive: true, force: true });
   }
-} finally {
-  rmSync(outDir, { recursive: true, force: true });
+
+  console.log(
+    `\nnode ${process.version}: ${passed} passed, ${failed} failed${ignored ? `, ${ignored} ignored` : ""}`,
+  );
+  process.exitCode = failed > 0 ? 1 : 0;
 }
 
 function testContext(name) {
@@ -104,8 +118,3 @@ function testContext(name) {
     },
   };
 }
-
-console.log(
-  `\nnode ${process.version}: ${passed} passed, ${failed} failed${ignored ? `, ${ignored} ignored` : ""}`,
-);
-process.exitCode = failed > 0 ? 1 : 0;

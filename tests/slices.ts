@@ -15,9 +15,10 @@ export async function resumeForBudget(
   calibration: CalibrationInput,
   state: Uint8Array,
   milliseconds: number,
+  threads?: number,
 ): Promise<{ state: Uint8Array } | { result: QuantizedModel }> {
-  const run = await QuantizationRun.resume(model, calibration, state);
-  if (run.advance({ milliseconds })) return { result: run.result() };
+  const run = await QuantizationRun.resume(model, calibration, state, threads ? { threads } : {});
+  if (await run.advance({ milliseconds })) return { result: await run.result() };
   try {
     return { state: run.state() };
   } finally {
@@ -25,7 +26,7 @@ export async function resumeForBudget(
   }
 }
 
-/** The whole run as a chain of requests; `slices` counts them. */
+/** The whole run as a chain of requests (each on `options.threads`, if set); `slices` counts them. */
 export async function quantizeInSlices(
   model: Model,
   calibration: CalibrationInput,
@@ -37,7 +38,7 @@ export async function quantizeInSlices(
   let state = first.state().slice();
   first.dispose();
   for (let slices = 1;; slices++) {
-    const answer = await resumeForBudget(model, calibration, state, milliseconds);
+    const answer = await resumeForBudget(model, calibration, state, milliseconds, options.threads);
     if ("result" in answer) return { result: answer.result, slices };
     state = answer.state.slice();
   }

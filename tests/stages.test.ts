@@ -1,6 +1,8 @@
 // The one-way house: data flows onnx → graph → engine → quant → export → cli,
 // with kernels, data and the files directly under src/ (wasm, tensor, errors,
-// layout, …) below them all. Every relative import in src/ must go to the same
+// layout, …) below them all. The worker pool (parallel) runs graphs beside
+// the engine; the workers' script (worker.ts) is an entry point, at the top
+// with the command line. Every relative import in src/ must go to the same
 // stage or an earlier one, and no files may import each other in a cycle.
 import assert from "node:assert/strict";
 import { readdirSync, readFileSync, statSync } from "node:fs";
@@ -10,11 +12,12 @@ import { fileURLToPath } from "node:url";
 const src = fileURLToPath(new URL("../src", import.meta.url));
 
 /** Stages from the bottom up; a folder (or file) of src/ not listed is a base file, below everything. */
-const STAGES = [["kernels", "data", "onnx"], ["graph"], ["engine"], ["model"], ["quant"], [
+const STAGES = [["kernels", "data", "onnx"], ["graph"], ["engine", "parallel"], ["model"], ["quant"], [
   "export",
   "report",
 ], [
   "cli",
+  "worker",
 ]];
 
 function sources(dir: string): string[] {

@@ -10,6 +10,7 @@ import { evalCommand, evalSpec } from "./eval.ts";
 import { inspectCommand, inspectSpec } from "./inspect.ts";
 import { quantizeCommand, quantizeSpec } from "./quantize.ts";
 import type { Runtime } from "./runtime.ts";
+import { VERSION } from "./version.ts";
 
 const commands: Record<string, CommandSpec> = {
   quantize: quantizeSpec,
@@ -26,9 +27,9 @@ commands:
   quantize MODEL.onnx --calib CALIB.npz --out OUT.onnx [options]   quantize a model
   eval MODEL.onnx --data TEST.npz [--compare OTHER.onnx]           top-1 (and agreement) as one JSON line
   inspect MODEL.onnx                                               ops, parameters, blocks, coding length per layer
-  demo [--fast]                                                    quantize the bundled ResNet-18 (from a clone of the repository)
+  demo [--fast]                                                    quantize the bundled ResNet-18 (a clone or the installed package)
 
-"attnround COMMAND --help" shows a command's options.
+"attnround COMMAND --help" shows a command's options; "attnround --version" the version.
 exit status: 0 success, 1 failure, 2 bad usage
 `;
 
@@ -51,6 +52,10 @@ export async function runCli(rt: Runtime, argv: readonly string[] = rt.args): Pr
       const spec = name === "help" && rest[0] ? commands[rest[0]] : undefined;
       rt.stdout.write(spec ? helpText(spec) : topHelp);
       return name === undefined ? 2 : 0;
+    }
+    if (name === "--version" || name === "-V" || name === "version") {
+      rt.stdout.write(json ? JSON.stringify({ version: VERSION }) + "\n" : `attnround ${VERSION}\n`);
+      return 0;
     }
     const spec = commands[name];
     if (!spec) {

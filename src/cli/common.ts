@@ -1,12 +1,14 @@
-// What the commands share: their console, and models and .npz samples read
-// from files with errors that name the file.
+// What the commands share: their console, and models and .npz/.npy samples
+// read from files with errors that name the file.
 import {
   AttnroundError,
   inputsFromNpz,
   loadModel,
   type Model,
+  readNpy,
   readNpz,
   Tensor,
+  type TensorData,
   type ValueInfo,
 } from "../../mod.ts";
 import { atLeast, type FlagSpec, type FlagValue } from "./args.ts";
@@ -61,10 +63,12 @@ export interface Samples {
   y?: Int32Array;
 }
 
-/** What an .npz of samples may unpack to (readNpz's options; --max-data and --max-samples). */
+/** What an .npz of samples may unpack to (readNpz's options; --max-data and --max-samples), and --limit. */
 export interface SampleLimits {
   maxBytes?: number;
   maxSamples?: number;
+  /** Only the first `limit` samples are used. */
+  limit?: number;
 }
 
 /** Samples an .npz may hold unless --max-samples says otherwise: far more than a calibration or test set needs. */
@@ -85,18 +89,67 @@ export const limitFlags: Record<string, FlagSpec> = {
     check: atLeast(1),
     help: "most samples an .npz array may hold; checked before its data is read",
   },
+  limit: {
+    type: "int",
+    value: "N",
+    check: atLeast(1),
+    help: "use only the first N samples of the file",
+  },
+};
+
+/** --threads, for every command that runs a model. */
+export const threadsFlag: Record<string, FlagSpec> = {
+  threads: {
+    type: "int",
+    value: "N",
+    default: "the cores the runtime reports",
+    check: (v) => v >= 1 && v <= 1024 ? undefined : "must be from 1 to 1024",
+    help: "threads to run on (workers); the results are the same for any number",
+  },
 };
 
 export function sampleLimits(flags: Record<string, FlagValue>): SampleLimits {
   return {
     maxBytes: flags["max-data"] as number | undefined,
     maxSamples: (flags["max-samples"] as number | undefined) ?? MAX_SAMPLES,
+    limit: flags.limit as number | undefined,
   };
 }
 
+/** Whether `bytes` start as a .npy file does (rather than as a .npz, a zip archive). */
+function isNpy(bytes: Uint8Array): boolean {
+  return bytes.length >= 6 && bytes[0] === 0x93 && new TextDecoder().decode(bytes.subarray(1, 6)) === "NUMPY";
+}
+
+/** One .npy array as the samples `x`, within the limits an .npz would have. */
+function readNpyWithin(bytes: Uint8Array, limits: SampleLimits): Record<string, Tensor> {
+  if (limits.maxBytes !== undefined && bytes.length > limits.maxBytes) {
+    throw new AttnroundError(
+      "TOO_LARGE",
+      `the .npy file is ${bytes.length} bytes, more than --max-data (${limits.maxBytes})`,
+    );
+  }
+  const x = readNpy(bytes);
+  if (limits.maxSamples !== undefined && x.shape.length > 0 && x.shape[0] > limits.maxSamples) {
+    throw new AttnroundError(
+      "TOO_LARGE",
+      `the array has ${x.shape[0]} samples, more than --max-samples (${limits.maxSamples})`,
+    );
+  }
+  return { x };
+}
+
+/** The first `n` samples (rows of the first axis) of `t`. */
+function firstRows(t: Tensor, n: number): Tensor {
+  if (n >= t.shape[0]) return t;
+  const per = t.size / t.shape[0];
+  return new Tensor(t.data.slice(0, n * per) as TensorData, [n, ...t.shape.slice(1)]);
+}
+
 /**
- * A .npz as model inputs and labels (SPEC §8, through inputsFromNpz), read
- * within `limits`; the inputs must be finite. Errors are prefixed with `label`.
+ * A .npz (or a .npy, read as its array `x`) as model inputs and labels
+ * (SPEC §8, through inputsFromNpz), read within `limits` and cut to
+ * `limits.limit` samples; the inputs must be finite. Errors are prefixed with `label`.
  */
 export function samplesFromNpz(
   bytes: Uint8Array,
@@ -105,8 +158,10 @@ export function samplesFromNpz(
   limits: SampleLimits = {},
 ): Samples {
   try {
-    const arrays = readNpz(bytes, limits);
-    const { x, y } = inputsFromNpz(arrays, input);
+    const arrays = isNpy(bytes) ? readNpyWithin(bytes, limits) : readNpz(bytes, limits);
+    const all = inputsFromNpz(arrays, input);
+    const n = limits.limit ?? all.x.shape[0];
+    const x = firstRows(all.x, n), y = all.y && firstRows(all.y, n);
     const name = "x" in arrays ? "x" : Object.keys(arrays).find((n) => n !== "y");
     const data = x.data as Float32Array, per = data.length / x.shape[0];
     for (let i = 0; i < data.length; i++) {
@@ -152,33 +207,19 @@ export async function loadSamples(
 /** Samples per forward pass when eval and the demo predict classes. */
 export const EVAL_BATCH = 250;
 
-/** Arg-max class of each row of every batch of `x` through `run`. */
-export function predictClasses(
-  run: (x: Tensor) => Tensor,
-  x: Tensor,
-  batch: number,
-  what: string,
-): Int32Array {
-  const n = x.shape[0], per = x.size / n;
+/** Arg-max class of each row of a model's first output over all samples (from runBatched). */
+export function predictClasses(y: Tensor, what: string): Int32Array {
+  if (y.shape.length !== 2) {
+    throw new CliError(
+      `${what}: its first output has shape [${y.shape}]; eval needs class scores [N, classes]`,
+    );
+  }
+  const [n, c] = y.shape, v = y.data as Float32Array;
   const classes = new Int32Array(n);
-  for (let start = 0; start < n; start += batch) {
-    const count = Math.min(batch, n - start);
-    const input = new Tensor((x.data as Float32Array).subarray(start * per, (start + count) * per), [
-      count,
-      ...x.shape.slice(1),
-    ]);
-    const y = run(input);
-    if (y.shape.length !== 2 || y.shape[0] !== count) {
-      throw new CliError(
-        `${what}: its first output has shape [${y.shape}]; eval needs class scores [N, classes]`,
-      );
-    }
-    const c = y.shape[1], v = y.data as Float32Array;
-    for (let r = 0; r < count; r++) {
-      let best = 0;
-      for (let k = 1; k < c; k++) if (v[r * c + k] > v[r * c + best]) best = k;
-      classes[start + r] = best;
-    }
+  for (let r = 0; r < n; r++) {
+    let best = 0;
+    for (let k = 1; k < c; k++) if (v[r * c + k] > v[r * c + best]) best = k;
+    classes[r] = best;
   }
   return classes;
 }

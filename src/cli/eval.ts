@@ -1,6 +1,6 @@
 // attnround eval: top-1 of a classifier on labelled data, and its agreement
 // with another model, as one JSON line.
-import { init, type Model, type Tensor } from "../../mod.ts";
+import { type BatchedRunOptions, init, type Model, type Tensor } from "../../mod.ts";
 import { atLeast, type CommandSpec, type FlagValue } from "./args.ts";
 import {
   Console,
@@ -11,6 +11,7 @@ import {
   onlyInput,
   predictClasses,
   sampleLimits,
+  threadsFlag,
 } from "./common.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -38,14 +39,21 @@ export const evalSpec: CommandSpec = {
       check: atLeast(1),
       help: "samples per forward pass",
     },
+    ...threadsFlag,
     ...limitFlags,
   },
   examples: ["attnround eval model.w4a4.onnx --data test.npz --compare model.onnx"],
 };
 
-function runner(model: Model): (x: Tensor) => Tensor {
-  const input = model.inputs[0].name, output = model.outputs[0].name;
-  return (x) => model.run({ [input]: x })[output];
+/** The arg-max class of every sample of `x` through `model`, in runs spread over the threads. */
+async function classesOf(
+  model: Model,
+  x: Tensor,
+  options: BatchedRunOptions,
+  what: string,
+): Promise<Int32Array> {
+  const outputs = await model.runBatched({ [model.inputs[0].name]: x }, options);
+  return predictClasses(outputs[model.outputs[0].name], what);
 }
 
 export async function evalCommand(
@@ -62,13 +70,14 @@ export async function evalCommand(
     : undefined;
   if (other) onlyInput(other, flags.compare as string);
   const data = await loadSamples(rt, flags.data as string, model, "--data", sampleLimits(flags));
-  const batch = (flags.batch as number) ?? EVAL_BATCH;
+  const options: BatchedRunOptions = { batchSize: (flags.batch as number) ?? EVAL_BATCH };
+  if (flags.threads !== undefined) options.threads = flags.threads as number;
   const n = data.x.shape[0];
-  const classes = predictClasses(runner(model), data.x, batch, modelPath);
+  const classes = await classesOf(model, data.x, options, modelPath);
   const top1 = (c: Int32Array) => data.y ? c.filter((v, i) => v === data.y![i]).length / n : null;
   const result: Record<string, unknown> = { top1: top1(classes), n };
   if (other) {
-    const theirs = predictClasses(runner(other), data.x, batch, flags.compare as string);
+    const theirs = await classesOf(other, data.x, options, flags.compare as string);
     result.agreement = classes.filter((v, i) => v === theirs[i]).length / n;
     result.compareTop1 = top1(theirs);
   }

@@ -2,6 +2,7 @@
 // (and, if asked, npz, JSON and HTML) out, with progress on the terminal.
 import {
   type AttentionOptions,
+  AttnroundError,
   defaultOptions,
   type ExportForm,
   init,
@@ -21,8 +22,11 @@ import {
   loadSamples,
   onlyInput,
   sampleLimits,
+  threadsFlag,
 } from "./common.ts";
-import { basename, checkOutputs, writeOutputs } from "./files.ts";
+import { CliError, UsageError } from "./errors.ts";
+import { loadImages, type Preprocessing } from "./images.ts";
+import { basename, checkOutputs, readInput, writeOutputs } from "./files.ts";
 import { formatDuration, ProgressPrinter } from "./progress.ts";
 import type { Runtime } from "./runtime.ts";
 
@@ -38,9 +42,10 @@ export const quantizeSpec: CommandSpec = {
   flags: {
     calib: {
       type: "string",
-      value: "CALIB.npz",
+      value: "CALIB.npz|.npy|DIR",
       required: true,
-      help: "calibration inputs: array x (or the first array); uint8 is scaled by 1/255",
+      help: "calibration inputs: a .npz (array x, or the first array), a .npy (uint8 is scaled by 1/255), " +
+        "or a folder of PNG/JPEG images (see --resize, --mean, --std, --channels, --layout)",
     },
     out: { type: "string", value: "OUT.onnx", required: true, help: "the quantized model (QDQ ONNX)" },
     w: {
@@ -81,6 +86,10 @@ export const quantizeSpec: CommandSpec = {
     asymmetric: {
       type: "boolean",
       help: "asymmetric weights, a zero point per output channel (as BRECQ); symmetric by default",
+    },
+    "per-tensor": {
+      type: "boolean",
+      help: "one weight scale per layer instead of one per output channel (perChannelWeights: false)",
     },
     iters: {
       type: "int",
@@ -127,11 +136,63 @@ export const quantizeSpec: CommandSpec = {
       value: "REPORT.html",
       help: "write the report as a standalone HTML page with plots",
     },
+    exclude: {
+      type: "string",
+      value: "LIST",
+      help: "layers to leave in float, comma-separated: node names, globs over them ('head*', '/layer4/*') " +
+        "or op types (Gemm)",
+    },
+    "op-types": {
+      type: "string",
+      value: "LIST",
+      help: "quantize only layers of these op types, comma-separated (of Conv, ConvTranspose, Gemm, MatMul)",
+    },
+    resize: {
+      type: "string",
+      value: "WxH",
+      help: "images: resize each to W×H (bilinear, half-pixel centres); default: the model input's size",
+    },
+    mean: {
+      type: "string",
+      value: "M[,M,M]",
+      help: "images: subtract per channel after scaling to [0, 1], e.g. 0.485,0.456,0.406; default 0",
+    },
+    std: {
+      type: "string",
+      value: "S[,S,S]",
+      help: "images: then divide per channel, e.g. 0.229,0.224,0.225; default 1",
+    },
+    channels: {
+      type: "string",
+      value: "ORDER",
+      choices: ["rgb", "bgr"],
+      default: "rgb",
+      help: "images: colour channel order (a 1-channel model gets the gray level)",
+    },
+    layout: {
+      type: "string",
+      value: "L",
+      choices: ["nchw", "nhwc"],
+      help: "images: tensor layout; default: as the model's input shape says (NCHW if it cannot tell)",
+    },
+    config: {
+      type: "string",
+      value: "FILE.json",
+      help:
+        "quantize's options as JSON, any option of the API's quantize() (holdout, layers, learningRate, " +
+        "activationLearningRate, activationDrop, attention, mixedPrecision, …); flags given beside it override it, " +
+        "and the same options give the same bytes as the API",
+    },
+    ...threadsFlag,
     ...limitFlags,
   },
   examples: [
     "attnround quantize model.onnx --calib calib.npz --out model.w4a4.onnx --html report.html",
     "attnround quantize model.onnx --calib calib.npz --out m.onnx --w 2 --a 4 --iters 500 --json",
+    "attnround quantize model.onnx --calib calib.npy --limit 256 --config options.json --out m.onnx",
+    "attnround quantize model.onnx --calib calib.npz --exclude 'head*,Gemm' --out m.onnx",
+    "attnround quantize model.onnx --calib images/ --resize 224x224 --mean 0.485,0.456,0.406 " +
+    "--std 0.229,0.224,0.225 --out m.onnx",
   ],
 };
 
@@ -143,6 +204,63 @@ function withInterrupt<T>(rt: Runtime, out: Console, work: (signal: AbortSignal)
     controller.abort();
   });
   return work(controller.signal).finally(stop);
+}
+
+/** A list of numbers such as "0.485,0.456,0.406" for `flag`. */
+function numbers(flag: string, text: string | undefined): number[] | undefined {
+  if (text === undefined) return undefined;
+  const values = text.split(",").map((v) => v.trim() === "" ? NaN : Number(v));
+  if (values.some((v) => !Number.isFinite(v))) {
+    throw new UsageError(
+      `--${flag} takes numbers separated by commas, such as 0.485,0.456,0.406, got "${text}"`,
+      "quantize",
+    );
+  }
+  if (flag === "std" && values.some((v) => v === 0)) {
+    throw new UsageError(`--std must not be 0, got "${text}"`, "quantize");
+  }
+  return values;
+}
+
+/** The image preprocessing the flags ask for. */
+function preprocessing(flags: Record<string, FlagValue>): Preprocessing {
+  let size: [number, number] | undefined;
+  if (flags.resize !== undefined) {
+    const match = /^(\d+)x(\d+)$/i.exec(String(flags.resize).trim());
+    if (!match || Number(match[1]) < 1 || Number(match[2]) < 1) {
+      throw new UsageError(`--resize takes WIDTHxHEIGHT such as 224x224, got "${flags.resize}"`, "quantize");
+    }
+    size = [Number(match[1]), Number(match[2])];
+  }
+  return {
+    size,
+    mean: numbers("mean", flags.mean as string | undefined),
+    std: numbers("std", flags.std as string | undefined),
+    channels: flags.channels as Preprocessing["channels"],
+    layout: flags.layout as Preprocessing["layout"],
+  };
+}
+
+/** The options of --config FILE.json: a JSON object of quantize()'s options (functions and stores excepted). */
+async function readConfig(rt: Runtime, path: string): Promise<QuantizeOptionsInput> {
+  const text = new TextDecoder().decode(await readInput(rt, path, "--config"));
+  let config: unknown;
+  try {
+    config = JSON.parse(text);
+  } catch (e) {
+    throw new CliError(`--config ${path} is not JSON (${(e as Error).message})`);
+  }
+  if (typeof config !== "object" || config === null || Array.isArray(config)) {
+    throw new CliError(
+      `--config ${path} must hold a JSON object of quantize's options, such as {"weightBits": 4}`,
+    );
+  }
+  for (const key of ["onProgress", "signal", "spill"]) {
+    if (key in config) {
+      throw new CliError(`--config ${path}: ${key} cannot be given in JSON; the command sets it`);
+    }
+  }
+  return config as QuantizeOptionsInput;
 }
 
 export async function quantizeCommand(
@@ -160,31 +278,54 @@ export async function quantizeCommand(
     rt,
     "quantize",
     [["--out", outPath], ["--npz", npzPath], ["--report", reportPath], ["--html", htmlPath]],
-    [["the model", modelPath], ["--calib", flags.calib as string]],
+    [
+      ["the model", modelPath],
+      ["--calib", flags.calib as string],
+      ...(flags.config === undefined ? [] : [["--config", flags.config as string] as [string, string]]),
+    ],
   );
   await init();
   const { model, bytes: modelBytes } = await loadModelFile(rt, modelPath);
   onlyInput(model, modelPath);
-  const calib = await loadSamples(rt, flags.calib as string, model, "--calib", sampleLimits(flags));
+  const calibPath = flags.calib as string;
+  const calib = (await rt.stat(calibPath).catch(() => undefined))?.kind === "directory"
+    ? {
+      x: await loadImages(
+        rt,
+        calibPath,
+        model.inputs[0],
+        preprocessing(flags),
+        flags.limit as number | undefined,
+      ),
+    }
+    : await loadSamples(rt, calibPath, model, "--calib", sampleLimits(flags));
   out.info(
     `${basename(modelPath)}: ${inspectModel(model).layers.length} layers to quantize; ` +
       `${flags.calib}: ${calib.x.shape[0]} samples of [${calib.x.shape.slice(1)}]`,
   );
-  const options: QuantizeOptionsInput = {
-    weightBits: (flags.w as number) ?? defaultOptions.weightBits,
-    activationBits: (flags.a as number) ?? defaultOptions.activationBits,
-    rounding: (flags.rounding as RoundingMode) ?? defaultOptions.rounding,
-    iterations: (flags.iters as number) ?? defaultOptions.iterations,
-    batchSize: (flags.batch as number) ?? defaultOptions.batchSize,
-    seed: (flags.seed as number) ?? defaultOptions.seed,
-  };
-  if (memoryBudget !== undefined) options.memoryBudget = memoryBudget;
-  if (flags.asymmetric === true) options.symmetricWeights = false;
-  if (flags.export !== undefined) options.exportForm = flags.export as ExportForm;
+  const configPath = flags.config as string | undefined;
+  const config = configPath === undefined ? {} : await readConfig(rt, configPath);
+  // The flags given on the command line override the file; the rest are quantize's defaults.
+  const given: QuantizeOptionsInput = {};
+  if (flags.w !== undefined) given.weightBits = flags.w as number;
+  if (flags.a !== undefined) given.activationBits = flags.a as number;
+  if (flags.rounding !== undefined) given.rounding = flags.rounding as RoundingMode;
+  if (flags.iters !== undefined) given.iterations = flags.iters as number;
+  if (flags.batch !== undefined) given.batchSize = flags.batch as number;
+  if (flags.seed !== undefined) given.seed = flags.seed as number;
+  if (memoryBudget !== undefined) given.memoryBudget = memoryBudget;
+  if (flags.threads !== undefined) given.threads = flags.threads as number;
+  if (flags.asymmetric === true) given.symmetricWeights = false;
+  if (flags["per-tensor"] === true) given.perChannelWeights = false;
+  if (flags.export !== undefined) given.exportForm = flags.export as ExportForm;
+  if (flags.mixed !== undefined) given.mixedPrecision = { averageBits: flags.mixed as number };
+  const list = (v: FlagValue) => String(v).split(",").map((x) => x.trim()).filter((x) => x !== "");
+  if (flags.exclude !== undefined) given.exclude = list(flags.exclude);
+  if (flags["op-types"] !== undefined) given.opTypes = list(flags["op-types"]);
+  const options: QuantizeOptionsInput = { ...config, ...given };
   if (flags.variant !== undefined) {
-    options.attention = { variant: flags.variant as AttentionOptions["variant"] };
+    options.attention = { ...config.attention, variant: flags.variant as AttentionOptions["variant"] };
   }
-  if (flags.mixed !== undefined) options.mixedPrecision = { averageBits: flags.mixed as number };
   const printer = out.json || out.quiet ? undefined : new ProgressPrinter(rt.stdout, rt.stdout.isTTY);
   let q: QuantizedModel;
   try {
@@ -199,6 +340,12 @@ export async function quantizeCommand(
           onProgress: printer && ((e) => printer.event(e)),
         }),
     );
+  } catch (e) {
+    // quantize checks its options first: with a --config, an option it refuses is most likely the file's.
+    if (configPath !== undefined && e instanceof AttnroundError && e.code === "INVALID_ARGUMENT") {
+      throw new AttnroundError(e.code, `--config ${configPath}: ${e.message}`, { cause: e });
+    }
+    throw e;
   } finally {
     printer?.finish();
   }
@@ -227,7 +374,7 @@ export async function quantizeCommand(
       }, SNR ${
         fid.snrDb.toFixed(1)
       } dB on ${fid.samples} held-back samples): try more --iters or bits (--w, --a)${
-        options.rounding === "attention" ? "" : ", or --rounding attention"
+        report.settings.rounding === "attention" ? "" : ", or --rounding attention"
       }`,
     );
   }
@@ -268,12 +415,12 @@ export async function quantizeCommand(
     report: reportPath,
     html: htmlPath,
     settings: {
-      weightBits: options.weightBits,
-      activationBits: options.activationBits,
-      rounding: options.rounding,
-      iterations: options.iterations,
-      batchSize: options.batchSize,
-      seed: options.seed,
+      weightBits: report.settings.weightBits,
+      activationBits: report.settings.activationBits,
+      rounding: report.settings.rounding,
+      iterations: report.settings.iterations,
+      batchSize: report.settings.batchSize,
+      seed: report.settings.seed,
       symmetricWeights: report.settings.symmetricWeights,
       exportForm: report.settings.exportForm,
       attentionVariant: report.settings.attention.variant,

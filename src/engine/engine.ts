@@ -46,6 +46,14 @@ interface Buffer {
   refs: number;
 }
 
+/** Told the milliseconds of every replayed step when set (bench/profile.ts); unset, steps are not timed. */
+let stepObserver: ((graph: Graph, node: Node, ms: number) => void) | undefined;
+
+/** Sets (or with no argument clears) the observer of replayed steps, for profiling. */
+export function observeSteps(observer?: (graph: Graph, node: Node, ms: number) => void): void {
+  stepObserver = observer;
+}
+
 export class Engine {
   readonly order: Node[];
   private readonly runs: OpRun[];
@@ -98,8 +106,9 @@ export class Engine {
 
   /**
    * Runs the graph and returns the outputs where they lie: float32 ones stay in
-   * wasm memory, valid until the next run. Inputs may be wasm values too (copied
-   * inside wasm memory). A new input shape costs one extra (planning) run.
+   * wasm memory, valid until the next run. Inputs may be wasm values too, read
+   * where they lie (or copied into the arena if they overlap it) and left
+   * unchanged. A new input shape costs one extra (planning) run.
    */
   runInPlace(feeds: Record<string, Value>): Record<string, Value> {
     const key = this.planKey(feeds);
@@ -273,7 +282,8 @@ export class Engine {
       if (this.initializers.has(input.name)) continue;
       const feed = checkFeed(input.name, feeds);
       const offset = plan.inputOffsets.get(input.name);
-      if (offset === undefined) {
+      if (offset === undefined || outsideArena(plan, feed)) {
+        // A wasm value outside the arena is read where it lies: no step writes to its inputs.
         env.set(input.name, feed);
       } else {
         f32(plan.arena + offset, sizeOf(feed.shape)).set(feed.data as Float32Array);
@@ -300,7 +310,15 @@ export class Engine {
         }
         return plan.arena + step.scratchOffset;
       });
-      const outs = runStep(step.run, ctx, step.node.inputs.map((name) => name ? env.get(name) : undefined));
+      const inputs = step.node.inputs.map((name) => name ? env.get(name) : undefined);
+      let outs: Value[];
+      if (stepObserver) {
+        const t0 = performance.now();
+        outs = runStep(step.run, ctx, inputs);
+        stepObserver(this.graph, step.node, performance.now() - t0);
+      } else {
+        outs = runStep(step.run, ctx, inputs);
+      }
       step.node.outputs.forEach((name, i) => name && outs[i] && env.set(name, outs[i]));
     }
     return this.collectOutputs(env);
@@ -472,6 +490,13 @@ function layoutArena(
     arenaBytes,
     owned,
   };
+}
+
+/** A wasm value whose bytes the arena does not overlap, so that no step of a replay overwrites it. */
+function outsideArena(plan: Plan, v: Value): boolean {
+  if (!(v instanceof WasmValue)) return false;
+  const end = v.ptr + sizeOf(v.shape) * 4;
+  return end <= plan.arena || v.ptr >= plan.arena + plan.arenaBytes;
 }
 
 function releasePlan(plan: Plan): void {

@@ -7,11 +7,11 @@
 //   pointwise or depthwise kernels of the forward);
 // - for strided depthwise convs as a scatter into prepared planes ("depthwise-scatter");
 // - otherwise as GEMM + col2im, the ConvTranspose kernel ("col2im").
-// dW is a reduction over pixels: over prepared planes of the input, over an
-// im2col of a chunk of images (1×1 kernels, outputs of at most 64 pixels), or
-// with dy and x read in place (1×1 kernels with outputs of a multiple of four
-// pixels); depthwise convs reduce per channel plane. The bias gradient is dy
-// summed per channel (reduceToShape in src/kernels/binary-grad.ts).
+// dW is a GEMM over pixels (dy packed by eight output channels, four taps per
+// tile, no horizontal sums), reading the taps' inputs from prepared planes,
+// an im2col of a chunk of images (small outputs, strided or padded 1×1) or x
+// itself (pointwise); depthwise convs reduce per channel plane. The bias
+// gradient is dy summed per channel (reduceToShape in src/kernels/binary-grad.ts).
 // The *Reference functions are the plain loops the tests hold the kernels to.
 import { wasm } from "../wasm.ts";
 import {
@@ -21,6 +21,8 @@ import {
   type Conv2dParams,
   conv2dPath,
   conv2dWorkspaceBytes,
+  depthwiseByChannels,
+  depthwiseCellsBytes,
 } from "./conv2d.ts";
 import {
   convTranspose2d,
@@ -32,7 +34,6 @@ import { align16, type FloatArray, planeBytes, planeGeometry } from "./planes.ts
 
 export type Conv2dBackwardInputPath = "flipped-conv" | "depthwise-scatter" | "col2im";
 
-const MR = 4;
 /** Bytes of prepared images the weight gradient keeps at once (inputs and dy): about half of L2. */
 const CHUNK_BYTES = 512 * 1024;
 
@@ -81,11 +82,17 @@ function paddedRowsBytes(p: Conv2dParams): number {
   return align16(p.outH * Math.ceil(p.outW / 4) * 16);
 }
 
+/** Workspace of the depthwise backward kernels: the input's cells and dy's, or a prepared plane and padded rows. */
+function depthwiseBackwardBytes(p: Conv2dParams): number {
+  if (depthwiseByChannels(p)) return depthwiseCellsBytes(p) + p.outH * p.outW * 16;
+  return planeBytes(p, 1) + paddedRowsBytes(p);
+}
+
 /** Workspace bytes conv2dBackwardInput needs for these params. */
 export function conv2dBackwardInputWorkspaceBytes(p: Conv2dParams): number {
   const path = conv2dBackwardInputPath(p);
   if (path === "col2im") return convTranspose2dWorkspaceBytes(transposedParams(p));
-  if (path === "depthwise-scatter") return planeBytes(p, 1) + paddedRowsBytes(p);
+  if (path === "depthwise-scatter") return depthwiseBackwardBytes(p);
   const f = flippedParams(p);
   const flipped = align16(p.m * (p.c / p.group) * p.kh * p.kw * 4);
   const packed = isDepthwise(f) ? 0 : conv2dPackedWeightsBytes(f);
@@ -131,7 +138,7 @@ export function conv2dBackwardInput(
 }
 
 interface WeightsPlan {
-  /** The kernel's input layout: 0 prepared planes, 1 packed im2col, 2 dy in place (see assembly). */
+  /** Where the kernel reads the taps' inputs: 0 prepared planes, 1 im2col, 2 x in place (see assembly). */
   layout: number;
   chunk: number;
   bytes: number;
@@ -139,41 +146,41 @@ interface WeightsPlan {
 
 /** Output planes up to this many pixels reduce over an im2col of the whole chunk, not row by row. */
 const FLAT_PIXELS = 64;
+/** Output channels per panel of packed dy, taps per tile (assembly/conv2d-grad.ts). */
+const NR = 8, TR = 4;
 
-// Mirrors the workspace layout of conv2dBackwardWeights in assembly/conv2d-grad.ts.
-function weightsPlan(p: Conv2dParams): WeightsPlan {
+/**
+ * How conv2dBackwardWeights runs for these params: where the kernel reads the
+ * taps' inputs, how many images a chunk holds and the workspace bytes. Mirrors
+ * the workspace layout of conv2dBackwardWeights in assembly/conv2d-grad.ts.
+ */
+export function weightsPlan(p: Conv2dParams): WeightsPlan {
   const cg = p.c / p.group, mg = p.m / p.group;
   const plane = p.outH * p.outW;
-  const flat = (p.kh === 1 && p.kw === 1) || plane <= FLAT_PIXELS;
-  const panels = p.group * Math.ceil(mg / MR);
-  const offsets = align16(cg * p.kh * p.kw * 4);
-  const columns = p.c * p.kh * p.kw * plane * 4;
-  if (p.kh === 1 && p.kw === 1 && plane % 4 === 0) {
-    // dy in place; x too when the conv reads it pixel for pixel.
-    if (conv2dPath(p) === "pointwise") return { layout: 2, chunk: p.n, bytes: 0 };
-    const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / columns)));
-    return { layout: 2, chunk, bytes: align16(chunk * columns) };
+  const kTotal = cg * p.kh * p.kw;
+  const offsets = align16(kTotal * 4);
+  const sums = p.group * Math.ceil(kTotal / TR) * TR * Math.ceil(mg / NR) * NR * 4;
+  // Per image: the packed dy, and the inputs the tiles read (in place for layout 2).
+  const dyPanels = p.group * Math.ceil(mg / NR) * NR * plane * 4;
+  const chunkOf = (perImage: number) => Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / perImage)));
+  if (conv2dPath(p) === "pointwise") {
+    const chunk = chunkOf(dyPanels + p.c * plane * 4);
+    return { layout: 2, chunk, bytes: offsets + sums + chunk * dyPanels };
   }
-  if (flat) {
-    // Per image: its im2col columns and its dy panels (16 bytes per pixel per panel).
-    const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / (columns + panels * plane * 16))));
-    const floats = 4 * Math.ceil((chunk * plane) / 4);
-    return {
-      layout: 1,
-      chunk,
-      bytes: offsets + align16(p.c * p.kh * p.kw * floats * 4) + panels * floats * 16,
-    };
+  if ((p.kh === 1 && p.kw === 1) || plane <= FLAT_PIXELS) {
+    const columns = p.c * p.kh * p.kw * plane * 4;
+    const chunk = chunkOf(columns + dyPanels);
+    return { layout: 1, chunk, bytes: offsets + sums + align16(chunk * columns) + chunk * dyPanels };
   }
   const xImage = align16((p.c * planeGeometry(p).channelFloats + 16) * 4);
-  const dImage = panels * p.outH * Math.ceil(p.outW / 4) * 64;
-  const chunk = Math.max(1, Math.min(p.n, Math.floor(CHUNK_BYTES / (xImage + dImage))));
-  return { layout: 0, chunk, bytes: offsets + chunk * (xImage + dImage) };
+  const chunk = chunkOf(xImage + dyPanels);
+  return { layout: 0, chunk, bytes: offsets + sums + chunk * (xImage + dyPanels) };
 }
 
 /** Workspace bytes conv2dBackwardWeights needs for these params. */
 export function conv2dBackwardWeightsWorkspaceBytes(p: Conv2dParams): number {
   conv2dWorkspaceBytes(p); // checks p
-  if (isDepthwise(p)) return planeBytes(p, 1) + paddedRowsBytes(p);
+  if (isDepthwise(p)) return depthwiseBackwardBytes(p);
   return weightsPlan(p).bytes;
 }
 

@@ -1,6 +1,7 @@
 // 2-D convolution, float32 NCHW (ONNX Conv), with bias and relu/clip fused into
 // the output write. The wasm kernels are in assembly/conv2d.ts:
-// - depthwise (group == c == m): a direct SIMD kernel per channel plane;
+// - depthwise (group == c == m): a direct SIMD kernel per channel plane, or
+//   for strided, dilated and narrow 3×3 ones four channels per v128;
 // - everything else: an implicit GEMM over weights packed into 4-row panels,
 //   reading the input in place (1×1 stride-1 unpadded), from a gathered dense
 //   image (other 1×1), or from padded, phase-split planes of one image (see
@@ -113,9 +114,27 @@ export function conv2dPackWeights(p: Conv2dParams, w: number, packed: number): v
   }
 }
 
+/**
+ * Whether a depthwise conv's backward passes run four channels at a time
+ * (assembly/depthwise.ts): 3×3 kernels. The forward does for the strided,
+ * dilated and narrow ones and gets workspace for either way.
+ */
+export function depthwiseByChannels(p: Conv2dParams): boolean {
+  return p.kh === 3 && p.kw === 3;
+}
+
+/** Bytes of the padded cells (four channels' values per 16 bytes) assembly/depthwise.ts works in. */
+export function depthwiseCellsBytes(p: Conv2dParams): number {
+  const rows = (p.outH - 1) * p.strideH + 2 * p.dilationH + 1;
+  const cols = (p.outW - 1) * p.strideW + 2 * p.dilationW + 1;
+  return align16(rows * cols * 16);
+}
+
 function kernelWorkspaceBytes(p: Conv2dParams): number {
   const path = conv2dPath(p);
-  if (path === "depthwise") return planeBytes(p, 1);
+  if (path === "depthwise") {
+    return depthwiseByChannels(p) ? Math.max(depthwiseCellsBytes(p), planeBytes(p, 1)) : planeBytes(p, 1);
+  }
   const cg = p.c / p.group;
   const offsets = align16(cg * p.kh * p.kw * 4);
   if (path === "pointwise") return offsets + align16(cg * 16) + align16(cg * 4);

@@ -68,8 +68,11 @@ export function maxPool2dBackwardReference(
 ): void {
   const acc = new Float64Array(dx.length);
   eachWindow(p, (_plane, yi, cells) => {
+    // The first maximum; a NaN wins over anything but an earlier NaN, as in the forward.
     let best = -1;
-    for (const i of cells) if (best < 0 || x[i] > x[best]) best = i;
+    for (const i of cells) {
+      if (best < 0 || (!Number.isNaN(x[best]) && (x[i] > x[best] || Number.isNaN(x[i])))) best = i;
+    }
     if (best >= 0) acc[best] += dy[yi];
   });
   dx.set(acc);

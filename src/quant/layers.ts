@@ -37,6 +37,8 @@ export interface WeightQuantizer {
   codingLengthPerWeight: number;
   /** Where `bits` came from: the uniform setting, the first/last-layer convention, an override or the mixed-precision allocation. */
   bitsSource: BitsSource;
+  /** The model's first quantizable layer, whose input (the model input) is quantized at 8 bits. */
+  firstLayer: boolean;
 }
 
 export interface ActivationQuantizer {
@@ -101,17 +103,71 @@ export function measureLayers(graph: Graph, rule: EpsilonRule = defaultEpsilonRu
   });
 }
 
+/** A glob over node names: `*` any run of characters, `?` one. */
+function globPattern(glob: string): RegExp {
+  const escaped = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${escaped}$`, "s");
+}
+
+/**
+ * Whether each layer (in graph order) is quantized under `exclude` and
+ * `opTypes`; an `exclude` entry that matches no layer is an error.
+ */
+export function selectLayers(
+  layers: readonly QuantizableLayer[],
+  o: Pick<QuantizeOptions, "exclude" | "opTypes">,
+): boolean[] {
+  const keep = layers.map((l) => o.opTypes === undefined || o.opTypes.includes(l.kind));
+  for (const entry of o.exclude ?? []) {
+    const pattern = globPattern(entry);
+    let matched = false;
+    layers.forEach((l, i) => {
+      if (l.name === entry || l.kind === entry || pattern.test(l.name)) keep[i] = false, matched = true;
+    });
+    if (!matched) {
+      const names = layers.map((l) => l.name);
+      throw new AttnroundError(
+        "INVALID_ARGUMENT",
+        `exclude: "${entry}" matches no quantizable layer's name or op type (its layers: ${
+          names.slice(0, 8).map((n) => `"${n}"`).join(", ")
+        }${names.length > 8 ? ", …" : ""})`,
+      );
+    }
+  }
+  return keep;
+}
+
 export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQuantizer[] {
-  const measured = measureLayers(graph);
-  const plan = planBits(measured, o);
+  const all = measureLayers(graph);
+  const keep = selectLayers(all.map((m) => m.layer), o);
+  // Layers left in float are fixed outside any mixed-precision budget, then dropped.
+  const fixed = { ...o.layers };
+  all.forEach((m, i) => {
+    if (!keep[i] && !Object.hasOwn(fixed, m.name)) fixed[m.name] = { weightBits: 8 };
+  });
+  const allBits = planBits(all, { ...o, layers: fixed });
+  const measured = all.filter((_, i) => keep[i]);
+  const first = all[0]?.layer;
+  const plan = {
+    bits: allBits.bits.filter((_, i) => keep[i]),
+    source: allBits.source.filter((_, i) => keep[i]),
+  };
   return measured.map(({ layer, rows, rowsShape, codingLength, codingLengthPerWeight }, index) => {
     const bits = plan.bits[index];
     const { qmin, qmax } = quantLevels(bits, o.symmetricWeights);
     const m = rowsShape[0], k = rows.length / m;
     const pw = WasmBuffer.from(rows), ps = new WasmBuffer(m), pz = new WasmBuffer(m);
     try {
-      searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
-      const scale = ps.read(), zero = pz.read();
+      let scale: Float32Array, zero: Float32Array;
+      if (o.perChannelWeights === false) {
+        // One scale and zero point for the whole weight, searched over all of it, repeated per channel.
+        searchWeightScales(pw.ptr, 1, m * k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+        const [one, z] = [ps.read()[0], pz.read()[0]];
+        scale = new Float32Array(m).fill(one), zero = new Float32Array(m).fill(z);
+      } else {
+        searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+        scale = ps.read(), zero = pz.read();
+      }
       return {
         layer,
         bits,
@@ -125,6 +181,7 @@ export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQu
         codingLength,
         codingLengthPerWeight,
         bitsSource: plan.source[index],
+        firstLayer: layer === first,
       };
     } finally {
       pw.dispose(), ps.dispose(), pz.dispose();
@@ -138,8 +195,8 @@ export function planActivationQuantizers(
   o: QuantizeOptions,
 ): ActivationQuantizer[] {
   const byTensor = new Map<string, ActivationQuantizer>();
-  weights.forEach((wq, index) => {
-    const bits = o.layers[wq.layer.name]?.activationBits ?? (index === 0 ? 8 : o.activationBits);
+  weights.forEach((wq) => {
+    const bits = o.layers[wq.layer.name]?.activationBits ?? (wq.firstLayer ? 8 : o.activationBits);
     if (bits >= 32) return;
     const tensor = wq.layer.node.inputs[0];
     const existing = byTensor.get(tensor);

@@ -1,25 +1,35 @@
-// The quantizer ops that reconstruction inserts into a block (domain
-// "attnround"), each with its backward beside it:
-// - AttentionRound: latent v (levels) → ŵ, stochastic or expectation (SPEC §4);
-// - AdaRound: float weight w and latent α → ŵ (rectified sigmoid, soft);
+// The quantizer op that reconstruction inserts into a block (domain
+// "attnround"), with its backward beside it (the weights' rounding runs
+// outside the graph, once per iteration: reconstruct.ts):
 // - FakeQuantActivation: LSQ fake quantization with a learned step; in
 //   training graphs optionally with QDrop (each value skips the quantizer with
 //   probability `drop`, drawn afresh every iteration from a Philox stream);
 // - QuantizeBias: a bias on the int32 grid of the input step × the weight
 //   scales (deploy form); its tiny dependence on the step is not followed.
-// Weights are in rows layout [R, k]: R channels of one scale each.
-import { attrFloat, attrInt, attrString } from "../graph/ir.ts";
-import { registerGradients, registerOps, required, TRAINING_DOMAIN, wasmInput } from "../engine/registry.ts";
+// And, forward only, the search that sets an activation quantizer's first
+// step (SearchActivationScale), an op so that calibration runs its searches
+// on the threads (quantize.ts).
+import { attrFloat, attrInt } from "../graph/ir.ts";
+import {
+  opError,
+  registerGradients,
+  registerOps,
+  required,
+  TRAINING_DOMAIN,
+  wasmInput,
+} from "../engine/registry.ts";
 import { type Value, WasmValue } from "../engine/value.ts";
-import { type Drop, dropBelow, lsqBackward, lsqForward, lsqGradScale, NO_DROP } from "../kernels/quant.ts";
+import {
+  type Drop,
+  dropBelow,
+  lsqBackward,
+  lsqForward,
+  lsqGradScale,
+  NO_DROP,
+  searchActivationScale,
+} from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
 import { biasLevels } from "./deploy.ts";
-import {
-  adaroundForward,
-  attentionExpectedForward,
-  attentionStochasticForward,
-  roundingBackward,
-} from "../kernels/quant-round.ts";
 
 /**
  * Where a training run's part of the mini-batch starts, and how large the whole
@@ -34,56 +44,25 @@ function shardOf(x: WasmValue, shard: Value | undefined): { offset: number; tota
   return { offset: first * perSample, total: batch * perSample };
 }
 
-function rows(v: WasmValue): [number, number] {
-  const r = v.shape[0];
-  return [r, r > 0 ? v.size / r : 0];
-}
-
 registerOps(
   {
-    /** inputs: v [R, …], scale [R], zero [R], sigma [], rng int64 [2] (seed, counter); outputs: ŵ, dŵ/dv. */
-    AttentionRound: (ctx, inputs) => {
+    /**
+     * inputs: values float32 [n], count int64 [] (how many of them are samples),
+     * bits int64 []; output: [scale, zero] of the activation quantizer the
+     * error search finds for those samples.
+     */
+    SearchActivationScale: (ctx, inputs) => {
       const node = ctx.node;
-      const v = wasmInput(node, inputs, 0),
-        scale = wasmInput(node, inputs, 1),
-        zero = wasmInput(node, inputs, 2);
-      const sigma = wasmInput(node, inputs, 3);
-      const rng = required(node, inputs, 4).data as BigInt64Array;
-      const wHat = ctx.outputF32(v.shape), slope = ctx.outputF32(v.shape);
-      const [m, k] = rows(v);
-      const qmin = attrInt(node, "qmin", 0), qmax = attrInt(node, "qmax", 0);
-      const s = sigma.data[0];
-      if (attrString(node, "variant", "stochastic") === "expectation") {
-        attentionExpectedForward(v.ptr, m, k, scale.ptr, zero.ptr, qmin, qmax, s, wHat.ptr, slope.ptr);
-      } else {
-        const seed = Number(rng[0]), counter = Number(rng[1]);
-        attentionStochasticForward(
-          v.ptr,
-          m,
-          k,
-          scale.ptr,
-          zero.ptr,
-          qmin,
-          qmax,
-          s,
-          seed,
-          counter,
-          wHat.ptr,
-          slope.ptr,
-        );
+      const values = wasmInput(node, inputs, 0);
+      const count = Number(required(node, inputs, 1).data[0]),
+        bits = Number(required(node, inputs, 2).data[0]);
+      if (!(count >= 0 && count <= values.size)) {
+        throw opError(node, `count ${count} is not within the ${values.size} values`);
       }
-      return [wHat, slope];
-    },
-    /** inputs: w [R, …] (float), α (same shape), scale [R], zero [R]; outputs: ŵ, dŵ/dα. */
-    AdaRound: (ctx, inputs) => {
-      const node = ctx.node;
-      const w = wasmInput(node, inputs, 0), alpha = wasmInput(node, inputs, 1);
-      const scale = wasmInput(node, inputs, 2), zero = wasmInput(node, inputs, 3);
-      const wHat = ctx.outputF32(w.shape), slope = ctx.outputF32(w.shape);
-      const [m, k] = rows(w);
-      const qmin = attrInt(node, "qmin", 0), qmax = attrInt(node, "qmax", 0);
-      adaroundForward(w.ptr, alpha.ptr, m, k, scale.ptr, zero.ptr, qmin, qmax, false, wHat.ptr, slope.ptr);
-      return [wHat, slope];
+      const out = ctx.outputF32([2]);
+      const q = searchActivationScale(values.ptr, count, bits);
+      out.data.set([q.scale, q.zero]);
+      return [out];
     },
     /**
      * inputs: x, step [1], and with attribute drop > 0 rng int64 [2] (seed,
@@ -132,16 +111,6 @@ registerOps(
   TRAINING_DOMAIN,
 );
 
-function latentGrad(
-  ctx: { outputF32(shape: readonly number[]): WasmValue },
-  slope: WasmValue,
-  dWHat: WasmValue,
-): WasmValue {
-  const d = ctx.outputF32(slope.shape);
-  roundingBackward(dWHat.ptr, slope.ptr, slope.size, d.ptr);
-  return d;
-}
-
 function zeros(ctx: { outputF32(shape: readonly number[]): WasmValue }, like: WasmValue): WasmValue {
   const z = ctx.outputF32(like.shape);
   z.data.fill(0);
@@ -151,13 +120,6 @@ function zeros(ctx: { outputF32(shape: readonly number[]): WasmValue }, like: Wa
 registerGradients({
   QuantizeBias: (ctx, inputs) =>
     inputs.map((v, i) => (ctx.wants(i) && v ? zeros(ctx, v as WasmValue) : undefined)),
-  AttentionRound: (ctx, _inputs, [, slope], [dWHat]) => [
-    ctx.wants(0) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
-  ],
-  AdaRound: (ctx, _inputs, [, slope], [dWHat]) => [
-    undefined,
-    ctx.wants(1) && dWHat ? latentGrad(ctx, slope as WasmValue, dWHat) : undefined,
-  ],
   FakeQuantActivation: (ctx, inputs, [, words], [dy]) => {
     const node = ctx.node;
     const x = inputs[0] as WasmValue, step = inputs[1] as WasmValue;

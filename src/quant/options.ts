@@ -1,6 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError, closest, isOptions } from "../errors.ts";
+import { defaultThreads, MAX_THREADS } from "../parallel/pool.ts";
 import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 
@@ -77,6 +78,22 @@ export interface QuantizeOptions {
    */
   mixedPrecision?: MixedPrecisionOptions;
   /**
+   * Layers left in float (neither their weights nor their inputs quantized),
+   * each entry a node name, a glob over node names (`*` any run of
+   * characters, `?` one), or an op type (`"Gemm"`): ONNX Runtime's
+   * `nodes_to_exclude`, NNCF's `IgnoredScope`. An entry that matches no layer
+   * is an error. The first and last layer keep their place in the 8-bit
+   * convention: excluding the first does not move it to the second.
+   */
+  exclude?: string[];
+  /**
+   * false: one weight scale (and zero point) per layer instead of one per
+   * output channel, as onnxruntime's default per_channel=False. Default true.
+   */
+  perChannelWeights?: boolean;
+  /** Only layers of these op types are quantized (`["Conv"]`; of Conv, ConvTranspose, Gemm, MatMul); default all. */
+  opTypes?: string[];
+  /**
    * Bytes the run may hold: its copy of the calibration set, the engines'
    * memory (inside the wasm heap) and the cached block inputs and targets
    * (outside it). One engine run's arena takes an eighth of it, at most 256
@@ -91,19 +108,26 @@ export interface QuantizeOptions {
    * command line gives one): without it, such a run fails before it starts.
    */
   spill?: SpillStore;
+  /**
+   * Threads for the reconstruction and the forward passes: workers with a
+   * wasm instance each (SPEC §13), as many as the memory budget holds. The
+   * result is the same for any number. Default: the cores the runtime
+   * reports; one where it has no workers (edge runtimes).
+   */
+  threads: number;
   onProgress?: (event: ProgressEvent) => void;
   signal?: AbortSignal;
 }
 
 /** Options that belong to the caller's runtime, not to the result: never saved in a run's state nor reported. */
-export type RuntimeOptions = Pick<QuantizeOptions, "onProgress" | "signal" | "spill">;
+export type RuntimeOptions = Partial<Pick<QuantizeOptions, "onProgress" | "signal" | "spill" | "threads">>;
 
 /** The options that make the result: what the report and a saved state record. */
 export type QuantizeSettings = Omit<QuantizeOptions, keyof RuntimeOptions>;
 
 /** The settings of resolved options, without the runtime's. */
 export function settingsOf(o: QuantizeOptions): QuantizeSettings {
-  const { onProgress: _p, signal: _s, spill: _f, ...settings } = o;
+  const { onProgress: _p, signal: _s, spill: _f, threads: _t, ...settings } = o;
   return settings;
 }
 
@@ -152,11 +176,18 @@ export const MAX_SEED = 2 ** 32 - 1;
 const optionNames = [
   ...Object.keys(defaultOptions),
   "mixedPrecision",
+  "exclude",
   "exportForm",
+  "opTypes",
+  "perChannelWeights",
   "onProgress",
   "signal",
   "spill",
+  "threads",
 ];
+
+/** The op types that can be quantized layers. */
+export const LAYER_OP_TYPES = ["Conv", "ConvTranspose", "Gemm", "MatMul"];
 
 /** Refuses keys of `value` that are not `known` (a typo would otherwise be ignored), with a did-you-mean. */
 function knownKeys(what: string, value: object, known: readonly string[]): void {
@@ -200,6 +231,7 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   const o: QuantizeOptions = {
     ...defaultOptions,
+    threads: defaultThreads(),
     ...options,
     attention: { ...defaultOptions.attention, ...options.attention },
     layers: { ...options.layers },
@@ -233,6 +265,7 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   integer("batchSize", 1);
   integer("seed", 0, MAX_SEED);
   integer("holdout", 0);
+  integer("threads", 1, MAX_THREADS);
   if (!(o.memoryBudget >= 2 ** 24)) {
     invalid(`memoryBudget must be at least 16 MiB (in bytes), got ${o.memoryBudget}`);
   }
@@ -254,6 +287,25 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   if (typeof o.symmetricWeights !== "boolean") {
     invalid(`symmetricWeights must be true or false, got ${o.symmetricWeights}`);
+  }
+  if (o.perChannelWeights !== undefined && typeof o.perChannelWeights !== "boolean") {
+    invalid(`perChannelWeights must be true or false, got ${o.perChannelWeights}`);
+  }
+  const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string" && x !== "");
+  if (o.exclude !== undefined) {
+    if (!strings(o.exclude)) {
+      invalid(`exclude must be an array of node names, globs or op types, such as ["/fc/Gemm", "head*"]`);
+    }
+    o.exclude = [...o.exclude];
+  }
+  if (o.opTypes !== undefined) {
+    if (!strings(o.opTypes)) invalid(`opTypes must be an array of op types, such as ["Conv", "Gemm"]`);
+    for (const t of o.opTypes) {
+      if (!LAYER_OP_TYPES.includes(t)) {
+        invalid(`opTypes: "${t}" is not an op type quantized layers have (${LAYER_OP_TYPES.join(", ")})`);
+      }
+    }
+    o.opTypes = [...o.opTypes];
   }
   const notDeployable = whyNotDeployable(o);
   if (o.exportForm === undefined) o.exportForm = notDeployable ? "exact" : "deploy";

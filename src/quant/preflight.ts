@@ -18,7 +18,7 @@ import type { CalibrationSet } from "./calibration.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import type { QuantizeOptions } from "./options.ts";
 import { localizeShapes } from "./shapes.ts";
-import { latentName, LOSS, quantizersRead, stepName, trainingGraph } from "./qgraph.ts";
+import { LOSS, quantizersRead, roundedInput, stepName, trainingGraph } from "./qgraph.ts";
 
 /** Samples one forward run holds at most (more gains no speed). */
 const MOST_PER_RUN = 64;
@@ -56,10 +56,32 @@ export interface RunPlan {
   runBytes: number;
   /**
    * Estimates in bytes: engine memory per sample forward and training, the
-   * caches' peak, and what the run holds beside the caches (engines and the
-   * calibration set).
+   * caches' peak, what the run holds beside the caches (engines and the
+   * calibration set), and the model's weights.
    */
-  memory: { forwardPerSample: number; trainingPerSample: number; cachePeak: number; fixedBytes: number };
+  memory: {
+    forwardPerSample: number;
+    trainingPerSample: number;
+    cachePeak: number;
+    fixedBytes: number;
+    weightBytes: number;
+  };
+}
+
+/**
+ * Threads a run may use: as many as asked, but no more than the budget holds,
+ * since each worker keeps engines of its own (their arenas, as large as its
+ * largest forward or training run of `shardSamples`, and the weights): the
+ * first takes the place of the calling thread's engines (counted in the
+ * plan), the others take what the calibration set, those engines and the
+ * caches held in memory leave. Results do not depend on it.
+ */
+export function threadsFitting(plan: RunPlan, asked: number, shardSamples: number, budget: number): number {
+  const m = plan.memory;
+  const arena = Math.max(plan.forwardSamples * m.forwardPerSample, shardSamples * m.trainingPerSample);
+  const perWorker = Math.max(ENGINE_RUNS * arena + WEIGHT_COPIES * m.weightBytes, 1);
+  const left = budget - m.fixedBytes - (plan.spill ? 0 : m.cachePeak);
+  return Math.max(1, Math.min(asked, 1 + Math.floor(Math.max(0, left) / perWorker)));
 }
 
 /** How many samples one engine run may hold when each takes `perSample` bytes of its arena. */
@@ -131,16 +153,8 @@ function checkBlocks(
     const deploy = o.exportForm === "deploy";
     const steps = quantizersRead(block.nodes, layers, acts, deploy);
     if (layers.length === 0 && steps.length === 0) continue;
-    const training = trainingGraph(
-      blockGraph(graph, block),
-      layers,
-      steps,
-      o.rounding,
-      o.attention.variant,
-      o.activationDrop,
-      deploy,
-    );
-    const wrt = [...layers.map((q) => latentName(q.layer.weight)), ...steps.map((a) => stepName(a.tensor))];
+    const training = trainingGraph(blockGraph(graph, block), layers, steps, o.activationDrop, deploy);
+    const wrt = [...layers.map(roundedInput), ...steps.map((a) => stepName(a.tensor))];
     // addGradients names the node whose op has no backward; the engine, any op it cannot run.
     new Engine(addGradients(training, LOSS, wrt).graph).dispose();
   }
@@ -237,6 +251,6 @@ export function preflight(
     ...fitting,
     forwardSamples: samplesFitting(fitting, forwardPerSample),
     trainingSamples: samplesFitting(fitting, trainingPerSample),
-    memory: { forwardPerSample, trainingPerSample, cachePeak, fixedBytes },
+    memory: { forwardPerSample, trainingPerSample, cachePeak, fixedBytes, weightBytes },
   };
 }

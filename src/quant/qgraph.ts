@@ -1,15 +1,15 @@
 // Graphs with quantizers in them. quantizedGraph: the simulated-quantized
 // model (fake-quantized weights as constants, FakeQuantActivation at each
 // quantized tensor; in the deploy form with the runtime's integer arithmetic,
-// see deploy.ts). trainingGraph: one block with its weights computed from
-// latent tensors by a rounding op, activation steps as inputs, and the
-// reconstruction loss against a target — ready for autodiff. In the exact
-// form only quantized layers read a quantized tensor; in the deploy form
+// see deploy.ts). trainingGraph: one block with its rounded weights and its
+// activation steps as inputs, and the reconstruction loss against a target —
+// ready for autodiff. The rounding itself runs outside it, once per iteration
+// (reconstruct.ts), however many runs the mini-batch is split into. In the
+// exact form only quantized layers read a quantized tensor; in the deploy form
 // every consumer does, and biases are rounded to the runtime's int32 grid.
 import { type Graph, isOnnxOp, type Node } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
-import type { RoundingMode } from "./options.ts";
 import { inversePerm, toRowsPerm } from "../layout.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
 import { integerGraph, layerBias } from "./deploy.ts";
@@ -27,10 +27,7 @@ function node(
 
 export const quantizedName = (tensor: string) => `${tensor}:quantized`;
 export const stepName = (tensor: string) => `${tensor}:step`;
-export const latentName = (weight: string) => `${weight}:latent`;
-export const rngName = (weight: string) => `${weight}:rng`;
 export const dropRngName = (tensor: string) => `${tensor}:drop_rng`;
-export const SIGMA = "attnround:sigma";
 export const TARGET = "attnround:target";
 export const LOSS = "attnround:loss";
 /** int64 [first sample, batch size]: which part of the mini-batch a training run holds (see BlockTrainer). */
@@ -153,64 +150,45 @@ export function quantizedGraph(
   );
 }
 
-export interface TrainingLayer {
-  quantizer: WeightQuantizer;
-  /** Seed of this layer's Gaussian stream. */
-  seed: number;
+/**
+ * The training graph's input that holds a layer's rounded weight, in rows
+ * layout: the weight itself where that is its own layout, else a tensor a
+ * Transpose turns into it.
+ */
+export function roundedInput(q: WeightQuantizer): string {
+  return isRowsLayout(q) ? q.layer.weight : `${q.layer.weight}:rows`;
+}
+
+function isRowsLayout(q: WeightQuantizer): boolean {
+  return toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis).every((p, i) => p === i);
 }
 
 /**
- * A block's training graph: weights of `layers` = rounding(latent) (rows layout,
- * transposed back where needed), activation steps as inputs, loss =
- * MSE(block output, target). Graph inputs: the block input, TARGET, SIGMA,
- * each latent and rng, each step (and drop rng with QDrop).
+ * A block's training graph: the rounded weights of `layers` (rows layout,
+ * transposed back where needed) and the activation steps as inputs, loss =
+ * MSE(block output, target). Graph inputs: the block input, TARGET, each
+ * rounded weight, each step (and drop rng with QDrop, and SHARD).
  */
 export function trainingGraph(
   block: Graph,
   layers: WeightQuantizer[],
   acts: ActivationQuantizer[],
-  rounding: Exclude<RoundingMode, "nearest">,
-  variant: "stochastic" | "expectation",
   activationDrop: number,
   deploy = false,
 ): Graph {
   const base = withoutWeights(block, new Set(layers.map((l) => l.layer.weight)));
   const nodes: Node[] = [];
-  const initializers = new Map(base.initializers);
-  const inputs = [...base.inputs, { name: TARGET, dtype: "float32" as const }, {
-    name: SIGMA,
-    dtype: "float32" as const,
-  }];
+  const inputs = [...base.inputs, { name: TARGET, dtype: "float32" as const }];
   for (const q of layers) {
     const w = q.layer.weight;
-    const perm = toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis);
-    const back = inversePerm(perm);
-    const identity = back.every((p, i) => p === i);
-    const rowsOut = identity ? w : `${w}:rows`;
-    initializers.set(`${w}:scale`, new Tensor(q.scale, [q.scale.length]));
-    initializers.set(`${w}:zero`, new Tensor(q.zero, [q.zero.length]));
-    inputs.push({ name: latentName(w), dtype: "float32" });
-    const levels: [string, unknown][] = [["qmin", q.qmin], ["qmax", q.qmax]];
-    if (rounding === "attention") {
-      inputs.push({ name: rngName(w), dtype: "int64" });
-      nodes.push(
-        node(`${w}:round`, "AttentionRound", [latentName(w), `${w}:scale`, `${w}:zero`, SIGMA, rngName(w)], [
-          rowsOut,
-          `${w}:slope`,
-        ], [...levels, ["variant", variant]]),
-      );
-    } else {
-      initializers.set(`${w}:float_rows`, new Tensor(q.rows, q.rowsShape));
-      nodes.push(
-        node(`${w}:round`, "AdaRound", [`${w}:float_rows`, latentName(w), `${w}:scale`, `${w}:zero`], [
-          rowsOut,
-          `${w}:slope`,
-        ], levels),
-      );
+    inputs.push({ name: roundedInput(q), dtype: "float32" });
+    if (!isRowsLayout(q)) {
+      const back = inversePerm(toRowsPerm(q.layer.weightShape.length, q.layer.channelAxis));
+      nodes.push(node(`${w}:unrows`, "Transpose", [roundedInput(q)], [w], [["perm", back]], ""));
     }
-    if (!identity) nodes.push(node(`${w}:unrows`, "Transpose", [rowsOut], [w], [["perm", back]], ""));
   }
   let blockNodes = base.nodes;
+  const initializers = new Map(base.initializers);
   if (deploy) {
     // Biases on the int32 grid of the (learned) input step and the weight scales.
     const quantizedInputs = new Set(acts.map((a) => a.tensor));
@@ -218,10 +196,10 @@ export function trainingGraph(
     for (const q of layers) {
       const n = q.layer.node, bias = layerBias(block, q);
       if (!bias || !quantizedInputs.has(n.inputs[0])) continue;
-      const out = `${n.name}:bias_quantized`;
-      const inputs = [bias.name, stepName(n.inputs[0]), `${q.layer.weight}:scale`];
+      const out = `${n.name}:bias_quantized`, scale = `${q.layer.weight}:scale`;
+      initializers.set(scale, new Tensor(q.scale, [q.scale.length]));
       rounded.set(n, [
-        node(`${n.name}:quantize_bias`, "QuantizeBias", inputs, [out]),
+        node(`${n.name}:quantize_bias`, "QuantizeBias", [bias.name, stepName(n.inputs[0]), scale], [out]),
         { ...n, inputs: [n.inputs[0], n.inputs[1], out, ...n.inputs.slice(3)] },
       ]);
     }

@@ -7,16 +7,21 @@
 // request. The caches of block inputs are not saved: a resumed run rebuilds
 // them by replaying the finished blocks, which is deterministic, so it ends
 // with the same model as an uninterrupted run.
-import { Engine } from "../engine/engine.ts";
-import { WasmValue } from "../engine/value.ts";
+//
+// The forward passes and the reconstruction's shards run on a GraphRunner
+// (workers, SPEC §13), one for each call (start, advance, result) that ends
+// with it, so that no worker outlives the call that started it.
 import { AttnroundError, isOptions } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer, wasmHeapBytes } from "../kernels/memory.ts";
-import { fakeQuantNearest, searchActivationScale } from "../kernels/quant.ts";
+import { fakeQuantNearest, quantLevels } from "../kernels/quant.ts";
 import { Model } from "../model.ts";
+import { Engine } from "../engine/engine.ts";
+import { TRAINING_DOMAIN } from "../engine/registry.ts";
+import { type GraphRunner, runJobs, withRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
-import { preflight, type RunPlan, samplesFitting } from "./preflight.ts";
+import { preflight, type RunPlan, samplesFitting, threadsFitting } from "./preflight.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
   type ActivationQuantizer,
@@ -37,7 +42,7 @@ import { type Block } from "../graph/partition.ts";
 import { type DeployLayers, quantizedGraph, quantizersRead } from "./qgraph.ts";
 import { foldedStepCap, planOutputQuantizers } from "./deploy.ts";
 import "./ops.ts";
-import { BlockTrainer, type TrainerState } from "./reconstruct.ts";
+import { BlockTrainer, shardCount, type TrainerState } from "./reconstruct.ts";
 import { blockGraph } from "../graph/subgraph.ts";
 import {
   canonicalBytes,
@@ -62,78 +67,143 @@ const STEP_INIT_SAMPLES = 256;
 const SEARCH_VALUES = 1 << 18;
 const STATE_VERSION = 2;
 
-/** Runs `engine` over every sample of `source` into `sink`, `chunk` samples at a time. */
-function runChunks(
-  engine: Engine,
-  inputName: string,
+/** Runs `graph` over every sample of `source` into `sink`, `chunk` samples per run (whatever the threads). */
+async function runChunks(
+  runner: GraphRunner,
+  graph: Graph,
   source: ActivationCache,
   sink: ActivationCache,
   chunk: number,
-): void {
-  const staging = new WasmBuffer(Math.min(chunk, source.length) * source.sampleSize);
+): Promise<void> {
+  const input = graph.inputs[0].name, output = graph.outputs[0].name;
+  const handle = await runner.load(graph);
   try {
-    for (let start = 0; start < source.length; start += chunk) {
-      const n = Math.min(chunk, source.length - start);
-      source.gather(Array.from({ length: n }, (_, i) => start + i), staging.ptr);
-      const out = engine.runInPlace({ [inputName]: new WasmValue(staging.ptr, [n, ...source.sampleShape]) });
-      const v = Object.values(out)[0] as WasmValue;
-      sink.write(start, { ptr: v.ptr, length: v.size });
-    }
+    await runJobs(
+      runner,
+      handle,
+      Math.ceil(source.length / chunk),
+      (j) => {
+        const first = j * chunk, n = Math.min(chunk, source.length - first);
+        const x = new Float32Array(n * source.sampleSize);
+        source.gather(Array.from({ length: n }, (_, i) => first + i), x);
+        return { [input]: new Tensor(x, [n, ...source.sampleShape]) };
+      },
+      [output],
+      (j, out) => sink.write(j * chunk, out[output].data as Float32Array),
+    );
   } finally {
-    staging.dispose();
+    runner.unload(handle);
   }
 }
+
+/** One activation step search (quant/ops.ts): SEARCH_VALUES values of which `count` are samples, and the bits. */
+const SEARCH_GRAPH: Graph = {
+  nodes: [{
+    name: "search",
+    opType: "SearchActivationScale",
+    domain: TRAINING_DOMAIN,
+    inputs: ["values", "count", "bits"],
+    outputs: ["scale_zero"],
+    attributes: new Map(),
+  }],
+  initializers: new Map(),
+  inputs: [{ name: "values", dtype: "float32" }, { name: "count", dtype: "int64" }, {
+    name: "bits",
+    dtype: "int64",
+  }],
+  outputs: [{ name: "scale_zero" }],
+  opset: 13,
+};
 
 /**
  * Steps of the activation quantizers from the float model's activations (Lp
  * search). The search costs candidates × values: a strided subsample of at
  * most SEARCH_VALUES values per quantizer sets the step as well as millions
- * would, so only that subsample is kept as the samples stream through.
+ * would, so only that subsample is kept as the samples stream through. The
+ * forward passes and then the searches (one per quantizer, all of the same
+ * shape) run on the threads.
  */
-function initActivationSteps(plan: RunPlan, acts: ActivationQuantizer[], calib: CalibrationSet): void {
+async function initActivationSteps(
+  runner: GraphRunner,
+  plan: RunPlan,
+  acts: ActivationQuantizer[],
+  calib: CalibrationSet,
+): Promise<void> {
   if (acts.length === 0) return;
   const { graph } = plan;
-  const engine = new Engine({ ...graph, outputs: acts.map((a) => ({ name: a.tensor })) });
+  const outputs = acts.map((a) => a.tensor);
+  const stepsGraph = { ...graph, outputs: outputs.map((name) => ({ name })) };
+  const count = Math.min(STEP_INIT_SAMPLES, calib.count);
+  const sampleSize = calib.data.length / calib.count;
+  const feed = (start: number, n: number) => ({
+    [graph.inputs[0].name]: new Tensor(calib.data.slice(start * sampleSize, (start + n) * sampleSize), [
+      n,
+      ...calib.sampleShape,
+    ]),
+  });
+  // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
+  const probe = new Engine(stepsGraph);
+  let chunk: number;
   try {
-    const count = Math.min(STEP_INIT_SAMPLES, calib.count);
-    const sampleSize = calib.data.length / calib.count;
-    const feed = (start: number, n: number) => ({
-      [graph.inputs[0].name]: new Tensor(calib.data.subarray(start * sampleSize, (start + n) * sampleSize), [
-        n,
-        ...calib.sampleShape,
-      ]),
-    });
-    // Every quantized tensor stays alive to the end of the run: fewer samples fit than in a plain forward pass.
-    const chunk = samplesFitting(plan, engine.plannedMemory(feed(0, 1)).arenaBytes);
-    const picked = acts.map(() => ({ values: new Float32Array(0), stride: 0, at: 0, index: 0 }));
-    for (let start = 0; start < count; start += chunk) {
-      const n = Math.min(chunk, count - start);
-      const out = engine.runInPlace(feed(start, n));
-      acts.forEach((a, i) => {
-        const c = out[a.tensor].data as Float32Array, p = picked[i];
-        if (start === 0) {
-          const total = (c.length / n) * count;
-          p.stride = Math.ceil(total / SEARCH_VALUES);
-          p.values = new Float32Array(Math.ceil(total / p.stride));
-        }
-        for (; p.at < c.length; p.at += p.stride) p.values[p.index++] = c[p.at];
-        p.at -= c.length;
-      });
-    }
-    acts.forEach((a, i) => {
-      const { values, index } = picked[i];
-      const samples = WasmBuffer.from(values.subarray(0, index));
-      try {
-        const q = searchActivationScale(samples.ptr, index, a.bits);
-        Object.assign(a, { step: q.scale, zero: q.zero, qmin: q.qmin, qmax: q.qmax });
-        // A folded Relu or Clip bounds the step (deploy form).
-        a.step = Math.min(a.step, foldedStepCap(a) ?? Infinity);
-      } finally {
-        samples.dispose();
-      }
-    });
+    chunk = samplesFitting(plan, probe.plannedMemory(feed(0, 1)).arenaBytes);
   } finally {
-    engine.dispose();
+    probe.dispose();
+  }
+  const picked = acts.map(() => ({ values: new Float32Array(SEARCH_VALUES), stride: 0, at: 0, index: 0 }));
+  const handle = await runner.load(stepsGraph);
+  try {
+    await runJobs(
+      runner,
+      handle,
+      Math.ceil(count / chunk),
+      (j) => {
+        return feed(j * chunk, Math.min(chunk, count - j * chunk));
+      },
+      outputs,
+      (j, out) => {
+        const n = Math.min(chunk, count - j * chunk);
+        acts.forEach((a, i) => {
+          const c = out[a.tensor].data as Float32Array, p = picked[i];
+          if (j === 0) p.stride = Math.ceil(((c.length / n) * count) / SEARCH_VALUES);
+          for (; p.at < c.length; p.at += p.stride) {
+            const v = c[p.at];
+            if (!Number.isFinite(v)) {
+              throw new AttnroundError(
+                "INVALID_DATA",
+                `the float model's activations at "${a.tensor}" hold NaN or ±Infinity on the calibration data: check the data and the layers before it`,
+              );
+            }
+            p.values[p.index++] = v;
+          }
+          p.at -= c.length;
+        });
+      },
+    );
+  } finally {
+    runner.unload(handle);
+  }
+  const search = await runner.load(SEARCH_GRAPH);
+  const int64 = (v: number) => new Tensor(new BigInt64Array([BigInt(v)]), []);
+  try {
+    await runJobs(
+      runner,
+      search,
+      acts.length,
+      (i) => ({
+        values: new Tensor(picked[i].values, [SEARCH_VALUES]),
+        count: int64(picked[i].index),
+        bits: int64(acts[i].bits),
+      }),
+      ["scale_zero"],
+      (i, out) => {
+        const [step, zero] = out.scale_zero.data as Float32Array;
+        Object.assign(acts[i], { step, zero, ...quantLevels(acts[i].bits, false) });
+        // A folded Relu or Clip bounds the step (deploy form).
+        acts[i].step = Math.min(step, foldedStepCap(acts[i]) ?? Infinity);
+      },
+    );
+  } finally {
+    runner.unload(search);
   }
 }
 
@@ -150,6 +220,18 @@ function nearestRows(q: WeightQuantizer): Float32Array {
 
 function originalLayout(q: WeightQuantizer, rows: Float32Array): Tensor {
   return new Tensor(fromRows(rows, q.layer.weightShape, q.layer.channelAxis), q.layer.weightShape);
+}
+
+/** Calibration samples held back for the fidelity check. */
+function holdoutOf(o: QuantizeOptions, calib: CalibrationSet): number {
+  return Math.min(o.holdout, Math.floor(calib.count / 4));
+}
+
+/** Threads a run uses: as many as asked and its memory budget holds (threadsFitting), for its shards' size. */
+function threadsFor(plan: RunPlan, o: QuantizeOptions, trainCount: number): number {
+  const batch = Math.max(1, Math.min(o.batchSize, trainCount));
+  const shard = Math.ceil(batch / shardCount(batch, plan.trainingSamples));
+  return threadsFitting(plan, o.threads, shard, o.memoryBudget);
 }
 
 interface SavedState {
@@ -179,6 +261,8 @@ export class QuantizationRun {
   private finished?: QuantizedModel;
   /** Largest total of the activation caches alive at once, in bytes. */
   private peakCacheBytes = 0;
+  /** The workers its calls share while sharing() runs. */
+  private shared?: GraphRunner;
 
   private constructor(
     private readonly model: Model,
@@ -188,6 +272,8 @@ export class QuantizationRun {
     private readonly acts: ActivationQuantizer[],
     private readonly plan: RunPlan,
     private readonly fingerprint: string,
+    /** Threads its work runs on. */
+    private readonly threads: number,
   ) {
     this.trainCount = calib.count - this.holdout;
     this.floatIn = this.cache(calib.sampleShape);
@@ -203,18 +289,29 @@ export class QuantizationRun {
   }
 
   private get holdout(): number {
-    return Math.min(this.o.holdout, Math.floor(this.calib.count / 4));
+    return holdoutOf(this.o, this.calib);
   }
 
   private get sampleSize(): number {
     return this.calib.data.length / this.calib.count;
   }
 
-  /** Prepares a run: checks options and data, plans the quantizers and blocks. */
+  /** Prepares a run: checks options and data, plans the quantizers and blocks, sets the activation steps. */
   static async start(
     model: Model,
     calibration: CalibrationInput,
     options: QuantizeOptionsInput = {},
+  ): Promise<QuantizationRun> {
+    const run = await QuantizationRun.prepare(model, calibration, options);
+    await run.calibrate();
+    return run;
+  }
+
+  /** @internal The run's plan, before any work on its data (its activation steps are not set). */
+  static async prepare(
+    model: Model,
+    calibration: CalibrationInput,
+    options: QuantizeOptionsInput,
   ): Promise<QuantizationRun> {
     if (!(model instanceof Model)) {
       throw new AttnroundError(
@@ -236,10 +333,35 @@ export class QuantizationRun {
     const acts = planActivationQuantizers(weights, o);
     if (o.exportForm === "deploy") planOutputQuantizers(model.graph, weights, acts);
     const plan = preflight(model.graph, calib, weights, acts, o);
-    o.onProgress?.({ phase: "calibrate" });
-    initActivationSteps(plan, acts, calib);
+    const threads = threadsFor(plan, o, calib.count - holdoutOf(o, calib));
     const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
-    return new QuantizationRun(model, calib, o, weights, acts, plan, print);
+    return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads);
+  }
+
+  /** @internal Sets the activation quantizers' steps from the float model's activations. */
+  calibrate(): Promise<void> {
+    this.o.onProgress?.({ phase: "calibrate" });
+    return this.work((runner) => initActivationSteps(runner, this.plan, this.acts, this.calib));
+  }
+
+  /**
+   * Runs `use` on the run's workers: those of an enclosing sharing() call, or
+   * else ones started for it, which end when it settles.
+   */
+  private work<T>(use: (runner: GraphRunner) => Promise<T>): Promise<T> {
+    return this.shared ? use(this.shared) : withRunner(this.threads, use);
+  }
+
+  /** @internal Runs `use`, every call it makes on this run sharing one set of workers that ends when it settles. */
+  sharing<T>(use: () => Promise<T>): Promise<T> {
+    return withRunner(this.threads, async (runner) => {
+      this.shared = runner;
+      try {
+        return await use();
+      } finally {
+        this.shared = undefined;
+      }
+    });
   }
 
   /** Continues a run from `state()` bytes, with the same model and calibration data. */
@@ -259,12 +381,12 @@ export class QuantizationRun {
       throw new AttnroundError("INVALID_ARGUMENT", "resume takes the bytes that run.state() returned");
     }
     const extra = isOptions(callbacks)
-      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill"].includes(k))
+      ? Object.keys(callbacks ?? {}).find((k) => !["onProgress", "signal", "spill", "threads"].includes(k))
       : "";
     if (extra !== undefined) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
-        `resume takes { onProgress, signal, spill } beside the state${
+        `resume takes { onProgress, signal, spill, threads } beside the state${
           extra ? `, not "${extra}"` : ""
         }: the settings come from the state`,
       );
@@ -279,7 +401,7 @@ export class QuantizationRun {
         `the saved quantization state has invalid settings: ${e.message}`,
       );
     }
-    const run = await QuantizationRun.start(model, calibration, { ...saved.settings, ...callbacks });
+    const run = await QuantizationRun.prepare(model, calibration, { ...saved.settings, ...callbacks });
     if (run.fingerprint !== saved.fingerprint) {
       run.dispose();
       throw new AttnroundError(
@@ -288,7 +410,10 @@ export class QuantizationRun {
       );
     }
     try {
-      run.restore(saved);
+      await run.sharing(async () => {
+        await run.calibrate();
+        await run.restore(saved);
+      });
     } catch (e) {
       run.dispose();
       throw e;
@@ -297,7 +422,7 @@ export class QuantizationRun {
   }
 
   /** Takes over a checked state's progress: its fields are checked against this run first. */
-  private restore(saved: CheckedState): void {
+  private async restore(saved: CheckedState): Promise<void> {
     const invalid = (why: string) => {
       throw new AttnroundError("INVALID_DATA", `the saved quantization state is invalid: ${why}`);
     };
@@ -333,12 +458,14 @@ export class QuantizationRun {
     for (const [name, rows] of Object.entries(saved.finalRows)) this.finalRows.set(name, rows);
     this.reports.push(...(saved.reports as QuantizationReport["blocks"]));
     // Rebuild the block inputs by replaying the finished blocks.
-    while (this.block < saved.block) {
-      this.enterBlock(false);
-      this.finishBlock();
-    }
+    await this.work(async (runner) => {
+      while (this.block < saved.block) {
+        await this.enterBlock(runner, false);
+        await this.finishBlock(runner);
+      }
+      if (saved.trainer) await this.enterBlock(runner);
+    });
     if (saved.trainer) {
-      this.enterBlock();
       if (!this.trainer) invalid(`it has a trainer for block ${this.block + 1}, which is not reconstructed`);
       this.trainer!.restore(saved.trainer as TrainerState);
     }
@@ -359,22 +486,25 @@ export class QuantizationRun {
 
   /**
    * Works until the run is finished or the limit is reached (checked between
-   * iterations); returns whether it is finished.
+   * iterations; at least one iteration is made); resolves to whether it is
+   * finished. Its workers end with it.
    */
-  advance(limit: { milliseconds?: number } = {}): boolean {
+  advance(limit: { milliseconds?: number } = {}): Promise<boolean> {
     const deadline = performance.now() + (limit.milliseconds ?? Infinity);
-    while (!this.done && performance.now() < deadline) {
-      if (this.o.signal?.aborted) {
-        throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
+    return this.work(async (runner) => {
+      for (let first = true; !this.done && (first || performance.now() < deadline); first = false) {
+        if (this.o.signal?.aborted) {
+          throw new AttnroundError("ABORTED", `quantization aborted in block ${this.block + 1}`);
+        }
+        if (!this.targets) await this.enterBlock(runner);
+        if (this.trainer && !this.trainer.done) {
+          await this.trainer.advance(runner, this.o.iterations, deadline);
+          if (!this.trainer.done) break;
+        }
+        await this.finishBlock(runner);
       }
-      if (!this.targets) this.enterBlock();
-      if (this.trainer && !this.trainer.done) {
-        this.trainer.advance(this.o.iterations, deadline);
-        if (!this.trainer.done) break;
-      }
-      this.finishBlock();
-    }
-    return this.done;
+      return this.done;
+    });
   }
 
   /** The run's state as bytes; `QuantizationRun.resume` continues from it. */
@@ -393,8 +523,8 @@ export class QuantizationRun {
     return encodeState(saved);
   }
 
-  /** The quantized model, once `advance` has returned true. */
-  result(): QuantizedModel {
+  /** The quantized model, once `advance` has resolved to true; checks its fidelity first. */
+  async result(): Promise<QuantizedModel> {
     if (!this.done) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
@@ -420,7 +550,9 @@ export class QuantizationRun {
         this.holdout,
         ...this.calib.sampleShape,
       ]);
-      fidelity = measureFidelity(graph, quantized, held, this.plan.forwardSamples);
+      fidelity = await this.work((runner) =>
+        measureFidelity(runner, graph, quantized.graph, held, this.plan.forwardSamples)
+      );
     }
     quantized.report = quantized.buildReport(
       this.o,
@@ -453,7 +585,7 @@ export class QuantizationRun {
   }
 
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
-  private enterBlock(train = true): void {
+  private async enterBlock(runner: GraphRunner, train = true): Promise<void> {
     const { block, graph, layers, acts } = this.current();
     const floatEngine = new Engine(graph);
     try {
@@ -464,10 +596,10 @@ export class QuantizationRun {
         ]),
       });
       this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
-      runChunks(floatEngine, block.inputs[0], this.floatIn, this.targets, this.plan.forwardSamples);
     } finally {
       floatEngine.dispose();
     }
+    await runChunks(runner, graph, this.floatIn, this.targets, this.plan.forwardSamples);
     const reconstructed = this.o.rounding !== "nearest" && this.o.iterations > 0 &&
       (layers.length > 0 || acts.length > 0);
     if (train && reconstructed) {
@@ -486,8 +618,8 @@ export class QuantizationRun {
   }
 
   /** Fixes the current block's weights, runs the quantized block to make the next block's inputs. */
-  private finishBlock(): void {
-    if (!this.targets) this.enterBlock();
+  private async finishBlock(runner: GraphRunner): Promise<void> {
+    if (!this.targets) await this.enterBlock(runner);
     const { block, graph, layers, acts } = this.current();
     const trained = this.trainer?.finish();
     for (const q of layers) {
@@ -498,13 +630,14 @@ export class QuantizationRun {
     const weights = new Map(
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
-    const quantEngine = new Engine(quantizedGraph(graph, weights, acts, this.deploy(layers)));
     const quantOut = this.cache(this.targets!.sampleShape);
-    try {
-      runChunks(quantEngine, block.inputs[0], this.quantIn, quantOut, this.plan.forwardSamples);
-    } finally {
-      quantEngine.dispose();
-    }
+    await runChunks(
+      runner,
+      quantizedGraph(graph, weights, acts, this.deploy(layers)),
+      this.quantIn,
+      quantOut,
+      this.plan.forwardSamples,
+    );
     const live = new Set([this.floatIn, this.quantIn, this.targets!, quantOut]);
     this.peakCacheBytes = Math.max(this.peakCacheBytes, [...live].reduce((n, c) => n + c.byteLength, 0));
     if (this.reports.length <= this.block) {
@@ -546,11 +679,14 @@ export async function quantize(
   calibration: CalibrationInput,
   options: QuantizeOptionsInput = {},
 ): Promise<QuantizedModel> {
-  const run = await QuantizationRun.start(model, calibration, options);
+  const run = await QuantizationRun.prepare(model, calibration, options);
   try {
-    // Yield to the event loop between slices, so that an AbortSignal can fire.
-    while (!run.advance({ milliseconds: 200 })) await new Promise((resolve) => setTimeout(resolve, 0));
-    return run.result();
+    // One set of workers for the whole run.
+    return await run.sharing(async () => {
+      await run.calibrate();
+      await run.advance();
+      return await run.result();
+    });
   } catch (e) {
     run.dispose();
     throw e;

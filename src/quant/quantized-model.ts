@@ -3,8 +3,10 @@
 import { Engine } from "../engine/engine.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
-import { checkFeeds, inputShapeError, type Model } from "../model.ts";
+import { checkFeeds, inputShapeError, type Model, runBatchedChecked } from "../model.ts";
+import type { BatchedRunOptions } from "../parallel/batched.ts";
 import { fromRows } from "../layout.ts";
+import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
@@ -161,6 +163,14 @@ export class QuantizedModel {
     }
   }
 
+  /** The simulated-quantized forward pass over many samples, as Model.runBatched. */
+  runBatched(
+    feeds: Record<string, Tensor>,
+    options: BatchedRunOptions = {},
+  ): Promise<Record<string, Tensor>> {
+    return runBatchedChecked(this.graph, this.disposed, "the quantized model was disposed", feeds, options);
+  }
+
   /** Each quantized weight as export writes it: integer levels in the weight's own layout. */
   quantizedWeights(): QuantizedWeight[] {
     const deploy = this.report.settings.exportForm === "deploy";
@@ -315,28 +325,37 @@ function softmax(row: Float32Array): Float64Array {
   return e.map((v) => v / sum);
 }
 
-/** Compares the quantized model with the float graph on held-back samples, `chunk` at a time. */
-export function measureFidelity(
+/** Parts the fidelity check's samples are split into, whatever the threads, so that they spread over them. */
+const FIDELITY_PARTS = 8;
+
+/** Compares the quantized graph with the float graph on held-back samples, at most `most` per run. */
+export async function measureFidelity(
+  runner: GraphRunner,
   float: Graph,
-  quantized: QuantizedModel,
+  quantized: Graph,
   held: Tensor,
-  chunk: number,
-): Fidelity {
+  most: number,
+): Promise<Fidelity> {
   const inputName = float.inputs[0].name, outName = float.outputs[0].name;
   const n = held.shape[0];
   const per = held.size / n;
+  const chunk = Math.max(1, Math.min(most, Math.ceil(n / FIDELITY_PARTS)));
+  // The jobs of each model's runs: their buffers move to the workers, so each run gets its own.
+  const jobs = (): Feeds[] =>
+    Array.from({ length: Math.ceil(n / chunk) }, (_, j) => {
+      const start = j * chunk, count = Math.min(chunk, n - start);
+      const x = (held.data as Float32Array).slice(start * per, (start + count) * per);
+      return { [inputName]: new Tensor(x, [count, ...held.shape.slice(1)]) };
+    });
   let signal = 0, noise = 0, agree = 0, kl = 0;
   let classes = 0;
-  const engine = new Engine(float);
+  const floatHandle = await runner.load(float), quantHandle = await runner.load(quantized);
   try {
-    for (let start = 0; start < n; start += chunk) {
-      const count = Math.min(chunk, n - start);
-      const input = new Tensor((held.data as Float32Array).slice(start * per, (start + count) * per), [
-        count,
-        ...held.shape.slice(1),
-      ]);
-      const y = engine.run({ [inputName]: input })[outName];
-      const yq = quantized.run({ [inputName]: input })[outName];
+    const ys = runner.run(floatHandle, {}, jobs(), [outName]),
+      yqs = runner.run(quantHandle, {}, jobs(), [outName]);
+    for (let j = 0; j < ys.length; j++) {
+      const y = (await ys[j])[outName], yq = (await yqs[j])[outName];
+      const count = y.shape[0];
       const a = y.data as Float32Array, b = yq.data as Float32Array;
       for (let i = 0; i < a.length; i++) {
         signal += a[i] * a[i];
@@ -354,7 +373,8 @@ export function measureFidelity(
       }
     }
   } finally {
-    engine.dispose();
+    runner.unload(floatHandle);
+    runner.unload(quantHandle);
   }
   // Capped so that the report stays JSON (identical outputs would give +Infinity).
   const snrDb = noise > 0 ? Math.min(10 * Math.log10(signal / noise), 200) : 200;

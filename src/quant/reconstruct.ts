@@ -5,36 +5,33 @@
 // iterations at a time and its whole state (iteration, latents, Adam moments,
 // steps, sampler position) can be saved and restored: a resumed run draws the
 // same batches and noise and ends with the same weights.
+//
+// Each mini-batch is split into a fixed number of shards, whatever the number
+// of threads (SPEC §13): the shards' losses and gradients are computed by a
+// GraphRunner (workers, or this thread) and summed here in shard order, then
+// Adam steps here. The result therefore depends on the shard count, never on
+// the threads.
 import { addGradients } from "../engine/autodiff.ts";
-import { Engine } from "../engine/engine.ts";
-import { type Value, WasmValue } from "../engine/value.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer } from "../kernels/memory.ts";
+import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { adamStep } from "../kernels/quant-adam.ts";
 import {
   adaroundForward,
   adaroundInit,
   adaroundRegularizer,
+  attentionExpectedForward,
   attentionInit,
   attentionStochasticForward,
+  roundingBackward,
 } from "../kernels/quant-round.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
 import { foldedStepCap } from "./deploy.ts";
-import {
-  dropRngName,
-  latentName,
-  LOSS,
-  rngName,
-  SHARD,
-  SIGMA,
-  stepName,
-  TARGET,
-  trainingGraph,
-} from "./qgraph.ts";
+import { dropRngName, LOSS, roundedInput, SHARD, stepName, TARGET, trainingGraph } from "./qgraph.ts";
 
 /** Deterministic uniform integers (a splitmix32-style counter hash), the same in every runtime. */
 export class SampleRng {
@@ -75,9 +72,19 @@ interface Trained {
   m2: WasmBuffer;
 }
 
-/** `batch` samples in shards of at most `most`, as equal as they can be: [first sample, count] each. */
-export function splitBatch(batch: number, most: number): [number, number][] {
-  const count = Math.max(1, Math.ceil(batch / Math.max(1, most)));
+/**
+ * Shards per mini-batch, whatever the number of threads. Eight keep two to
+ * eight threads busy and runs of 4 samples at the default batch of 32.
+ */
+export const SHARDS = 8;
+
+/** Shards of a mini-batch of `batch` samples when one run may hold `most`: SHARDS, or more, at most one per sample. */
+export function shardCount(batch: number, most: number): number {
+  return Math.max(1, Math.min(batch, Math.max(SHARDS, Math.ceil(batch / Math.max(1, most)))));
+}
+
+/** `batch` samples in `count` shards, as equal as they can be: [first sample, count] each. */
+export function splitBatch(batch: number, count: number): [number, number][] {
   const shards: [number, number][] = [];
   for (let i = 0, first = 0; i < count; i++) {
     const size = Math.floor(batch / count) + (i < batch % count ? 1 : 0);
@@ -87,6 +94,9 @@ export function splitBatch(batch: number, most: number): [number, number][] {
   return shards;
 }
 
+/** Longest stretch of iterations without letting the event loop turn (timers, signals, messages), in ms. */
+const EVENT_LOOP_MS = 100;
+
 const ADAROUND_WARMUP = 0.2, ADAROUND_LAMBDA = 0.01, BETA_START = 20, BETA_END = 2;
 
 export class BlockTrainer {
@@ -94,21 +104,35 @@ export class BlockTrainer {
   iteration = 0;
   losses: number[] = [];
   seconds = 0;
-  private readonly engine: Engine;
+  /** The block's training graph with its gradients, and the outputs a run returns: the loss and those gradients. */
+  private readonly graph: Graph;
+  private readonly outputs: string[];
   private readonly gradients: Map<string, string>;
-  /** Per layer: its latent, and the float weight, scales and zero points it is rounded against (in wasm). */
-  private readonly latents:
-    (Trained & { q: WeightQuantizer; seed: number; w: WasmBuffer; s: WasmBuffer; z: WasmBuffer })[];
+  /** The runner the graph is loaded in, and its handle there. */
+  private loaded?: { runner: GraphRunner; handle: number };
+  /**
+   * Per layer: its latent, the float weight, scales and zero points it is
+   * rounded against, and this iteration's rounded weight and its slope dŵ/dv
+   * (in wasm); `input` names the rounded weight in the training graph.
+   */
+  private readonly latents: (Trained & {
+    q: WeightQuantizer;
+    input: string;
+    seed: number;
+    w: WasmBuffer;
+    s: WasmBuffer;
+    z: WasmBuffer;
+    rounded: WasmBuffer;
+    slope: WasmBuffer;
+  })[];
   private readonly steps: (Trained & { a: ActivationQuantizer; dropSeed: number })[];
   private readonly owned: WasmBuffer[] = [];
   private readonly rounding: "attention" | "adaround";
   private readonly sampler: SampleRng;
-  private readonly x: WasmBuffer;
-  private readonly t: WasmBuffer;
   private readonly batch: number;
   /** The mini-batch's parts, [first sample, count]: one engine run each. */
   private readonly shards: [number, number][];
-  /** Per trained graph input (latent or step), its gradient summed over the shards (none with one shard). */
+  /** Per trained graph input (rounded weight or step), its gradient summed over the shards. */
   private readonly sums = new Map<string, WasmBuffer>();
 
   constructor(
@@ -124,19 +148,13 @@ export class BlockTrainer {
     maxShard = Infinity,
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
-    const graph = trainingGraph(
-      block,
-      layers,
-      acts,
-      this.rounding,
-      o.attention.variant,
-      o.activationDrop,
-      o.exportForm === "deploy",
-    );
-    const wrt = [...layers.map((l) => latentName(l.layer.weight)), ...acts.map((a) => stepName(a.tensor))];
+    const graph = trainingGraph(block, layers, acts, o.activationDrop, o.exportForm === "deploy");
+    const wrt = [...layers.map(roundedInput), ...acts.map((a) => stepName(a.tensor))];
     const withGrads = addGradients(graph, LOSS, wrt);
     this.gradients = withGrads.gradients;
-    this.engine = new Engine(withGrads.graph);
+    this.graph = withGrads.graph;
+    const outputs = new Set(this.graph.outputs.map((v) => v.name));
+    this.outputs = [LOSS, ...[...this.gradients.values()].filter((name) => outputs.has(name))];
     this.lossEvery = Math.max(1, Math.round(o.iterations / 200));
     this.latents = layers.map((q) => {
       const m = q.rowsShape[0], size = q.rows.length;
@@ -147,7 +165,18 @@ export class BlockTrainer {
       z.write(q.zero);
       if (this.rounding === "attention") attentionInit(w.ptr, m, size / m, s.ptr, z.ptr, t.value.ptr);
       else adaroundInit(w.ptr, m, size / m, s.ptr, t.value.ptr);
-      return { ...t, q, seed: seedFor(o.seed, q.layer.weight), w, s, z };
+      const rounded = this.zeroed(size), slope = this.zeroed(size);
+      return {
+        ...t,
+        q,
+        input: roundedInput(q),
+        seed: seedFor(o.seed, q.layer.weight),
+        w,
+        s,
+        z,
+        rounded,
+        slope,
+      };
     });
     this.steps = acts.map((a) => {
       const t = this.trained(a.tensor, [1]);
@@ -155,14 +184,9 @@ export class BlockTrainer {
       return { ...t, a, dropSeed: seedFor(o.seed, `${a.tensor} drop`) };
     });
     this.batch = Math.min(o.batchSize, inputs.length);
-    this.shards = splitBatch(this.batch, maxShard);
-    const largest = Math.max(...this.shards.map(([, n]) => n));
-    this.x = this.zeroed(largest * inputs.sampleSize);
-    this.t = this.zeroed(largest * targets.sampleSize);
-    if (this.shards.length > 1) {
-      for (const l of this.latents) this.sums.set(latentName(l.name), this.zeroed(l.size));
-      for (const a of this.steps) this.sums.set(stepName(a.name), this.zeroed(a.size));
-    }
+    this.shards = splitBatch(this.batch, shardCount(this.batch, maxShard));
+    for (const l of this.latents) this.sums.set(l.input, this.zeroed(l.size));
+    for (const a of this.steps) this.sums.set(stepName(a.name), this.zeroed(a.size));
     this.sampler = new SampleRng(seedFor(o.seed, `block ${blockIndex}`));
   }
 
@@ -181,13 +205,24 @@ export class BlockTrainer {
     return this.iteration >= this.o.iterations;
   }
 
-  /** Runs up to `count` iterations, fewer when `deadline` (performance.now() ms) passes first. */
-  advance(count: number, deadline = Infinity): void {
+  /**
+   * Runs up to `count` iterations on `runner`, fewer when `deadline`
+   * (performance.now() ms) passes first, but at least one: a call always
+   * gets on, even when starting its workers took its time. Lets the event
+   * loop turn between iterations now and then, so that an AbortSignal can fire.
+   */
+  async advance(runner: GraphRunner, count: number, deadline = Infinity): Promise<void> {
     const o = this.o;
     const end = Math.min(o.iterations, this.iteration + count);
     const indices = new Int32Array(this.batch);
     const started = performance.now();
-    while (this.iteration < end && performance.now() < deadline) {
+    if (this.loaded?.runner !== runner) this.loaded = { runner, handle: await runner.load(this.graph) };
+    let turned = performance.now();
+    for (let first = true; this.iteration < end && (first || performance.now() < deadline); first = false) {
+      if (performance.now() - turned > EVENT_LOOP_MS) {
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        turned = performance.now();
+      }
       const it = this.iteration;
       if (o.signal?.aborted) {
         throw new AttnroundError(
@@ -197,11 +232,14 @@ export class BlockTrainer {
       }
       for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
       const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
-      const { loss, gradient } = this.lossAndGradients(indices, it, sigma);
+      for (const l of this.latents) this.round(l, it, sigma);
+      const { loss, gradient } = await this.lossAndGradients(indices, it);
       if (it % this.lossEvery === 0) this.losses.push(loss);
       for (const l of this.latents) {
-        const grad = gradient(latentName(l.name));
+        const grad = gradient(l.input);
         if (grad === undefined) continue;
+        // The rounded weight's gradient, summed over the shards, becomes the latent's (in place).
+        roundingBackward(grad, l.slope.ptr, l.size, grad);
         if (this.rounding === "adaround" && it >= ADAROUND_WARMUP * o.iterations) {
           const progress = (it - ADAROUND_WARMUP * o.iterations) / ((1 - ADAROUND_WARMUP) * o.iterations);
           const beta = BETA_END + 0.5 * (BETA_START - BETA_END) * (1 + Math.cos(Math.PI * progress));
@@ -243,66 +281,113 @@ export class BlockTrainer {
   }
 
   /**
-   * One iteration's loss and gradients over the mini-batch `indices`: one
-   * engine run, or one per shard with the gradients summed in shard order,
-   * each weighted by its share of the batch (the loss is a mean over samples).
-   * `gradient(input)` gives the address of the gradient of a trained graph
-   * input (a latent or a step), or undefined when nothing depends on it.
+   * One iteration's loss and gradients over the mini-batch `indices`: one run
+   * per shard, the gradients summed in shard order, each weighted by its share
+   * of the batch (the loss is a mean over samples). `gradient(input)` gives
+   * the address of the summed gradient of a trained graph input (a rounded
+   * weight or a step), or undefined when nothing depends on it.
    */
-  private lossAndGradients(indices: Int32Array, it: number, sigma: number) {
+  private async lossAndGradients(indices: Int32Array, it: number) {
+    const { runner, handle } = this.loaded!;
+    const jobs = this.shards.map(([first, count]) => this.shardFeeds(indices, first, count));
+    const results = runner.run(handle, this.sharedFeeds(it), jobs, this.outputs);
     let loss = 0;
-    let out: Record<string, Value> = {};
     const seen = new Set<string>();
-    for (const [first, count] of this.shards) {
-      this.inputs.gather(indices.subarray(first, first + count), this.x.ptr);
-      this.targets.gather(indices.subarray(first, first + count), this.t.ptr);
-      out = this.engine.runInPlace(this.feeds(it, sigma, first, count));
-      const share = count / this.batch;
+    for (const [s, result] of results.entries()) {
+      const out = await result;
+      const share = this.shards[s][1] / this.batch;
       loss += share * (out[LOSS].data[0] as number);
       for (const [input, sum] of this.sums) {
-        const grad = out[this.gradients.get(input)!] as WasmValue | undefined;
+        const grad = out[this.gradients.get(input) ?? ""];
         if (!grad) continue;
-        const total = sum.f32(), g = grad.data;
+        const total = sum.f32(), g = grad.data as Float32Array;
         if (!seen.has(input)) total.fill(0);
         seen.add(input);
         for (let i = 0; i < total.length; i++) total[i] += share * g[i];
       }
     }
     const gradient = (input: string): number | undefined =>
-      this.shards.length > 1
-        ? (seen.has(input) ? this.sums.get(input)!.ptr : undefined)
-        : (out[this.gradients.get(input)!] as WasmValue | undefined)?.ptr;
+      seen.has(input) ? this.sums.get(input)!.ptr : undefined;
     return { loss, gradient };
   }
 
-  /** The engine's inputs for one run: the shard of `count` samples from `first`, latents, steps and streams. */
-  private feeds(it: number, sigma: number, first: number, count: number): Record<string, Value> {
-    const o = this.o;
-    const feeds: Record<string, Value> = {
-      [this.block.inputs[0].name]: new WasmValue(this.x.ptr, [count, ...this.inputs.sampleShape]),
-      [TARGET]: new WasmValue(this.t.ptr, [count, ...this.targets.sampleShape]),
-      [SIGMA]: new Tensor(new Float32Array([sigma]), []),
+  /** One shard's own inputs: its samples of the block input and of the target, and where it lies in the batch. */
+  private shardFeeds(indices: Int32Array, first: number, count: number): Feeds {
+    const which = indices.subarray(first, first + count);
+    const x = new Float32Array(count * this.inputs.sampleSize);
+    const t = new Float32Array(count * this.targets.sampleSize);
+    this.inputs.gather(which, x);
+    this.targets.gather(which, t);
+    const feeds: Feeds = {
+      [this.block.inputs[0].name]: new Tensor(x, [count, ...this.inputs.sampleShape]),
+      [TARGET]: new Tensor(t, [count, ...this.targets.sampleShape]),
     };
-    for (const l of this.latents) {
-      feeds[latentName(l.name)] = new WasmValue(l.value.ptr, l.shape);
-      if (this.rounding === "attention") {
-        // Iteration it reads the layer's Gaussian stream from element it·size on.
-        feeds[rngName(l.name)] = new Tensor(
-          new BigInt64Array([BigInt(l.seed), BigInt(it) * BigInt(l.size)]),
-          [2],
-        );
-      }
-    }
-    for (const s of this.steps) {
-      feeds[stepName(s.name)] = new WasmValue(s.value.ptr, [1]);
-      if (o.activationDrop > 0) {
-        feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
-      }
-    }
     if (this.steps.length > 0) {
       feeds[SHARD] = new Tensor(new BigInt64Array([BigInt(first), BigInt(this.batch)]), [2]);
     }
     return feeds;
+  }
+
+  /** The inputs every shard of iteration `it` shares: the rounded weights, the steps and QDrop's stream positions. */
+  private sharedFeeds(it: number): Feeds {
+    const feeds: Feeds = {};
+    for (const l of this.latents) feeds[l.input] = new Tensor(l.rounded.read(), l.q.rowsShape);
+    for (const s of this.steps) {
+      feeds[stepName(s.name)] = new Tensor(s.value.read(), [1]);
+      if (this.o.activationDrop > 0) {
+        feeds[dropRngName(s.name)] = new Tensor(new BigInt64Array([BigInt(s.dropSeed), BigInt(it)]), [2]);
+      }
+    }
+    return feeds;
+  }
+
+  /** Iteration `it`'s rounded weight of layer `l` and its slope dŵ/dv, once for all the shards. */
+  private round(l: BlockTrainer["latents"][number], it: number, sigma: number): void {
+    const q = l.q, m = q.rowsShape[0], k = l.size / m;
+    if (this.rounding === "adaround") {
+      adaroundForward(
+        l.w.ptr,
+        l.value.ptr,
+        m,
+        k,
+        l.s.ptr,
+        l.z.ptr,
+        q.qmin,
+        q.qmax,
+        false,
+        l.rounded.ptr,
+        l.slope.ptr,
+      );
+    } else if (this.o.attention.variant === "expectation") {
+      attentionExpectedForward(
+        l.value.ptr,
+        m,
+        k,
+        l.s.ptr,
+        l.z.ptr,
+        q.qmin,
+        q.qmax,
+        sigma,
+        l.rounded.ptr,
+        l.slope.ptr,
+      );
+    } else {
+      // Iteration it reads the layer's Gaussian stream from element it·size on.
+      attentionStochasticForward(
+        l.value.ptr,
+        m,
+        k,
+        l.s.ptr,
+        l.z.ptr,
+        q.qmin,
+        q.qmax,
+        sigma,
+        l.seed,
+        it * l.size,
+        l.rounded.ptr,
+        l.slope.ptr,
+      );
+    }
   }
 
   state(): TrainerState {
@@ -372,6 +457,7 @@ export class BlockTrainer {
   dispose(): void {
     for (const buffer of this.owned) buffer.dispose();
     this.owned.length = 0;
-    this.engine.dispose();
+    this.loaded?.runner.unload(this.loaded.handle);
+    this.loaded = undefined;
   }
 }

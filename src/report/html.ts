@@ -393,7 +393,11 @@ function renderReport(report: QuantizationReport, options: HtmlReportOptions): s
     card(`${t.seconds.toFixed(1)} s`, "quantization time"),
     card(`${(t.floatBytes / Math.max(t.quantizedWeightBytes, 1)).toFixed(1)}×`, "smaller weights"),
   ];
-  if (fid?.top1Agreement !== undefined) cards.push(card(percent(fid.top1Agreement), "top-1 agreement"));
+  if (fid?.top1Agreement !== undefined) {
+    cards.push(
+      card(percent(fid.top1Agreement), `top-1 agreement (${fid.samples} held-back calibration samples)`),
+    );
+  }
   if (options.accuracy?.quantized !== undefined) {
     cards.push(card(percent(options.accuracy.quantized), "quantized top-1"));
   }

@@ -1,6 +1,8 @@
 // Training losses (domain "attnround"): the reconstruction objective of a block.
 import { opError, registerGradients, registerOps, required, TRAINING_DOMAIN } from "../registry.ts";
-import { WasmValue } from "../value.ts";
+import { mseGradient } from "../../kernels/loss.ts";
+import { sizeOf, type WasmValue } from "../value.ts";
+import { floatInput } from "./grad-util.ts";
 
 registerOps(
   {
@@ -24,17 +26,12 @@ registerOps(
 
 registerGradients({
   MeanSquaredError: (ctx, inputs, _outputs, [dLoss]) => {
-    const p = inputs[0]!, t = inputs[1]!;
+    const p = floatInput(ctx.node, inputs, 0), t = floatInput(ctx.node, inputs, 1);
     const dp = ctx.wants(0) ? ctx.outputF32(p.shape) : undefined;
     const dt = ctx.wants(1) ? ctx.outputF32(t.shape) : undefined;
-    const pd = p.data as Float32Array, td = t.data as Float32Array;
-    const scale = (2 / Math.max(pd.length, 1)) * (dLoss ? dLoss.data[0] : 0);
-    const dpd = dp?.data, dtd = dt?.data;
-    for (let i = 0; i < pd.length; i++) {
-      const g = scale * (pd[i] - td[i]);
-      if (dpd) dpd[i] = g;
-      if (dtd) dtd[i] = -g;
-    }
+    const n = sizeOf(p.shape);
+    const scale = (2 / Math.max(n, 1)) * (dLoss ? dLoss.data[0] : 0);
+    mseGradient(p.ptr, t.ptr, n, scale, dp?.ptr ?? 0, dt?.ptr ?? 0);
     return [dp, dt] as (WasmValue | undefined)[];
   },
 }, TRAINING_DOMAIN);

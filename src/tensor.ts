@@ -1,7 +1,7 @@
 // A tensor is a typed array plus a shape (row-major) and an ONNX-style dtype.
-// The 4-bit types hold one value per element (int4 in an Int8Array, values
-// −8…7; uint4 in a Uint8Array, 0…15); they are packed two to a byte only in
-// ONNX files.
+// The 4-bit and 2-bit types hold one value per element (int4 in an Int8Array,
+// values −8…7; uint4 in a Uint8Array, 0…15; int2 −2…1; uint2 0…3); they are
+// packed two (four) to a byte only in ONNX files.
 import { AttnroundError } from "./errors.ts";
 
 export type DType =
@@ -17,7 +17,9 @@ export type DType =
   | "uint64"
   | "bool"
   | "int4"
-  | "uint4";
+  | "uint4"
+  | "int2"
+  | "uint2";
 
 export type TensorData =
   | Float32Array
@@ -38,7 +40,7 @@ export interface TypedArrayConstructor {
   readonly BYTES_PER_ELEMENT: number;
 }
 
-/** The typed array that holds each dtype (bool and the 4-bit types one per byte). */
+/** The typed array that holds each dtype (bool and the 4- and 2-bit types one per byte). */
 export const arrayOfDtype: Readonly<Record<DType, TypedArrayConstructor>> = {
   float32: Float32Array,
   float64: Float64Array,
@@ -53,6 +55,8 @@ export const arrayOfDtype: Readonly<Record<DType, TypedArrayConstructor>> = {
   bool: Uint8Array,
   int4: Int8Array,
   uint4: Uint8Array,
+  int2: Int8Array,
+  uint2: Uint8Array,
 };
 
 const dtypeOfArray = new Map<unknown, DType>([
@@ -69,7 +73,13 @@ const dtypeOfArray = new Map<unknown, DType>([
 ]);
 
 /** Dtypes held in the typed array of a wider one. */
-const containerOf: Partial<Record<DType, DType>> = { bool: "uint8", int4: "int8", uint4: "uint8" };
+const containerOf: Partial<Record<DType, DType>> = {
+  bool: "uint8",
+  int4: "int8",
+  uint4: "uint8",
+  int2: "int8",
+  uint2: "uint8",
+};
 
 export class Tensor {
   readonly data: TensorData;

@@ -162,7 +162,9 @@ function checkStructure(q: QuantizedModel, model: ModelProto, original: ModelPro
     assert.equal(dq.opType, "DequantizeLinear", `no DequantizeLinear produces ${w.layer.weight}`);
     const levels = constants.get(dq.input[0])!;
     const signed = w.qmin < 0;
-    const expected = w.bits <= 4
+    const expected = w.bits <= 2
+      ? (signed ? DataType.INT2 : DataType.UINT2)
+      : w.bits <= 4
       ? (signed ? DataType.INT4 : DataType.UINT4)
       : (signed ? DataType.INT8 : DataType.UINT8);
     assert.equal(
@@ -285,8 +287,10 @@ async function checkExport(
   const inputName = original.graph.input[0].name, outputName = original.graph.output[0].name;
   assert.deepEqual(model.graph.input.map((v) => v.name), [inputName]);
   assert.deepEqual(model.graph.output, original.graph.output);
+  // 2-bit weights are int2 (opset 25), 3- and 4-bit ones int4 (opset 21), in the exact form.
+  const uses2 = !isDeploy(q) && q.weights.some((w) => w.bits <= 2);
   const uses4 = !isDeploy(q) && q.weights.some((w) => w.bits <= 4);
-  assert.equal(defaultOpset(model), uses4 ? 21 : Math.max(13, defaultOpset(original)));
+  assert.equal(defaultOpset(model), uses2 ? 25 : uses4 ? 21 : Math.max(13, defaultOpset(original)));
   const meta = metadataOf(model);
   for (const e of original.metadataProps) assert.equal(meta[e.key], e.value);
   assert.equal(meta[METADATA_KEYS.method], q.report.settings.rounding);

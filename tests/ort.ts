@@ -41,7 +41,7 @@ export function ortNodeSession(modelBytes: Uint8Array): Promise<ort.InferenceSes
 }
 
 export function toOrtTensor(t: Tensor): ort.Tensor {
-  return new ort.Tensor(t.dtype, t.data as never, [...t.shape]);
+  return new ort.Tensor(t.dtype as never, t.data as never, [...t.shape]);
 }
 
 export function fromOrtTensor(t: ort.Tensor, name: string): Tensor {

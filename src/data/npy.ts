@@ -30,11 +30,13 @@ const dtypeOfCode: Record<string, DType> = {
   u8: "uint64",
   b1: "bool",
 };
-// numpy has no 4-bit types: int4 and uint4 tensors are written as int8 and uint8.
+// numpy has no 4- or 2-bit types: int4/int2 and uint4/uint2 tensors are written as int8 and uint8.
 const codeOfDtype = {
   ...Object.fromEntries(Object.entries(dtypeOfCode).map(([c, d]) => [d, c])),
   int4: "i1",
   uint4: "u1",
+  int2: "i1",
+  uint2: "u1",
 } as Record<DType, string>;
 
 const notNpy = `not a .npy file (it does not start with "\\x93NUMPY")`;

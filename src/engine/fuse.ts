@@ -79,6 +79,8 @@ const RANGES: Record<string, [number, number]> = {
   int8: [-128, 127],
   uint4: [0, 15],
   int4: [-8, 7],
+  uint2: [0, 3],
+  int2: [-2, 1],
 };
 
 /**

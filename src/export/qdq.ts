@@ -3,8 +3,8 @@
 // The graph is the original model's, as the quantizer saw it: BatchNorm
 // folded into the Conv/Gemm before it (the folded weights are what was
 // quantized), dead nodes dropped, and raised to the opset the Q/DQ ops need
-// (13 for per-channel DequantizeLinear, 21 when a 4-bit type is used; see
-// ./opset.ts). Graph inputs, outputs, their names and the model's metadata
+// (13 for per-channel DequantizeLinear, 21 when a 4-bit type is used, 25
+// when a 2-bit one is; see ./opset.ts). Graph inputs, outputs, their names and the model's metadata
 // stay; the method, bits per layer and settings are added to metadata_props.
 //
 // Two forms, as the model was quantized (QuantizeOptions.exportForm, see
@@ -20,8 +20,11 @@
 // Weights: the integer levels q of each quantized weight, in the weight's own
 // layout, feeding DequantizeLinear(q, scale, zero_point, axis = output-channel
 // axis), whose output keeps the weight's name. Signed grids (symmetric
-// weights) are stored as int8, or int4 at 4 bits and below; unsigned grids
-// (asymmetric weights) as uint8 or uint4. Every level of a b-bit grid fits its
+// weights) are stored as int8, int4 at 3 and 4 bits, int2 at 2 bits (opset
+// 25; onnxruntime 1.30 runs DequantizeLinear on it); unsigned grids
+// (asymmetric weights) as uint8, uint4 or uint2. So 2-, 4- and 8-bit weights
+// take 2, 4 and 8 bits in the file; 3 bits take 4, and 5 to 7 take 8
+// (src/quant/mixed.ts counts them so). Every level of a b-bit grid fits its
 // container, so DequantizeLinear gives back exactly the library's weights:
 // (q − z)·s in float32 is how both compute them. A weight held in a Constant
 // node is quantized where it stands: the Constant then holds the integers.
@@ -98,10 +101,10 @@ import { Names } from "./names.ts";
 import { upgradeOpset } from "./opset.ts";
 import { attributeProto, nodeProto } from "./proto.ts";
 
-/** Opset of per-axis DequantizeLinear, and of the int4/uint4 types. */
-const PER_AXIS_OPSET = 13, INT4_OPSET = 21;
+/** Opset of per-axis DequantizeLinear, of the int4/uint4 types and of int2/uint2. */
+const PER_AXIS_OPSET = 13, INT4_OPSET = 21, INT2_OPSET = 25;
 /** Lowest IR version that goes with an opset (onnx/helper.py VERSION_TABLE). */
-const IR_VERSION_FOR_OPSET: [number, bigint][] = [[21, 10n], [19, 9n], [15, 8n], [13, 7n]];
+const IR_VERSION_FOR_OPSET: [number, bigint][] = [[25, 12n], [21, 10n], [19, 9n], [15, 8n], [13, 7n]];
 
 /** Metadata keys the export writes (an existing entry with the same key is replaced). */
 export const METADATA_KEYS = {
@@ -131,9 +134,11 @@ const FLOAT_ATTRIBUTES = new Set([
   "threshold",
 ]);
 
-type IntType = "int8" | "uint8" | "int4" | "uint4";
+type IntType = "int8" | "uint8" | "int4" | "uint4" | "int2" | "uint2";
 
 const RANGES: Record<IntType, [number, number]> = {
+  int2: [-2, 1],
+  uint2: [0, 3],
   int4: [-8, 7],
   uint4: [0, 15],
   int8: [-128, 127],
@@ -150,8 +155,10 @@ function containerOf(qmin: number, qmax: number, exact4: boolean, allow4 = true)
   return fits(eight) ? eight : undefined;
 }
 
-/** Weights: int4/uint4 for grids of 4 bits or less (exact form), int8/uint8 above. */
+/** Weights: int2/uint2 for 2-bit grids and int4/uint4 for 3- and 4-bit ones (exact form), int8/uint8 above. */
 function weightType(w: QuantizedWeight, deploy: boolean): IntType {
+  const two: IntType = w.qmin < 0 ? "int2" : "uint2";
+  if (!deploy && w.qmin >= RANGES[two][0] && w.qmax <= RANGES[two][1]) return two;
   const t = containerOf(w.qmin, w.qmax, false, !deploy);
   if (!t) {
     throw new AttnroundError(
@@ -202,7 +209,7 @@ function activationType(a: ActivationQuantizer, allow4 = true): IntType {
 }
 
 function intTensor(values: ArrayLike<number>, shape: readonly number[], type: IntType): Tensor {
-  const data = type === "int8" || type === "int4" ? Int8Array.from(values) : Uint8Array.from(values);
+  const data = type.startsWith("int") ? Int8Array.from(values) : Uint8Array.from(values);
   return new Tensor(data, shape, type as DType);
 }
 
@@ -275,9 +282,10 @@ class QdqBuilder {
         );
       }
     }
+    const needs2 = this.weights.some((w) => weightType(w, this.deploy).endsWith("2"));
     const needs4 = this.weights.some((w) => weightType(w, this.deploy).endsWith("4")) ||
       this.q.activations.some((a) => this.activationType(a).endsWith("4"));
-    upgradeOpset(graph, needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
+    upgradeOpset(graph, needs2 ? INT2_OPSET : needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
     const done = new Set<string>();
     for (const w of this.weights) {
       if (w.bias) this.quantizeBias(w);
@@ -495,6 +503,7 @@ export function checkQdq(model: Model, o: QuantizeOptions): void {
     (o.mixedPrecision?.candidates ?? []).some((b) => b <= 4) ||
     Object.values(o.layers).some((l) => (l.weightBits ?? 8) <= 4 || l.activationBits === 4);
   const { graph } = sourceGraph(model.proto);
+  // Opsets 22 to 25 need no rewrite, so 21 stands for them.
   upgradeOpset(graph, fourBit ? INT4_OPSET : PER_AXIS_OPSET, new Names(graph));
 }
 

@@ -15,19 +15,26 @@ import type { AttributeValue, Graph, Node, ValueInfo } from "./ir.ts";
 import { validateGraph } from "./validate.ts";
 
 /**
- * The newest default-domain opset whose ops the engine implements (ONNX 1.16);
- * a later one may change an op's meaning. Older opsets load (the engine keeps
- * their semantics, as the ONNX backend vectors check); the export converts
- * from opset 9 on.
+ * The newest default-domain opset whose ops the engine implements (ONNX 1.20);
+ * a later one may change an op's meaning. Opsets 22 to 25 changed none of the
+ * engine's ops but by adding types (bfloat16, float8 and float4, int2 and
+ * uint2), and the export writes opset 25 for 2-bit weights. Older opsets load
+ * (the engine keeps their semantics, as the ONNX backend vectors check); the
+ * export converts from opset 9 on.
  */
-export const MAX_OPSET = 21;
+export const MAX_OPSET = 25;
 /** The newest IR version the decoder knows (ONNX 1.20); onnx.helper writes its newest at any opset. */
 export const MAX_IR_VERSION = 12n;
 /** Domains and attribute names the library gives its own nodes: a model may not use them. */
 const OWN_PREFIX = "attnround";
 
-/** The 4-bit types, which graph inputs and outputs may have but no op other than (De)QuantizeLinear computes in. */
-const fourBit: Record<number, DType> = { [DataType.UINT4]: "uint4", [DataType.INT4]: "int4" };
+/** The 4- and 2-bit types, which graph inputs and outputs may have but no op other than (De)QuantizeLinear computes in. */
+const fourBit: Record<number, DType> = {
+  [DataType.UINT4]: "uint4",
+  [DataType.INT4]: "int4",
+  [DataType.UINT2]: "uint2",
+  [DataType.INT2]: "int2",
+};
 
 const text = new TextDecoder();
 
@@ -78,7 +85,7 @@ function valueInfo(v: ValueInfoProto): ValueInfo {
     );
   }
   // float16 values are read into float32 (see tensorFromProto) and computed in float32;
-  // int4/uint4 ones (QuantizeLinear outputs) are held one per element.
+  // 4- and 2-bit ones (QuantizeLinear outputs) are held one per element.
   const computable = (code: number) =>
     code === 0 || code === DataType.FLOAT16 || dtypeFromOnnx(code) || fourBit[code];
   if (tensor && !computable(tensor.elemType)) {

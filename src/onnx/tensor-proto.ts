@@ -6,8 +6,9 @@
 // FLOAT16 tensors become float32 tensors (exactly: every half is a float);
 // the engine computes in float32 anyway. INT4 and UINT4 are packed two to a
 // byte, the first element in the low nibble (in raw_data, and in int32_data
-// one byte per entry), and unpack to int4/uint4 tensors of one value per
-// element. Strings, bfloat16, float8, float4, 2-bit and complex types are
+// one byte per entry), INT2 and UINT2 (opset 25) four to a byte, the first
+// element in the lowest two bits; they unpack to tensors of one value per
+// element. Strings, bfloat16, float8, float4 and complex types are
 // UNSUPPORTED_MODEL for now.
 import { AttnroundError } from "../errors.ts";
 import { arrayOfDtype, type DType, Tensor, type TensorData } from "../tensor.ts";
@@ -15,10 +16,10 @@ import { DataLocation, DataType, dataTypeName, type TensorProto } from "./types.
 
 interface Layout {
   dtype: DType;
-  /** Bytes per element in raw_data (for packed 4-bit types: per pair of elements). */
+  /** Bytes per element in raw_data (for packed types: per byte of elements). */
   width: number;
-  /** Two 4-bit elements per byte, the first in the low nibble. */
-  packed?: boolean;
+  /** Bits per element of a packed type (4: two to a byte, 2: four), the first in the lowest bits. */
+  packed?: 4 | 2;
   /** The typed field that holds the values when raw_data is absent. */
   field: "floatData" | "doubleData" | "int32Data" | "int64Data" | "uint64Data";
 }
@@ -36,8 +37,10 @@ const layouts = new Map<number, Layout>([
   [DataType.INT64, { dtype: "int64", width: 8, field: "int64Data" }],
   [DataType.UINT64, { dtype: "uint64", width: 8, field: "uint64Data" }],
   [DataType.BOOL, { dtype: "bool", width: 1, field: "int32Data" }],
-  [DataType.INT4, { dtype: "int4", width: 1, field: "int32Data", packed: true }],
-  [DataType.UINT4, { dtype: "uint4", width: 1, field: "int32Data", packed: true }],
+  [DataType.INT4, { dtype: "int4", width: 1, field: "int32Data", packed: 4 }],
+  [DataType.UINT4, { dtype: "uint4", width: 1, field: "int32Data", packed: 4 }],
+  [DataType.INT2, { dtype: "int2", width: 1, field: "int32Data", packed: 2 }],
+  [DataType.UINT2, { dtype: "uint2", width: 1, field: "int32Data", packed: 2 }],
 ]);
 
 const dataTypeOfDtype: Record<DType, number> = {
@@ -54,6 +57,8 @@ const dataTypeOfDtype: Record<DType, number> = {
   bool: DataType.BOOL,
   int4: DataType.INT4,
   uint4: DataType.UINT4,
+  int2: DataType.INT2,
+  uint2: DataType.UINT2,
 };
 
 const onnxTypes: Record<number, DType> = {
@@ -101,8 +106,8 @@ export function tensorFromProto(t: TensorProto): Tensor {
   }
   const count = elementCount(t.dims, label);
   const shape = `dims [${t.dims.join(", ")}]`;
-  // Packed 4-bit types: one byte (raw) or int32_data entry per pair of elements.
-  const stored = layout.packed ? Math.ceil(count / 2) : count;
+  // Packed types: one byte (raw) or int32_data entry per 8 / packed elements.
+  const stored = layout.packed ? Math.ceil((count * layout.packed) / 8) : count;
   let data: TensorData;
   if (t.rawData !== undefined) {
     const bytes = t.rawData;
@@ -113,9 +118,7 @@ export function tensorFromProto(t: TensorProto): Tensor {
           `${stored * layout.width}`,
       );
     }
-    data = layout.packed
-      ? unpack4(bytes, count, layout.dtype === "int4")
-      : fromRaw(bytes, t.dataType, layout);
+    data = layout.packed ? unpack(bytes, count, layout) : fromRaw(bytes, t.dataType, layout);
   } else {
     const values = t[layout.field];
     if (values.length !== stored) {
@@ -125,18 +128,19 @@ export function tensorFromProto(t: TensorProto): Tensor {
       );
     }
     data = layout.packed
-      ? unpack4(Uint8Array.from(values as number[]), count, layout.dtype === "int4")
+      ? unpack(Uint8Array.from(values as number[]), count, layout)
       : fromTyped(values, t.dataType, layout);
   }
   return new Tensor(data, t.dims, layout.dtype);
 }
 
-/** A TensorProto holding `tensor` in raw_data (little-endian; int4/uint4 packed two to a byte). */
+/** A TensorProto holding `tensor` in raw_data (little-endian; 4- and 2-bit types packed into bytes). */
 export function tensorToProto(name: string, tensor: Tensor): TensorProto {
   const data = tensor.data;
   let rawData: Uint8Array;
-  if (tensor.dtype === "int4" || tensor.dtype === "uint4") {
-    rawData = pack4(data as Int8Array | Uint8Array, tensor.dtype, name);
+  const packed = PACKED[tensor.dtype];
+  if (packed) {
+    rawData = pack(data as Int8Array | Uint8Array, tensor.dtype, packed, name);
   } else {
     rawData = new Uint8Array(data.buffer, data.byteOffset, data.byteLength).slice();
     if (!littleEndian) swapBytes(rawData, data.BYTES_PER_ELEMENT);
@@ -214,20 +218,27 @@ function fromTyped(values: number[] | bigint[], dataType: number, layout: Layout
   }
 }
 
-/** `count` 4-bit values from bytes holding two each, the first in the low nibble; int4 sign-extends. */
-function unpack4(bytes: Uint8Array, count: number, signed: boolean): Int8Array | Uint8Array {
+/** Bits per element of the packed dtypes. */
+const PACKED: Partial<Record<DType, 4 | 2>> = { int4: 4, uint4: 4, int2: 2, uint2: 2 };
+
+/** `count` values of `layout.packed` bits from bytes holding 8 / bits each, the first in the lowest bits; signed types sign-extend. */
+function unpack(bytes: Uint8Array, count: number, layout: Layout): Int8Array | Uint8Array {
+  const bits = layout.packed!, per = 8 / bits, mask = (1 << bits) - 1, shift = 32 - bits;
+  const signed = layout.dtype === "int4" || layout.dtype === "int2";
   const out = signed ? new Int8Array(count) : new Uint8Array(count);
   for (let i = 0; i < count; i++) {
-    const nibble = (bytes[i >> 1] >> ((i & 1) * 4)) & 0xf;
-    out[i] = signed ? (nibble << 28) >> 28 : nibble;
+    const v = (bytes[Math.floor(i / per)] >> ((i % per) * bits)) & mask;
+    out[i] = signed ? (v << shift) >> shift : v;
   }
   return out;
 }
 
-/** Packs 4-bit values two to a byte, the first in the low nibble (a lone last value: high nibble 0). */
-function pack4(values: Int8Array | Uint8Array, dtype: "int4" | "uint4", name: string): Uint8Array {
-  const [lo, hi] = dtype === "int4" ? [-8, 7] : [0, 15];
-  const out = new Uint8Array(Math.ceil(values.length / 2));
+/** Packs `bits`-bit values 8 / bits to a byte, the first in the lowest bits (unused high bits 0). */
+function pack(values: Int8Array | Uint8Array, dtype: DType, bits: 4 | 2, name: string): Uint8Array {
+  const signed = dtype === "int4" || dtype === "int2";
+  const [lo, hi] = signed ? [-(1 << (bits - 1)), (1 << (bits - 1)) - 1] : [0, (1 << bits) - 1];
+  const per = 8 / bits, mask = (1 << bits) - 1;
+  const out = new Uint8Array(Math.ceil(values.length / per));
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
     if (v < lo || v > hi) {
@@ -236,7 +247,7 @@ function pack4(values: Int8Array | Uint8Array, dtype: "int4" | "uint4", name: st
         `tensor "${name}" (${dtype}) holds ${v} at element ${i}, outside [${lo}, ${hi}]`,
       );
     }
-    out[i >> 1] |= (v & 0xf) << ((i & 1) * 4);
+    out[Math.floor(i / per)] |= (v & mask) << ((i % per) * bits);
   }
   return out;
 }

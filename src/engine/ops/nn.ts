@@ -347,6 +347,8 @@ function layerNormalization(ctx: OpContext, inputs: (Value | undefined)[]): Valu
 const quantRange: Partial<Record<DType, [number, number]>> = {
   uint4: [0, 15],
   int4: [-8, 7],
+  uint2: [0, 3],
+  int2: [-2, 1],
   uint8: [0, 255],
   int8: [-128, 127],
   uint16: [0, 65535],
@@ -414,6 +416,8 @@ const quantizedTypes: Record<number, DType> = {
   5: "int16",
   21: "uint4",
   22: "int4",
+  25: "uint2",
+  26: "int2",
 };
 
 /**

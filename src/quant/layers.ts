@@ -3,7 +3,7 @@
 // first) and every activation quantizer (at the data input of a quantized layer).
 // Conventions (SPEC §3): first and last layer's weights at 8 bits, the first
 // layer's input at 8 bits; per-layer overrides win. With mixedPrecision the
-// other layers' bits come from their coding lengths (mixed.ts).
+// other layers' bits come from the allocation (mixed.ts, mixed-plan.ts).
 import { AttnroundError } from "../errors.ts";
 import { attrTensor, type Graph, isOnnxOp } from "../graph/ir.ts";
 import { WasmBuffer } from "../kernels/memory.ts";
@@ -137,7 +137,18 @@ export function selectLayers(
   return keep;
 }
 
-export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQuantizer[] {
+export type MeasuredLayer = ReturnType<typeof measureLayers>[number];
+
+/**
+ * The layers quantize() quantizes (in graph order), each with its bits and
+ * where they come from; with mixedPrecision, `allocated` gives the bits of
+ * the layers the allocation sets, by name.
+ */
+export function planLayerBits(
+  graph: Graph,
+  o: QuantizeOptions,
+  allocated?: ReadonlyMap<string, number>,
+): { layers: MeasuredLayer[]; bits: number[]; source: BitsSource[]; first?: QuantizableLayer } {
   const all = measureLayers(graph);
   const keep = selectLayers(all.map((m) => m.layer), o);
   // Layers left in float are fixed outside any mixed-precision budget, then dropped.
@@ -145,47 +156,63 @@ export function planWeightQuantizers(graph: Graph, o: QuantizeOptions): WeightQu
   all.forEach((m, i) => {
     if (!keep[i] && !Object.hasOwn(fixed, m.name)) fixed[m.name] = { weightBits: 8 };
   });
-  const allBits = planBits(all, { ...o, layers: fixed });
-  const measured = all.filter((_, i) => keep[i]);
-  const first = all[0]?.layer;
-  const plan = {
-    bits: allBits.bits.filter((_, i) => keep[i]),
-    source: allBits.source.filter((_, i) => keep[i]),
+  const plan = planBits(all, { ...o, layers: fixed }, allocated);
+  return {
+    layers: all.filter((_, i) => keep[i]),
+    bits: plan.bits.filter((_, i) => keep[i]),
+    source: plan.source.filter((_, i) => keep[i]),
+    first: all[0]?.layer,
   };
-  return measured.map(({ layer, rows, rowsShape, codingLength, codingLengthPerWeight }, index) => {
+}
+
+/** Per-row scales and zero points of a weight in rows layout at `bits` (Lp search; one for all rows if not per channel). */
+export function searchScales(
+  rows: Float32Array,
+  m: number,
+  bits: number,
+  o: Pick<QuantizeOptions, "symmetricWeights" | "perChannelWeights">,
+): { scale: Float32Array; zero: Float32Array } {
+  const k = rows.length / m;
+  const pw = WasmBuffer.from(rows), ps = new WasmBuffer(m), pz = new WasmBuffer(m);
+  try {
+    if (o.perChannelWeights === false) {
+      // One scale and zero point for the whole weight, searched over all of it, repeated per channel.
+      searchWeightScales(pw.ptr, 1, m * k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+      const [one, z] = [ps.read()[0], pz.read()[0]];
+      return { scale: new Float32Array(m).fill(one), zero: new Float32Array(m).fill(z) };
+    }
+    searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
+    return { scale: ps.read(), zero: pz.read() };
+  } finally {
+    pw.dispose(), ps.dispose(), pz.dispose();
+  }
+}
+
+export function planWeightQuantizers(
+  graph: Graph,
+  o: QuantizeOptions,
+  allocated?: ReadonlyMap<string, number>,
+): WeightQuantizer[] {
+  const plan = planLayerBits(graph, o, allocated);
+  return plan.layers.map(({ layer, rows, rowsShape, codingLength, codingLengthPerWeight }, index) => {
     const bits = plan.bits[index];
     const { qmin, qmax } = quantLevels(bits, o.symmetricWeights);
-    const m = rowsShape[0], k = rows.length / m;
-    const pw = WasmBuffer.from(rows), ps = new WasmBuffer(m), pz = new WasmBuffer(m);
-    try {
-      let scale: Float32Array, zero: Float32Array;
-      if (o.perChannelWeights === false) {
-        // One scale and zero point for the whole weight, searched over all of it, repeated per channel.
-        searchWeightScales(pw.ptr, 1, m * k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
-        const [one, z] = [ps.read()[0], pz.read()[0]];
-        scale = new Float32Array(m).fill(one), zero = new Float32Array(m).fill(z);
-      } else {
-        searchWeightScales(pw.ptr, m, k, bits, o.symmetricWeights, ps.ptr, pz.ptr);
-        scale = ps.read(), zero = pz.read();
-      }
-      return {
-        layer,
-        bits,
-        symmetric: o.symmetricWeights,
-        qmin,
-        qmax,
-        rows,
-        rowsShape,
-        scale,
-        zero,
-        codingLength,
-        codingLengthPerWeight,
-        bitsSource: plan.source[index],
-        firstLayer: layer === first,
-      };
-    } finally {
-      pw.dispose(), ps.dispose(), pz.dispose();
-    }
+    const { scale, zero } = searchScales(rows, rowsShape[0], bits, o);
+    return {
+      layer,
+      bits,
+      symmetric: o.symmetricWeights,
+      qmin,
+      qmax,
+      rows,
+      rowsShape,
+      scale,
+      zero,
+      codingLength,
+      codingLengthPerWeight,
+      bitsSource: plan.source[index],
+      firstLayer: layer === plan.first,
+    };
   });
 }
 

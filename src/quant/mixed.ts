@@ -1,36 +1,35 @@
-// Mixed precision from the lossy coding length (SPEC §6): each layer's weight
-// W [m × n] (rows layout: m output channels, n = fan-in) gets a coding length
-// L(W) (src/kernels/coding-length.ts) at a distortion ε set relative to the
-// layer's own weights, and bits that grow with ρ = L / (m·n), the coding
-// length per weight, under the budget Σ b·P ≤ B·Σ P over the layers the
-// allocation sets.
+// Mixed precision (SPEC §6): weight bits per layer chosen under a budget on
+// the bytes the exported file stores, by a multiple-choice knapsack solved
+// exactly by dynamic programming (allocateBytes). Each layer l and candidate
+// width b has a cost; the allocation minimises Σ cost under Σ bytes ≤ budget.
+// Two criteria give the costs:
+//
+// - "sensitivity" (the default; src/quant/sensitivity.ts): the increase of
+//   the output loss on held-back calibration samples when layer l alone is
+//   rounded to nearest at b bits.
+// - "coding-length" (the paper's): each layer's weight W [m × n] (rows
+//   layout: m output channels, n = fan-in) gets a lossy coding length L(W)
+//   (src/kernels/coding-length.ts) at a distortion ε set relative to the
+//   layer's own weights, and a target of bits that grows with ρ = L / (m·n),
+//   the coding length per weight: t_l = B + κ·(ρ_l − ρ̄), with ρ̄ the
+//   parameter-weighted mean of ρ over the layers in the budget, κ = 1/2 and
+//   B the budget's average bits. The cost of b bits is P_l·(b − t_l)², so
+//   the knapsack comes as close to the targets as the bytes allow.
 //
 // The ε rule: ε² = δ²·n·mean(W²), i.e. a mean squared error of δ² times the
 // mean squared weight in every coordinate of a row, δ = 1/16. Scaling W
 // scales ε with it, so L measures how much there is to code (the spread of
 // W's spectrum and its shape), not the magnitude of the weights.
-//
-// The mapping: ρ is in bits per weight, the rate at which W is coded at that
-// relative distortion, so a layer whose ρ is higher by Δ gets κ·Δ more bits
-// than the others: target t_l = B + κ·(ρ_l − ρ̄), with ρ̄ the
-// parameter-weighted mean of ρ over the layers in the budget, κ = 1/2.
 // bench/mixed-epsilon.ts chose the rule, δ and κ on training images, never
-// the test set (README, "Mixed precision"). Each target is
-// rounded to the nearest candidate, then a greedy fix-up meets the budget:
-// while over it, the layer furthest above its target steps down one
-// candidate; then, while some layer can step up within the budget (and stay
-// at or below every layer of higher ρ), the one furthest below its target
-// does. Ties go by ρ, then by the layer's key, never by position, so the
-// allocation does not depend on the order of the layers.
+// the test set (README, "Mixed precision").
+//
+// Bytes (layerStoredBytes): the export stores a layer's levels and zero
+// points in an ONNX integer type, packed, and a float32 scale per channel.
+// In the exact form 2-bit grids are int2/uint2, 3- and 4-bit ones int4/uint4,
+// wider ones int8/uint8; the deploy form stores every width as int8. So
+// 3 bits cost what 4 cost, and 5 to 7 what 8 cost, and the knapsack sees it.
 import { AttnroundError, closest } from "../errors.ts";
 import { codingLength } from "../kernels/coding-length.ts";
-
-export interface MixedPrecisionOptions {
-  /** Average weight bits (parameter-weighted) over the layers the allocation sets. */
-  averageBits: number;
-  /** Bit widths a layer may get (integers from 2 to 8); default [2, 3, 4, 5, 6, 8]. */
-  candidates?: number[];
-}
 
 export const defaultCandidates: readonly number[] = Object.freeze([2, 3, 4, 5, 6, 8]);
 
@@ -106,17 +105,52 @@ function invalid(message: string): never {
   throw new AttnroundError("INVALID_ARGUMENT", message);
 }
 
-/** Checks the option and fills in the default candidates (sorted, without repeats). */
-export function resolveMixedPrecision(
-  option: MixedPrecisionOptions,
-): Required<MixedPrecisionOptions> {
+export type MixedCriterion = "sensitivity" | "coding-length";
+
+export interface MixedPrecisionOptions {
+  /** How each layer's bits are priced: measured "sensitivity" (default) or the paper's "coding-length". */
+  criterion?: MixedCriterion;
+  /**
+   * The budget as the average bits per weight the file stores over the layers
+   * the allocation sets (with their scales and zero points): uniform 2, 4 or 8
+   * bits meet it exactly. Give this or sizeBytes.
+   */
+  averageBits?: number;
+  /** The budget as the size of the whole exported ONNX file, in bytes. Give this or averageBits. */
+  sizeBytes?: number;
+  /** Bit widths a layer may get (integers from 2 to 8); default [2, 3, 4, 5, 6, 8]. */
+  candidates?: number[];
+}
+
+/** Options as resolved: the criterion and candidates filled in, exactly one budget. */
+export type ResolvedMixedPrecision =
+  & { criterion: MixedCriterion; candidates: number[] }
+  & ({ averageBits: number } | { sizeBytes: number });
+
+const MIXED_KEYS = ["criterion", "averageBits", "sizeBytes", "candidates"];
+
+/** Checks the option and fills in the default criterion and candidates (sorted, without repeats). */
+export function resolveMixedPrecision(option: MixedPrecisionOptions): ResolvedMixedPrecision {
   if (typeof option !== "object" || option === null || Array.isArray(option)) {
-    invalid(`mixedPrecision must be an object { averageBits, candidates? }, got ${option}`);
+    invalid(
+      `mixedPrecision must be an object such as { averageBits: 3 } or { sizeBytes: 400000 }, got ${option}`,
+    );
   }
   for (const key of Object.keys(option)) {
-    if (key !== "averageBits" && key !== "candidates") {
-      invalid(`mixedPrecision has no option "${key}" (its options: averageBits, candidates)`);
+    if (!MIXED_KEYS.includes(key)) {
+      const guess = closest(key, MIXED_KEYS);
+      invalid(
+        `mixedPrecision has no option "${key}"${
+          guess ? `; did you mean "${guess}"?` : ` (its options: ${MIXED_KEYS.join(", ")})`
+        }`,
+      );
     }
+  }
+  const criterion = option.criterion ?? "sensitivity";
+  if (criterion !== "sensitivity" && criterion !== "coding-length") {
+    invalid(
+      `mixedPrecision.criterion must be "sensitivity" or "coding-length", got ${JSON.stringify(criterion)}`,
+    );
   }
   const raw = option.candidates ?? defaultCandidates;
   if (!Array.isArray(raw) || raw.length === 0) {
@@ -129,98 +163,129 @@ export function resolveMixedPrecision(
   }
   const candidates = [...new Set(raw)].sort((a, b) => a - b);
   const lo = candidates[0], hi = candidates[candidates.length - 1];
-  const b = option.averageBits;
+  const { averageBits: b, sizeBytes: size } = option;
+  if ((b === undefined) === (size === undefined)) {
+    invalid(
+      `mixedPrecision needs one budget: averageBits (stored bits per weight, e.g. 3) or sizeBytes ` +
+        `(the exported file's size), ${b === undefined ? "got neither" : "not both"}`,
+    );
+  }
+  if (size !== undefined) {
+    if (!Number.isSafeInteger(size) || size <= 0) {
+      invalid(`mixedPrecision.sizeBytes must be a positive whole number of bytes, got ${size}`);
+    }
+    return { criterion, candidates, sizeBytes: size };
+  }
   if (typeof b !== "number" || !(b >= lo && b <= hi)) {
     invalid(
       `mixedPrecision.averageBits must be a number within the candidates' range [${lo}, ${hi}], got ${b}`,
     );
   }
-  return { averageBits: b, candidates };
+  return { criterion, candidates, averageBits: b };
+}
+
+/** Bits per value the export stores a weight of `bits` bits in: its ONNX container (see the top of this file). */
+export function storedBits(bits: number, deploy: boolean): number {
+  if (deploy) return 8;
+  return bits <= 2 ? 2 : bits <= 4 ? 4 : 8;
+}
+
+/** Bytes the export stores for a layer's weight at `bits`: packed levels and zero points, float32 scales. */
+export function layerStoredBytes(
+  parameters: number,
+  channels: number,
+  bits: number,
+  deploy: boolean,
+): number {
+  const c = storedBits(bits, deploy);
+  return Math.ceil((parameters * c) / 8) + Math.ceil((channels * c) / 8) + 4 * channels;
+}
+
+/** The bytes `averageBits` B allows a layer: its levels and zero points at B bits each, and its scales. */
+export function averageBitsBytes(parameters: number, channels: number, averageBits: number): number {
+  return Math.ceil((parameters * averageBits) / 8) + Math.ceil((channels * averageBits) / 8) + 4 * channels;
+}
+
+/** One layer's choices: the cost and the bytes of each candidate width. */
+export interface KnapsackItem {
+  cost: readonly number[];
+  bytes: readonly number[];
+}
+
+/** Cells of the byte grid at most: the DP takes items × options × cells steps. */
+const GRID_CELLS = 1 << 15;
+
+/**
+ * The choice (an index into each item's options) minimising Σ cost under
+ * Σ bytes ≤ budget, or undefined when even the smallest options exceed it.
+ * Multiple-choice knapsack by dynamic programming over a byte grid: bytes
+ * above each item's smallest option are counted in cells of
+ * ⌈slack / 2^15⌉ bytes, rounded up, so the choice always fits the budget and
+ * is exact whenever the slack is under 2^15 bytes (else it is optimal on the
+ * grid, which wastes under one cell per item). Deterministic: on equal cost
+ * the earlier option wins.
+ */
+export function allocateBytes(items: readonly KnapsackItem[], budget: number): number[] | undefined {
+  const least = items.map((it) => Math.min(...it.bytes));
+  const floor = least.reduce((a, b) => a + b, 0);
+  if (floor > budget) return undefined;
+  const slack = budget - floor;
+  const unit = Math.max(1, Math.ceil(slack / GRID_CELLS));
+  const cells = Math.floor(slack / unit);
+  const weights = items.map((it, i) => it.bytes.map((b) => Math.ceil((b - least[i]) / unit)));
+  // best[c]: least cost of the items so far within c cells; choice[i][c]: item i's option there.
+  let best = new Float64Array(cells + 1);
+  const choice = items.map(() => new Uint8Array(cells + 1));
+  for (let i = 0; i < items.length; i++) {
+    const next = new Float64Array(cells + 1).fill(Infinity);
+    const { cost } = items[i], w = weights[i], pick = choice[i];
+    for (let k = 0; k < cost.length; k++) {
+      const wk = w[k], ck = cost[k];
+      for (let c = wk; c <= cells; c++) {
+        const v = best[c - wk] + ck;
+        if (v < next[c]) next[c] = v, pick[c] = k;
+      }
+    }
+    best = next;
+  }
+  const chosen = new Array<number>(items.length);
+  let c = cells;
+  for (let i = items.length - 1; i >= 0; i--) {
+    chosen[i] = choice[i][c];
+    c -= weights[i][chosen[i]];
+  }
+  return chosen;
 }
 
 export interface BudgetLayer {
-  /** A name that tells the layers apart (ties are broken by it, not by position). */
-  key: string;
   parameters: number;
   codingLengthPerWeight: number;
 }
 
 /**
- * Bits per layer from coding length per weight: targets B + κ·(ρ − ρ̄) (κ = `spread`), rounded
- * to candidates, then the greedy fix-up (see the top of this file) so that
- * Σ b·P ≤ B·Σ P. Deterministic, and independent of the order of `layers`:
- * result i belongs to layers[i].
+ * The coding-length criterion's cost of each candidate for each layer:
+ * P·(b − t)² with t = B + κ·(ρ − ρ̄) (see the top of this file).
  */
-export function allocateBits(
+export function codingLengthCosts(
   layers: readonly BudgetLayer[],
   averageBits: number,
-  candidates: readonly number[] = defaultCandidates,
+  candidates: readonly number[],
   spread = defaultSpread,
-): number[] {
-  const { candidates: c } = resolveMixedPrecision({ averageBits, candidates: [...candidates] });
+): number[][] {
   const total = layers.reduce((s, l) => s + l.parameters, 0);
-  if (layers.length === 0) return [];
   const meanRho = total > 0
     ? layers.reduce((s, l) => s + l.parameters * l.codingLengthPerWeight, 0) / total
     : 0;
-  const target = layers.map((l) => averageBits + spread * (l.codingLengthPerWeight - meanRho));
-  // Index into c of each layer's bits: the nearest candidate, the lower one on a tie.
-  const level = target.map((t) => {
-    let best = 0;
-    for (let i = 1; i < c.length; i++) if (Math.abs(c[i] - t) < Math.abs(c[best] - t)) best = i;
-    return best;
+  return layers.map((l) => {
+    const target = averageBits + spread * (l.codingLengthPerWeight - meanRho);
+    return candidates.map((b) => l.parameters * (b - target) ** 2);
   });
-  // Integer bit·parameter sums are exact in float64 far beyond any model; the
-  // bound gets a relative 1e-12 so that B = 3.3 over 1000 parameters admits 3300.
-  const bound = averageBits * total * (1 + 1e-12);
-  let used = layers.reduce((s, l, i) => s + c[level[i]] * l.parameters, 0);
-  const order = (a: number, b: number) =>
-    layers[a].codingLengthPerWeight - layers[b].codingLengthPerWeight ||
-    (layers[a].key < layers[b].key ? -1 : layers[a].key > layers[b].key ? 1 : 0);
-  // Over budget: the layer furthest above its target steps down (ties: lower ρ first).
-  while (used > bound) {
-    let pick = -1;
-    for (let i = 0; i < layers.length; i++) {
-      if (level[i] === 0) continue;
-      const excess = c[level[i]] - target[i];
-      if (pick < 0) pick = i;
-      else {
-        const best = c[level[pick]] - target[pick];
-        if (excess > best || (excess === best && order(i, pick) < 0)) pick = i;
-      }
-    }
-    // Unreachable: every layer at the lowest candidate fits, since B >= min(candidates).
-    if (pick < 0) break;
-    used -= (c[level[pick]] - c[level[pick] - 1]) * layers[pick].parameters;
-    level[pick]--;
-  }
-  // Slack: the layer furthest below its target steps up if it fits and keeps
-  // bits non-decreasing in ρ (ties: higher ρ first).
-  for (;;) {
-    let pick = -1;
-    for (let i = 0; i < layers.length; i++) {
-      if (level[i] === c.length - 1) continue;
-      const up = c[level[i] + 1];
-      if (used + (up - c[level[i]]) * layers[i].parameters > bound) continue;
-      const rho = layers[i].codingLengthPerWeight;
-      if (layers.some((l, k) => l.codingLengthPerWeight > rho && c[level[k]] < up)) continue;
-      if (pick < 0) pick = i;
-      else {
-        const gap = target[i] - c[level[i]], best = target[pick] - c[level[pick]];
-        if (gap > best || (gap === best && order(i, pick) > 0)) pick = i;
-      }
-    }
-    if (pick < 0) break;
-    used += (c[level[pick] + 1] - c[level[pick]]) * layers[pick].parameters;
-    level[pick]++;
-  }
-  return level.map((i) => c[i]);
 }
 
 /** Why a layer has its bits. */
 export type BitsSource = "uniform" | "first-last" | "override" | "mixed";
 
-export interface PlannedLayer extends BudgetLayer {
+export interface PlannedLayer {
   name: string;
 }
 
@@ -232,9 +297,10 @@ export interface BitPlan {
 /**
  * Bits of every quantizable layer, in order: a per-layer weightBits override
  * wins; otherwise the first and the last layer get 8 (SPEC §3); the others
- * get the mixed-precision allocation if one is asked for, else weightBits.
- * The budget of the allocation covers only the layers it sets: the first and
- * last layer and overridden ones stay outside it.
+ * get weightBits, or with mixedPrecision the bits `allocated` gives them by
+ * name (source "mixed"; without `allocated`, weightBits until the allocation
+ * sets them). The budget of the allocation covers only the layers it sets:
+ * the first and last layer and overridden ones stay outside it.
  */
 export function planBits(
   layers: readonly PlannedLayer[],
@@ -243,6 +309,7 @@ export function planBits(
     layers: Record<string, { weightBits?: number }>;
     mixedPrecision?: MixedPrecisionOptions;
   },
+  allocated?: ReadonlyMap<string, number>,
 ): BitPlan {
   // An override for a layer the model lacks (a typo) would be silently ignored.
   const names = new Set(layers.map((l) => l.name));
@@ -270,13 +337,13 @@ export function planBits(
       : "uniform"
   );
   const bits = layers.map((l, i) =>
-    source[i] === "override" ? override(l.name)!.weightBits! : source[i] === "first-last" ? 8 : o.weightBits
+    source[i] === "override"
+      ? override(l.name)!.weightBits!
+      : source[i] === "first-last"
+      ? 8
+      : source[i] === "mixed"
+      ? allocated?.get(l.name) ?? o.weightBits
+      : o.weightBits
   );
-  if (o.mixedPrecision) {
-    const { averageBits, candidates } = resolveMixedPrecision(o.mixedPrecision);
-    const free = layers.map((_, i) => i).filter((i) => source[i] === "mixed");
-    const chosen = allocateBits(free.map((i) => layers[i]), averageBits, candidates);
-    free.forEach((i, k) => (bits[i] = chosen[k]));
-  }
   return { bits, source };
 }

@@ -60,6 +60,7 @@ import {
   QuantizedModel,
 } from "./quantized-model.ts";
 import { fromRows } from "../layout.ts";
+import { allocateMixedPrecision, type MixedAllocation } from "./mixed-plan.ts";
 
 /** Samples used to initialise the activation steps. */
 const STEP_INIT_SAMPLES = 256;
@@ -274,6 +275,8 @@ export class QuantizationRun {
     private readonly fingerprint: string,
     /** Threads its work runs on. */
     private readonly threads: number,
+    /** The mixed-precision allocation, if one was asked for. */
+    private readonly mixed?: MixedAllocation,
   ) {
     this.trainCount = calib.count - this.holdout;
     this.floatIn = this.cache(calib.sampleShape);
@@ -329,13 +332,19 @@ export class QuantizationRun {
     }
     const calib = await collectCalibration(calibration, model.graph.inputs[0]);
     if (o.signal?.aborted) throw new AttnroundError("ABORTED", "quantization aborted before it started");
-    const weights = planWeightQuantizers(model.graph, o);
+    let mixed: ReturnType<typeof allocateMixedPrecision> | undefined;
+    if (o.mixedPrecision) {
+      const held = holdoutOf(o, calib), per = calib.data.length / calib.count;
+      const samples = new Tensor(calib.data.slice((calib.count - held) * per), [held, ...calib.sampleShape]);
+      mixed = allocateMixedPrecision(model, o, samples);
+    }
+    const weights = planWeightQuantizers(model.graph, o, mixed?.bits);
     const acts = planActivationQuantizers(weights, o);
     if (o.exportForm === "deploy") planOutputQuantizers(model.graph, weights, acts);
     const plan = preflight(model.graph, calib, weights, acts, o);
     const threads = threadsFor(plan, o, calib.count - holdoutOf(o, calib));
     const print = fingerprint(canonicalBytes(settingsOf(o)), calib.data, ...weights.map((q) => q.rows));
-    return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads);
+    return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads, mixed?.report);
   }
 
   /** @internal Sets the activation quantizers' steps from the float model's activations. */
@@ -566,6 +575,7 @@ export class QuantizationRun {
         trainingSamples: this.plan.trainingSamples,
         sampleBySample: this.plan.sampleBySample,
       },
+      this.mixed,
     );
     this.finished = quantized;
     this.disposeCaches();

@@ -9,7 +9,8 @@ import { fromRows } from "../layout.ts";
 import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
-import { type BitsSource, defaultEpsilonRule, describeEpsilonRule } from "./mixed.ts";
+import { type BitsSource, defaultEpsilonRule, describeEpsilonRule, layerStoredBytes } from "./mixed.ts";
+import type { MixedAllocation } from "./mixed-plan.ts";
 import { biasLevels, layerBias } from "./deploy.ts";
 import { type QuantizeOptions, type QuantizeSettings, settingsOf } from "./options.ts";
 
@@ -35,6 +36,8 @@ export interface LayerReport {
   /** Where weightBits came from: uniform setting, first/last-layer convention, override, or mixed precision. */
   bitsFrom: BitsSource;
   parameters: number;
+  /** Bytes the export stores for the weight: levels and zero points in their ONNX type, float32 scales. */
+  storedBytes: number;
   /** Lossy coding length of the float weight in bits (ε rule in `codingLengthEpsilon`), and per weight (ρ). */
   codingLength: number;
   codingLengthPerWeight: number;
@@ -54,16 +57,18 @@ export interface QuantizationReport {
   /**
    * With mixedPrecision: the budget covers only the layers the allocation set
    * (bitsFrom "mixed"); the first and last layer (8 bits) and overridden ones
-   * do not count in it. Average bits and parameters of those layers.
+   * do not count in it. The criterion, the budget in bytes, and each of those
+   * layers' bits, stored bytes and cost of every candidate (for
+   * "sensitivity", the output-loss increase), with their average bits.
    */
-  mixedPrecision?: {
-    averageBits: number;
-    candidates: number[];
+  mixedPrecision?: MixedAllocation & {
     firstLastInBudget: false;
     budgetLayers: number;
     budgetParameters: number;
+    /** Σ b·P / Σ P over the allocated layers. */
     achievedAverageBits: number;
   };
+  /** quantizedWeightBytes: what the export stores for every quantized weight (levels, zero points, scales). */
   totals: { parameters: number; floatBytes: number; quantizedWeightBytes: number; seconds: number };
   /**
    * Memory: the activation caches (block inputs and targets, outside the wasm
@@ -130,9 +135,25 @@ function exporter(): Exporters {
   return exporters;
 }
 
+/**
+ * Bytes of the ONNX file a model quantized with these weights, activation
+ * quantizers and settings exports (the values do not change the size).
+ */
+export function exportedSize(
+  float: Model,
+  weights: WeightQuantizer[],
+  activations: ActivationQuantizer[],
+  settings: QuantizeSettings,
+): number {
+  const rows = new Map(weights.map((q) => [q.layer.weight, q.rows]));
+  const q = new QuantizedModel(float, float.graph, weights, rows, activations);
+  q.report = { settings } as QuantizationReport;
+  return exporter().onnx(q).length;
+}
+
 export class QuantizedModel {
   report!: QuantizationReport;
-  private readonly engine: Engine;
+  private engineOf?: Engine;
   private disposed = false;
 
   /** @internal quantize() builds it; the fields are the library's own. */
@@ -148,8 +169,11 @@ export class QuantizedModel {
     readonly finalRows: Map<string, Float32Array>,
     /** @internal */
     readonly activations: ActivationQuantizer[],
-  ) {
-    this.engine = new Engine(graph);
+  ) {}
+
+  /** The engine of the simulated graph, made on first use. */
+  private get engine(): Engine {
+    return this.engineOf ??= new Engine(this.graph);
   }
 
   /** The simulated-quantized forward pass. */
@@ -216,8 +240,8 @@ export class QuantizedModel {
   }
 
   /**
-   * The model as ONNX in QDQ form for onnxruntime: integer weights (int8, or
-   * int4 at 4 bits and below) with per-channel scales feeding
+   * The model as ONNX in QDQ form for onnxruntime: integer weights (int8,
+   * int4 at 3 and 4 bits, int2 at 2) with per-channel scales feeding
    * DequantizeLinear, activations as QuantizeLinear → DequantizeLinear pairs.
    */
   toOnnx(): Uint8Array {
@@ -231,7 +255,7 @@ export class QuantizedModel {
 
   dispose(): void {
     this.disposed = true;
-    this.engine.dispose();
+    this.engineOf?.dispose();
   }
 
   /** @internal */
@@ -241,8 +265,10 @@ export class QuantizedModel {
     fidelity: Fidelity | undefined,
     seconds: number,
     memory: QuantizationReport["memory"],
+    mixed?: MixedAllocation,
   ): QuantizationReport {
     const settings = settingsOf(o);
+    const deploy = o.exportForm === "deploy";
     const layers = this.weights.map((q): LayerReport => {
       const rows = this.finalRows.get(q.layer.weight)!;
       const m = q.rowsShape[0], k = rows.length / m;
@@ -266,6 +292,7 @@ export class QuantizedModel {
         weightBits: q.bits,
         bitsFrom: q.bitsSource,
         parameters: rows.length,
+        storedBytes: layerStoredBytes(rows.length, m, q.bits, deploy),
         codingLength: q.codingLength,
         codingLengthPerWeight: q.codingLengthPerWeight,
         scale: {
@@ -291,9 +318,8 @@ export class QuantizedModel {
       blocks,
       fidelity,
       codingLengthEpsilon: describeEpsilonRule(defaultEpsilonRule),
-      mixedPrecision: o.mixedPrecision && {
-        averageBits: o.mixedPrecision.averageBits,
-        candidates: o.mixedPrecision.candidates ?? [],
+      mixedPrecision: mixed && {
+        ...mixed,
         firstLastInBudget: false,
         budgetLayers: budget.length,
         budgetParameters,
@@ -304,13 +330,7 @@ export class QuantizedModel {
       totals: {
         parameters,
         floatBytes: parameters * 4,
-        // Integer weights plus a float32 scale and an integer zero point per channel.
-        quantizedWeightBytes: Math.ceil(
-          layers.reduce(
-            (a, l, i) => a + (l.weightBits * l.parameters) / 8 + this.weights[i].scale.length * 5,
-            0,
-          ),
-        ),
+        quantizedWeightBytes: layers.reduce((a, l) => a + l.storedBytes, 0),
         seconds,
       },
       memory,

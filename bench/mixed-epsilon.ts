@@ -28,11 +28,94 @@ import { evaluationSet, mean, option, readFixture, toInput } from "./fmnist.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { fakeQuantNearest } from "../src/kernels/quant.ts";
 import { measureLayers, planWeightQuantizers } from "../src/quant/layers.ts";
-import { allocateBits, defaultCandidates, type EpsilonRule } from "../src/quant/mixed.ts";
+import { defaultCandidates, defaultSpread, type EpsilonRule } from "../src/quant/mixed.ts";
 import { resolveOptions } from "../src/quant/options.ts";
 import { quantizedGraph } from "../src/quant/qgraph.ts";
 import { alloc, f32, free } from "../src/wasm.ts";
 import { fromRows } from "../src/layout.ts";
+
+// The rule quantize() allocated bits by when this bench chose ε and κ (before the byte knapsack of
+// src/quant/mixed.ts): targets B + κ·(ρ − ρ̄) rounded to the nearest candidate, then a greedy
+// fix-up under Σ b·P ≤ B·Σ P. Kept here so that the README's figures from this bench stay reproducible.
+interface BudgetLayer {
+  /** A name that tells the layers apart (ties are broken by it, not by position). */
+  key: string;
+  parameters: number;
+  codingLengthPerWeight: number;
+}
+
+/**
+ * Bits per layer from coding length per weight: targets B + κ·(ρ − ρ̄) (κ = `spread`), rounded
+ * to candidates, then the greedy fix-up (see the top of this file) so that
+ * Σ b·P ≤ B·Σ P. Deterministic, and independent of the order of `layers`:
+ * result i belongs to layers[i].
+ */
+function allocateBits(
+  layers: readonly BudgetLayer[],
+  averageBits: number,
+  candidates: readonly number[] = defaultCandidates,
+  spread = defaultSpread,
+): number[] {
+  const c = [...candidates].sort((a, b) => a - b);
+  const total = layers.reduce((s, l) => s + l.parameters, 0);
+  if (layers.length === 0) return [];
+  const meanRho = total > 0
+    ? layers.reduce((s, l) => s + l.parameters * l.codingLengthPerWeight, 0) / total
+    : 0;
+  const target = layers.map((l) => averageBits + spread * (l.codingLengthPerWeight - meanRho));
+  // Index into c of each layer's bits: the nearest candidate, the lower one on a tie.
+  const level = target.map((t) => {
+    let best = 0;
+    for (let i = 1; i < c.length; i++) if (Math.abs(c[i] - t) < Math.abs(c[best] - t)) best = i;
+    return best;
+  });
+  // Integer bit·parameter sums are exact in float64 far beyond any model; the
+  // bound gets a relative 1e-12 so that B = 3.3 over 1000 parameters admits 3300.
+  const bound = averageBits * total * (1 + 1e-12);
+  let used = layers.reduce((s, l, i) => s + c[level[i]] * l.parameters, 0);
+  const order = (a: number, b: number) =>
+    layers[a].codingLengthPerWeight - layers[b].codingLengthPerWeight ||
+    (layers[a].key < layers[b].key ? -1 : layers[a].key > layers[b].key ? 1 : 0);
+  // Over budget: the layer furthest above its target steps down (ties: lower ρ first).
+  while (used > bound) {
+    let pick = -1;
+    for (let i = 0; i < layers.length; i++) {
+      if (level[i] === 0) continue;
+      const excess = c[level[i]] - target[i];
+      if (pick < 0) pick = i;
+      else {
+        const best = c[level[pick]] - target[pick];
+        if (excess > best || (excess === best && order(i, pick) < 0)) pick = i;
+      }
+    }
+    // Unreachable: every layer at the lowest candidate fits, since B >= min(candidates).
+    if (pick < 0) break;
+    used -= (c[level[pick]] - c[level[pick] - 1]) * layers[pick].parameters;
+    level[pick]--;
+  }
+  // Slack: the layer furthest below its target steps up if it fits and keeps
+  // bits non-decreasing in ρ (ties: higher ρ first).
+  for (;;) {
+    let pick = -1;
+    for (let i = 0; i < layers.length; i++) {
+      if (level[i] === c.length - 1) continue;
+      const up = c[level[i] + 1];
+      if (used + (up - c[level[i]]) * layers[i].parameters > bound) continue;
+      const rho = layers[i].codingLengthPerWeight;
+      if (layers.some((l, k) => l.codingLengthPerWeight > rho && c[level[k]] < up)) continue;
+      if (pick < 0) pick = i;
+      else {
+        const gap = target[i] - c[level[i]], best = target[pick] - c[level[pick]];
+        if (gap > best || (gap === best && order(i, pick) > 0)) pick = i;
+      }
+    }
+    if (pick < 0) break;
+    used += (c[level[pick] + 1] - c[level[pick]]) * layers[pick].parameters;
+    level[pick]++;
+  }
+  return level.map((i) => c[i]);
+}
+
 
 const numbers = (s: string) => s.split(",").map(Number);
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");

@@ -1,193 +1,361 @@
-// Mixed precision (src/quant/mixed.ts, src/quant/inspect.ts): the greedy
-// allocation meets the budget on random layer sets, does not depend on the
-// order of the layers, is deterministic and gives bits that grow with the
-// coding length per weight; the first/last-layer convention and per-layer
-// overrides stay outside the budget; quantize() reports what it chose.
+// Mixed precision (src/quant/mixed.ts, mixed-plan.ts, inspect.ts): the
+// knapsack against brute force on small cases; the bytes it counts against
+// the exported file's tensors; the sensitivity against the loss computed here
+// from a quantize() that rounds that layer alone; sizeBytes against the size
+// of the file written; the first/last-layer convention and per-layer
+// overrides outside the budget; quantize() reports what it chose.
 import assert from "node:assert/strict";
-import { AttnroundError, init, loadModel, quantize } from "../mod.ts";
+import { AttnroundError, init, loadModel, quantize, Tensor } from "../mod.ts";
 import { readNpz } from "../src/data/npy.ts";
+import { decodeModel } from "../src/onnx/codec.ts";
 import { codingLengthReference } from "../src/kernels/coding-length.ts";
 import { inspectMixedPrecision } from "../src/quant/inspect.ts";
 import { layerRows } from "../src/quant/layers.ts";
 import {
-  allocateBits,
-  type BudgetLayer,
+  allocateBytes,
+  averageBitsBytes,
+  codingLengthCosts,
   defaultCandidates,
   defaultEpsilonRule,
+  layerStoredBytes,
   planBits,
+  resolveMixedPrecision,
 } from "../src/quant/mixed.ts";
+import { allocateMixedPrecision, measureSensitivity } from "../src/quant/mixed-plan.ts";
+import { resolveOptions } from "../src/quant/options.ts";
 import { quantizableLayers } from "../src/graph/partition.ts";
+import { measureLayers } from "../src/quant/layers.ts";
 import { imagesToInput, readFixture } from "./fixtures.ts";
 import { randomInts } from "./kernels-helpers.ts";
 
-function randomLayers(rand: (lo: number, hi: number) => number, count: number): BudgetLayer[] {
-  return Array.from({ length: count }, (_, i) => ({
-    key: `layer${i}`,
-    // From a few parameters to a million: a few huge layers must not break the budget.
-    parameters: rand(1, 10) * 10 ** rand(0, 5),
-    codingLengthPerWeight: rand(0, 4000) / 1000,
-  }));
+const calibration = () => imagesToInput(readNpz(readFixture("calib.npz")).x);
+
+/** The last `n` samples of t. */
+function last(t: Tensor, n: number): Tensor {
+  const per = t.size / t.shape[0];
+  return new Tensor((t.data as Float32Array).slice((t.shape[0] - n) * per), [n, ...t.shape.slice(1)]);
 }
 
-function shuffled<T>(items: T[], rand: (lo: number, hi: number) => number): T[] {
-  const out = items.slice();
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = rand(0, i);
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
+/** Every choice of one option per item, by enumeration: the least cost within the budget (Infinity if none). */
+function bruteForce(items: { cost: number[]; bytes: number[] }[], budget: number): number {
+  let best = Infinity;
+  const walk = (i: number, cost: number, bytes: number) => {
+    if (bytes > budget) return;
+    if (i === items.length) return void (best = Math.min(best, cost));
+    items[i].cost.forEach((c, k) => walk(i + 1, cost + c, bytes + items[i].bytes[k]));
+  };
+  walk(0, 0, 0);
+  return best;
 }
 
-const used = (layers: BudgetLayer[], bits: number[]) =>
-  layers.reduce((s, l, i) => s + bits[i] * l.parameters, 0);
-
-Deno.test("allocateBits: meets Σ b·P ≤ B·Σ P on random layer sets, with no single step up left that fits", () => {
-  const rand = randomInts(42);
-  const candidateSets = [[...defaultCandidates], [2, 4, 8], [3, 4], [2, 3, 4, 5, 6, 7, 8]];
-  for (let trial = 0; trial < 400; trial++) {
-    const layers = randomLayers(rand, rand(1, 40));
-    const candidates = candidateSets[trial % candidateSets.length];
-    const lo = candidates[0], hi = candidates.at(-1)!;
-    const budget = lo + (rand(0, 100) / 100) * (hi - lo);
-    const bits = allocateBits(layers, budget, candidates);
-    const total = layers.reduce((s, l) => s + l.parameters, 0);
-    const spent = used(layers, bits);
-    assert.ok(spent <= budget * total * (1 + 1e-12), `trial ${trial}: ${spent} > ${budget}·${total}`);
-    bits.forEach((b) => assert.ok(candidates.includes(b), `bits ${b} not a candidate`));
-    // Bits never decrease as ρ grows.
-    for (let i = 0; i < layers.length; i++) {
-      for (let k = 0; k < layers.length; k++) {
-        if (layers[i].codingLengthPerWeight < layers[k].codingLengthPerWeight) {
-          assert.ok(
-            bits[i] <= bits[k],
-            `trial ${trial}: ρ ${layers[i].codingLengthPerWeight} gets ${bits[i]} bits, ρ ${
-              layers[k].codingLengthPerWeight
-            } gets ${bits[k]}`,
-          );
-        }
-      }
-    }
-    // The fix-up stops only when no layer can step up within the budget without
-    // passing a layer of higher ρ.
-    for (let i = 0; i < layers.length; i++) {
-      const next = candidates.find((c) => c > bits[i]);
-      if (next === undefined) continue;
-      const fits = spent + (next - bits[i]) * layers[i].parameters <= budget * total * (1 + 1e-12);
-      const monotone = layers.every((l, k) =>
-        !(l.codingLengthPerWeight > layers[i].codingLengthPerWeight) || bits[k] >= next
-      );
-      assert.ok(!(fits && monotone), `trial ${trial}: layer ${i} could still step up to ${next}`);
-    }
-  }
-});
-
-Deno.test("allocateBits: the same layers in any order get the same bits; the same call the same result", () => {
+Deno.test("allocateBytes: the least summed cost within the budget, as brute force finds it; undefined when nothing fits", () => {
   const rand = randomInts(7);
-  for (let trial = 0; trial < 100; trial++) {
-    const layers = randomLayers(rand, rand(2, 30));
-    // Some equal ρ and equal sizes, so that ties are broken by key and not by position.
-    if (layers.length > 3) {
-      layers[1].codingLengthPerWeight = layers[0].codingLengthPerWeight;
-      layers[1].parameters = layers[0].parameters;
+  for (let trial = 0; trial < 500; trial++) {
+    const items = Array.from({ length: rand(1, 6) }, () => {
+      const options = rand(1, 4);
+      return {
+        cost: Array.from({ length: options }, () => rand(0, 1000) / 10),
+        bytes: Array.from({ length: options }, () => rand(1, 300)),
+      };
+    });
+    const least = items.reduce((a, it) => a + Math.min(...it.bytes), 0);
+    const most = items.reduce((a, it) => a + Math.max(...it.bytes), 0);
+    const budget = rand(Math.max(0, least - 50), most + 50);
+    const choice = allocateBytes(items, budget);
+    const expected = bruteForce(items, budget);
+    if (expected === Infinity) {
+      assert.equal(choice, undefined, `trial ${trial}`);
+      continue;
     }
-    const budget = 2 + rand(0, 600) / 100;
-    const bits = allocateBits(layers, budget);
-    assert.deepEqual(allocateBits(layers, budget), bits);
-    const byKey = new Map(layers.map((l, i) => [l.key, bits[i]]));
-    for (let k = 0; k < 3; k++) {
-      const order = shuffled(layers, rand);
-      const again = allocateBits(order, budget);
-      order.forEach((l, i) => assert.equal(again[i], byKey.get(l.key), `trial ${trial}: ${l.key}`));
-    }
+    assert.ok(choice, `trial ${trial}: no choice within ${budget}`);
+    const bytes = choice.reduce((a, k, i) => a + items[i].bytes[k], 0);
+    const cost = choice.reduce((a, k, i) => a + items[i].cost[k], 0);
+    assert.ok(bytes <= budget, `trial ${trial}: ${bytes} > ${budget}`);
+    assert.ok(Math.abs(cost - expected) < 1e-9, `trial ${trial}: cost ${cost}, brute force ${expected}`);
+    assert.deepEqual(allocateBytes(items, budget), choice, "deterministic");
   }
 });
 
-Deno.test("allocateBits: targets B + κ·(ρ − ρ̄) where they are candidates; equal ρ gives uniform bits", () => {
-  const layer = (key: string, rho: number, parameters = 100) => ({
-    key,
-    parameters,
-    codingLengthPerWeight: rho,
+Deno.test("allocateBytes: on budgets beyond its byte grid it stays within the budget and near the optimum", () => {
+  const rand = randomInts(11);
+  for (let trial = 0; trial < 100; trial++) {
+    const items = Array.from({ length: rand(2, 5) }, () => ({
+      cost: [rand(100, 200), rand(40, 99), rand(0, 39)],
+      bytes: [rand(1, 9) * 10_000_000, rand(10, 19) * 10_000_000, rand(20, 29) * 10_000_000],
+    }));
+    const least = items.reduce((a, it) => a + it.bytes[0], 0);
+    const budget = least + rand(0, 400_000_000);
+    const choice = allocateBytes(items, budget)!;
+    const bytes = choice.reduce((a, k, i) => a + items[i].bytes[k], 0);
+    assert.ok(bytes <= budget);
+    // The grid loses at most one cell per item: a brute force with that much less finds no better.
+    const cost = choice.reduce((a, k, i) => a + items[i].cost[k], 0);
+    const cell = Math.ceil((budget - least) / Math.floor(2 ** 26 / items.length));
+    assert.ok(cost <= bruteForce(items, budget - items.length * cell), `trial ${trial}`);
+  }
+});
+
+Deno.test("mixedPrecision options: one budget, a known criterion and candidates; each bad input is INVALID_ARGUMENT naming it", () => {
+  assert.deepEqual(resolveMixedPrecision({ averageBits: 3 }), {
+    criterion: "sensitivity",
+    candidates: [...defaultCandidates],
+    averageBits: 3,
   });
-  const c = [...defaultCandidates];
-  // κ = 1, ρ̄ = 2.5: targets 3, 4, 5 → exactly 4 bits on average.
-  assert.deepEqual(allocateBits([layer("a", 1.5), layer("b", 2.5), layer("c", 3.5)], 4, c, 1), [3, 4, 5]);
-  // κ = 1/2 (the default) halves the distances: targets 3.5, 4, 4.5 → 3, 4, 4, then "c" steps up.
-  assert.deepEqual(allocateBits([layer("a", 1.5), layer("b", 2.5), layer("c", 3.5)], 4), [3, 4, 5]);
-  assert.deepEqual(allocateBits([layer("a", 2), layer("b", 2.5), layer("c", 3)], 4), [4, 4, 4]);
-  assert.deepEqual(allocateBits([layer("a", 0.5), layer("b", 2.5), layer("c", 4.5)], 4), [3, 4, 5]);
-  assert.deepEqual(allocateBits([layer("a", 3), layer("b", 3), layer("c", 3)], 3), [3, 3, 3]);
-  // B = 3.5 with equal ρ: half the parameters can step up; the tie goes by key ("b" before "a",
-  // as "a" would step down first).
-  assert.deepEqual(allocateBits([layer("b", 3), layer("a", 3)], 3.5), [4, 3]);
-  assert.deepEqual(allocateBits([layer("a", 3), layer("b", 3)], 3.5), [3, 4]);
-  // ρ̄ ≈ 4.96: targets -0.96 and 3.04 round to 2 and 3; the slack then lifts the small layer to 3.
-  assert.deepEqual(allocateBits([layer("small", 1, 10), layer("big", 5, 1000)], 3, c, 1), [3, 3]);
-  // ρ̄ = 1.9: targets 2.6, 4.7, 4.7 round to 3, 5, 5, over the budget of 12·100; the layer furthest
-  // above its target (0.4 against 0.3) steps down.
-  assert.deepEqual(allocateBits([layer("a", 0.5), layer("b", 2.6), layer("c", 2.6)], 4, c, 1), [2, 5, 5]);
-  assert.deepEqual(allocateBits([], 3), []);
-  assert.deepEqual(allocateBits([layer("a", 1), layer("b", 9)], 2), [2, 2]);
-  assert.deepEqual(allocateBits([layer("a", 1), layer("b", 9)], 8), [8, 8]);
+  assert.deepEqual(
+    resolveMixedPrecision({ sizeBytes: 1000, criterion: "coding-length", candidates: [4, 2, 4] }),
+    {
+      criterion: "coding-length",
+      candidates: [2, 4],
+      sizeBytes: 1000,
+    },
+  );
+  const bad: [unknown, RegExp][] = [
+    [5, /must be an object/],
+    [{}, /needs one budget.*got neither/],
+    [{ averageBits: 3, sizeBytes: 1000 }, /not both/],
+    [{ averageBits: 3, criterion: "hessian" }, /criterion must be "sensitivity" or "coding-length"/],
+    [{ averageBits: 1.5 }, /averageBits must be a number within the candidates' range \[2, 8\]/],
+    [{ averageBits: 3.5, candidates: [4, 5] }, /range \[4, 5\]/],
+    [{ averageBits: 3, candidates: [] }, /non-empty array/],
+    [{ averageBits: 3, candidates: [1, 3] }, /integers from 2 to 8/],
+    [{ sizeBytes: -1 }, /sizeBytes must be a positive whole number/],
+    [{ sizeBytes: 10.5 }, /sizeBytes must be a positive whole number/],
+    [{ averageBit: 3 }, /no option "averageBit"; did you mean "averageBits"/],
+  ];
+  for (const [option, message] of bad) {
+    assert.throws(
+      () => resolveMixedPrecision(option as never),
+      (e) => e instanceof AttnroundError && e.code === "INVALID_ARGUMENT" && message.test(e.message),
+      JSON.stringify(option),
+    );
+  }
 });
 
-Deno.test("allocateBits / options: averageBits outside the candidates' range or bad candidates are INVALID_ARGUMENT", () => {
-  const layers = [{ key: "a", parameters: 10, codingLengthPerWeight: 1 }];
-  const invalid = (e: unknown) => e instanceof AttnroundError && e.code === "INVALID_ARGUMENT";
-  assert.throws(() => allocateBits(layers, 1.5), invalid);
-  assert.throws(() => allocateBits(layers, 9), invalid);
-  assert.throws(() => allocateBits(layers, NaN), invalid);
-  assert.throws(() => allocateBits(layers, 3.5, [4, 5]), invalid);
-  assert.throws(() => allocateBits(layers, 3, []), invalid);
-  assert.throws(() => allocateBits(layers, 3, [1, 3]), invalid);
-  assert.throws(() => allocateBits(layers, 3, [2.5, 4]), invalid);
-  assert.throws(() => allocateBits(layers, 3, [2, 16]), invalid);
+Deno.test("codingLengthCosts: zero at the targets B + κ·(ρ − ρ̄), growing with the distance, weighted by parameters", () => {
+  const layers = [{ parameters: 10, codingLengthPerWeight: 1 }, { parameters: 30, codingLengthPerWeight: 3 }];
+  // ρ̄ = 2.5: targets 4 + ½·(1 − 2.5) = 3.25 and 4 + ½·0.5 = 4.25.
+  const cost = codingLengthCosts(layers, 4, [3, 4, 5], 0.5);
+  assert.deepEqual(cost[0], [10 * 0.25 ** 2, 10 * 0.75 ** 2, 10 * 1.75 ** 2]);
+  assert.deepEqual(cost[1], [30 * 1.25 ** 2, 30 * 0.25 ** 2, 30 * 0.75 ** 2]);
 });
 
-Deno.test("planBits: first and last layer at 8 bits and overrides stay outside the budget", () => {
-  const layers = ["first", "a", "b", "c", "last"].map((name, i) => ({
-    key: name,
-    name,
-    parameters: 100 * (i + 1),
-    codingLengthPerWeight: [9, 1, 2, 3, 9][i],
-  }));
+Deno.test("planBits: first and last layer at 8 bits and overrides stay outside the budget; the allocation sets the others", () => {
+  const layers = ["first", "a", "b", "c", "last"].map((name) => ({ name }));
   const plain = planBits(layers, { weightBits: 4, layers: {} });
   assert.deepEqual(plain.bits, [8, 4, 4, 4, 8]);
   assert.deepEqual(plain.source, ["first-last", "uniform", "uniform", "uniform", "first-last"]);
-  const mixed = planBits(layers, { weightBits: 4, layers: {}, mixedPrecision: { averageBits: 3 } });
-  assert.equal(mixed.bits[0], 8);
-  assert.equal(mixed.bits[4], 8);
-  const middle = layers.slice(1, 4);
-  assert.deepEqual(mixed.bits.slice(1, 4), allocateBits(middle, 3));
-  assert.ok(used(middle, mixed.bits.slice(1, 4)) <= 3 * 900);
-  // An override wins, also over the edges, and leaves the budget to the others.
+  const allocated = new Map([["a", 2], ["b", 8], ["c", 4]]);
+  const mixed = planBits(
+    layers,
+    { weightBits: 4, layers: {}, mixedPrecision: { averageBits: 3 } },
+    allocated,
+  );
+  assert.deepEqual(mixed.bits, [8, 2, 8, 4, 8]);
   const over = planBits(layers, {
     weightBits: 4,
     layers: { a: { weightBits: 6 }, last: { weightBits: 2 } },
     mixedPrecision: { averageBits: 3 },
-  });
+  }, allocated);
   assert.deepEqual(over.source, ["first-last", "override", "mixed", "mixed", "override"]);
-  assert.equal(over.bits[1], 6);
-  assert.equal(over.bits[4], 2);
-  assert.deepEqual(over.bits.slice(2, 4), allocateBits(layers.slice(2, 4), 3));
+  assert.deepEqual(over.bits, [8, 6, 8, 4, 2]);
 });
 
-Deno.test("inspectMixedPrecision: MobileNetV2's coding lengths and allocations meet each budget", async () => {
+Deno.test("layerStoredBytes: the bytes of the levels, zero points and scales the exported file holds for each width", async () => {
+  await init();
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const name = quantizableLayers(model.graph)[1].name;
+  for (const bits of [2, 3, 4, 5, 8]) {
+    const q = await quantize(model, calibration(), {
+      iterations: 0,
+      activationBits: 4,
+      holdout: 0,
+      layers: { [name]: { weightBits: bits } },
+    });
+    const w = q.weights[1];
+    const proto = decodeModel(q.toOnnx());
+    const sizes = proto.graph.initializer.filter((t) => t.name.startsWith(`${w.layer.weight}_`))
+      .reduce((a, t) => a + t.rawData!.length, 0);
+    const m = w.rowsShape[0];
+    assert.equal(sizes, layerStoredBytes(w.rows.length, m, bits, false), `${bits} bits`);
+    assert.equal(q.report.layers[1].storedBytes, sizes);
+    q.dispose();
+  }
+  // Uniform 2, 4 and 8 bits take exactly what averageBits 2, 4 and 8 allow.
+  for (const b of [2, 4, 8]) {
+    assert.equal(layerStoredBytes(1000, 10, b, false), averageBitsBytes(1000, 10, b));
+  }
+  assert.equal(layerStoredBytes(1000, 10, 3, false), layerStoredBytes(1000, 10, 4, false));
+  assert.equal(layerStoredBytes(1000, 10, 2, true), layerStoredBytes(1000, 10, 8, false), "deploy: int8");
+  model.dispose();
+});
+
+/** Mean KL(softmax(y) ‖ softmax(ŷ)) per row, in float64. */
+function klRows(y: Tensor, yq: Tensor): number {
+  const [n, c] = y.shape;
+  let kl = 0;
+  for (let r = 0; r < n; r++) {
+    const p = [...(y.data as Float32Array).subarray(r * c, (r + 1) * c)].map(Math.exp);
+    const q = [...(yq.data as Float32Array).subarray(r * c, (r + 1) * c)].map(Math.exp);
+    const sp = p.reduce((a, b) => a + b, 0), sq = q.reduce((a, b) => a + b, 0);
+    for (let j = 0; j < c; j++) kl += (p[j] / sp) * Math.log((p[j] / sp) / (q[j] / sq));
+  }
+  return kl / n;
+}
+
+Deno.test("measureSensitivity: each layer's loss at each width is the KL of a model with that layer alone rounded to nearest", async () => {
+  await init();
+  const model = loadModel(readFixture("resnet18_fmnist.onnx"));
+  const held = last(calibration(), 16);
+  const measured = measureLayers(model.graph);
+  const picked = [measured[3], measured[10]];
+  const candidates = [2, 4, 8];
+  const o = resolveOptions({});
+  const { cost, classifier } = measureSensitivity(model.graph, picked, candidates, held, o);
+  assert.equal(classifier, true);
+  const y = model.run({ input: held }).logits;
+  for (const [i, l] of picked.entries()) {
+    // quantize() with every other layer left in float, float activations, nearest rounding.
+    for (const [k, bits] of candidates.entries()) {
+      const others = measured.filter((m) => m !== l).map((m) => m.name);
+      const q = await quantize(model, calibration(), {
+        rounding: "nearest",
+        activationBits: 32,
+        holdout: 0,
+        exclude: others,
+        layers: { [l.name]: { weightBits: bits } },
+      });
+      const expected = klRows(y, q.run({ input: held }).logits);
+      q.dispose();
+      assert.ok(
+        Math.abs(cost[i][k] - expected) <= 1e-4 * expected + 1e-9,
+        `${l.name} at ${bits} bits: ${cost[i][k]} vs ${expected}`,
+      );
+    }
+    // Fewer bits, more loss (far apart widths on these trained weights).
+    assert.ok(cost[i][0] > cost[i][1] && cost[i][1] > cost[i][2], `${l.name}: ${cost[i]}`);
+  }
+  model.dispose();
+});
+
+Deno.test("quantize with mixedPrecision: the allocation's bits, within the byte budget, and the report's table", async () => {
+  await init();
+  const model = loadModel(readFixture("mobilenetv2_fmnist.onnx"));
+  const calib = calibration();
+  const settings = { activationBits: 32, iterations: 0, rounding: "nearest" as const, holdout: 32 };
+  const mixedPrecision = { averageBits: 3, candidates: [2, 4, 8] };
+  const q = await quantize(model, calib, { ...settings, mixedPrecision });
+  const r = q.report, mp = r.mixedPrecision!;
+  const expected = allocateMixedPrecision(
+    model,
+    resolveOptions({ ...settings, mixedPrecision }),
+    last(calib, 32),
+  );
+  assert.deepEqual(
+    r.layers.filter((l) => l.bitsFrom === "mixed").map((l) => l.weightBits),
+    [...expected.bits.values()],
+  );
+  assert.equal(r.layers[0].weightBits, 8);
+  assert.equal(r.layers.at(-1)!.weightBits, 8);
+  assert.equal(mp.criterion, "sensitivity");
+  assert.equal(mp.samples, 32);
+  assert.equal(mp.costMeasure, "KL divergence of the outputs");
+  assert.deepEqual(mp.candidates, [2, 4, 8]);
+  assert.equal(mp.budgetLayers, r.layers.length - 2);
+  const inBudget = r.layers.filter((l) => l.bitsFrom === "mixed");
+  const budget = inBudget.reduce(
+    (a, l) => a + averageBitsBytes(l.parameters, q.weights[r.layers.indexOf(l)].rowsShape[0], 3),
+    0,
+  );
+  assert.equal(mp.budgetBytes, budget);
+  assert.equal(mp.storedBytes, inBudget.reduce((a, l) => a + l.storedBytes, 0));
+  assert.ok(mp.storedBytes <= budget && mp.storedBytes > 0.99 * budget, `${mp.storedBytes} of ${budget}`);
+  // 3 bits on average from 2, 4 and 8: some layers below and some above.
+  assert.ok(inBudget.some((l) => l.weightBits === 2) && inBudget.some((l) => l.weightBits > 3));
+  mp.layers.forEach((l, i) => {
+    assert.equal(l.name, inBudget[i].name);
+    assert.equal(l.bytes, inBudget[i].storedBytes);
+    assert.equal(l.cost.length, 3);
+  });
+  assert.deepEqual(r.settings.mixedPrecision, {
+    criterion: "sensitivity",
+    candidates: [2, 4, 8],
+    averageBits: 3,
+  });
+  JSON.parse(JSON.stringify(r));
+  q.dispose();
+
+  // Sensitivity needs held-back samples; the coding length does not.
+  await assert.rejects(
+    () => quantize(model, calib, { ...settings, holdout: 0, mixedPrecision }),
+    (e) => e instanceof AttnroundError && e.code === "INVALID_ARGUMENT" && /holdout is 0/.test(e.message),
+  );
+  const c = await quantize(model, calib, {
+    ...settings,
+    holdout: 0,
+    mixedPrecision: { ...mixedPrecision, criterion: "coding-length" },
+  });
+  assert.equal(c.report.mixedPrecision!.criterion, "coding-length");
+  assert.ok(c.report.mixedPrecision!.storedBytes <= budget);
+  c.dispose();
+  // A budget below the smallest widths, and the deploy form (every width int8), say what would work.
+  await assert.rejects(
+    () => quantize(model, calib, { ...settings, mixedPrecision: { averageBits: 3, candidates: [4, 8] } }),
+    /smallest widths take/,
+  );
+  await assert.rejects(
+    () => quantize(model, calib, { ...settings, activationBits: 8, mixedPrecision }),
+    /deploy form stores every width as int8/,
+  );
+  model.dispose();
+});
+
+Deno.test("quantize with mixedPrecision.sizeBytes: the exported file is no larger, and close to it", async () => {
+  await init();
+  const model = loadModel(readFixture("resnet18_fmnist.onnx"));
+  const calib = calibration();
+  const settings = { activationBits: 4, iterations: 0, rounding: "nearest" as const, holdout: 0 };
+  const u4 = await quantize(model, calib, { ...settings, weightBits: 4 });
+  const u2 = await quantize(model, calib, { ...settings, weightBits: 2 });
+  const [big, small] = [u4.toOnnx().length, u2.toOnnx().length];
+  u4.dispose(), u2.dispose();
+  // Uniform 2 bits is the least the candidates reach; a size budget keeps a few bytes per layer for length prefixes.
+  for (const size of [small + 200, Math.round((small + big) / 2), big, big + 12345]) {
+    const q = await quantize(model, calib, {
+      ...settings,
+      mixedPrecision: { criterion: "coding-length", sizeBytes: size },
+    });
+    const bytes = q.toOnnx().length;
+    assert.ok(bytes <= size, `${bytes} > ${size}`);
+    assert.ok(bytes > 0.99 * size || size > big, `${bytes} leaves much of ${size}`);
+    q.dispose();
+  }
+  await assert.rejects(
+    () =>
+      quantize(model, calib, {
+        ...settings,
+        mixedPrecision: { criterion: "coding-length", sizeBytes: 1000 },
+      }),
+    /below what the file holds besides the allocated layers/,
+  );
+  model.dispose();
+});
+
+Deno.test("inspectMixedPrecision: coding lengths, and the bits each budget gives by coding length or, with samples, sensitivity", async () => {
   await init();
   const model = loadModel(readFixture("mobilenetv2_fmnist.onnx"));
   const r = inspectMixedPrecision(model, { budgets: [2, 3, 4, 5.5] });
   const layers = quantizableLayers(model.graph);
   assert.equal(r.layers.length, layers.length);
+  assert.equal(r.criterion, "coding-length");
   assert.equal(r.firstLastInBudget, false);
   r.budgets.forEach((budget, k) => {
     const inBudget = r.layers.filter((l) => l.bitsFrom === "mixed");
     assert.equal(inBudget.length, layers.length - 2);
-    const p = inBudget.reduce((s, l) => s + l.parameters, 0);
-    const b = inBudget.reduce((s, l) => s + l.bits[k] * l.parameters, 0);
-    assert.ok(b <= budget * p * (1 + 1e-12), `budget ${budget}: average ${b / p}`);
-    assert.ok(b / p > budget - 0.25, `budget ${budget}: average ${b / p} leaves too much unused`);
+    const bytes = inBudget.reduce((s, l) => s + layerStoredBytes(l.parameters, l.m, l.bits[k], false), 0);
+    const allowed = inBudget.reduce((s, l) => s + averageBitsBytes(l.parameters, l.m, budget), 0);
+    assert.ok(bytes <= allowed, `budget ${budget}: ${bytes} > ${allowed}`);
     assert.equal(r.layers[0].bits[k], 8);
     assert.equal(r.layers.at(-1)!.bits[k], 8);
-    assert.equal(r.averageBits[k].inBudget, b / p);
   });
   // Coding lengths against the plain float64 reference with ε from the rule, computed here.
   for (const i of [0, 1, 5, layers.length - 1]) {
@@ -208,57 +376,26 @@ Deno.test("inspectMixedPrecision: MobileNetV2's coding lengths and allocations m
     assert.deepEqual([got.m, got.n], [m, n]);
   }
   assert.throws(() => inspectMixedPrecision(model, { budgets: [1] }), AttnroundError);
-  model.dispose();
-});
-
-Deno.test("quantize with mixedPrecision: tiny_cnn's middle layer gets the budget, the report says so", async () => {
-  await init();
-  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
-  const calib = imagesToInput(readNpz(readFixture("calib.npz")).x);
-  const settings = { activationBits: 32, iterations: 5, rounding: "nearest" as const, holdout: 0 };
-  const q = await quantize(model, calib, {
-    ...settings,
-    weightBits: 6,
-    mixedPrecision: { averageBits: 3.5 },
+  // With samples: sensitivity on the last quarter (at most 64), as quantize measures it.
+  const calib = calibration();
+  const s = inspectMixedPrecision(model, {
+    budgets: [3],
+    candidates: [2, 4, 8],
+    calibration: last(calib, 128),
   });
-  const r = q.report;
-  // One layer in the budget: 3.5 bits cannot be met with 4, so it gets 3.
-  assert.deepEqual(r.layers.map((l) => l.weightBits), [8, 3, 8]);
-  assert.deepEqual(r.layers.map((l) => l.bitsFrom), ["first-last", "mixed", "first-last"]);
-  assert.deepEqual(r.mixedPrecision, {
-    averageBits: 3.5,
-    candidates: [...defaultCandidates],
-    firstLastInBudget: false,
-    budgetLayers: 1,
-    budgetParameters: r.layers[1].parameters,
-    achievedAverageBits: 3,
+  assert.equal(s.criterion, "sensitivity");
+  assert.equal(s.samples, 32);
+  const q = await quantize(model, last(calib, 128), {
+    iterations: 0,
+    rounding: "nearest",
+    holdout: 64,
+    mixedPrecision: { averageBits: 3, candidates: [2, 4, 8] },
   });
-  assert.equal(q.weights[1].qmax - q.weights[1].qmin + 1, 2 ** 3);
-  for (const l of r.layers) {
-    assert.ok(l.codingLength > 0 && Number.isFinite(l.codingLength));
-    assert.equal(l.codingLengthPerWeight, l.codingLength / l.parameters);
-  }
-  assert.deepEqual(r.settings.mixedPrecision, { averageBits: 3.5, candidates: [...defaultCandidates] });
-  JSON.parse(JSON.stringify(r));
-  q.dispose();
-  // An override of the middle layer wins; nothing is left in the budget.
-  const name = r.layers[1].name;
-  const o = await quantize(model, calib, {
-    ...settings,
-    mixedPrecision: { averageBits: 2, candidates: [2, 4] },
-    layers: { [name]: { weightBits: 5 } },
-  });
-  assert.deepEqual(o.report.layers.map((l) => l.weightBits), [8, 5, 8]);
-  assert.equal(o.report.mixedPrecision!.budgetLayers, 0);
-  o.dispose();
-  // Without mixedPrecision the report has no such section, and the coding lengths all the same.
-  const u = await quantize(model, calib, { ...settings, weightBits: 4 });
-  assert.equal(u.report.mixedPrecision, undefined);
-  assert.deepEqual(u.report.layers.map((l) => l.bitsFrom), ["first-last", "uniform", "first-last"]);
-  assert.deepEqual(u.report.layers.map((l) => l.codingLength), r.layers.map((l) => l.codingLength));
-  u.dispose();
-  await assert.rejects(
-    () => quantize(model, calib, { ...settings, mixedPrecision: { averageBits: 9 } }),
-    (e) => e instanceof AttnroundError && e.code === "INVALID_ARGUMENT" && /averageBits/.test(e.message),
+  assert.deepEqual(s.layers.map((l) => l.bits[0]), q.report.layers.map((l) => l.weightBits));
+  assert.deepEqual(
+    s.layers.filter((l) => l.sensitivity).map((l) => l.sensitivity),
+    q.report.mixedPrecision!.layers.map((l) => l.cost),
   );
+  q.dispose();
+  model.dispose();
 });

@@ -7,6 +7,7 @@ import {
   type ExportForm,
   init,
   inspectModel,
+  type MixedCriterion,
   quantize,
   type QuantizedModel,
   type QuantizeOptionsInput,
@@ -116,7 +117,21 @@ export const quantizeSpec: CommandSpec = {
       type: "number",
       value: "AVG_BITS",
       check: (v) => v >= 2 && v <= 8 ? undefined : "must be an average bit width from 2 to 8",
-      help: "mixed precision: per-layer weight bits from the coding length, averaging AVG_BITS",
+      help: "mixed precision: per-layer weight bits whose stored weights average AVG_BITS bits " +
+        "(first and last layer at 8, outside the budget)",
+    },
+    size: {
+      type: "size",
+      value: "SIZE",
+      help:
+        "mixed precision: per-layer weight bits so that the exported model takes at most SIZE, e.g. 400KiB",
+    },
+    "mixed-criterion": {
+      type: "string",
+      value: "NAME",
+      choices: ["sensitivity", "coding-length"],
+      help:
+        "how --mixed and --size price each layer's bits: measured sensitivity (default) or the coding length",
     },
     seed: {
       type: "int",
@@ -318,7 +333,18 @@ export async function quantizeCommand(
   if (flags.asymmetric === true) given.symmetricWeights = false;
   if (flags["per-tensor"] === true) given.perChannelWeights = false;
   if (flags.export !== undefined) given.exportForm = flags.export as ExportForm;
-  if (flags.mixed !== undefined) given.mixedPrecision = { averageBits: flags.mixed as number };
+  if (flags.mixed !== undefined && flags.size !== undefined) {
+    throw new UsageError(
+      "give one mixed-precision budget: --mixed AVG_BITS or --size SIZE, not both",
+      "quantize",
+    );
+  }
+  if (flags["mixed-criterion"] !== undefined && flags.mixed === undefined && flags.size === undefined) {
+    throw new UsageError("--mixed-criterion goes with a budget: --mixed AVG_BITS or --size SIZE", "quantize");
+  }
+  const criterion = flags["mixed-criterion"] as MixedCriterion | undefined;
+  if (flags.mixed !== undefined) given.mixedPrecision = { criterion, averageBits: flags.mixed as number };
+  if (flags.size !== undefined) given.mixedPrecision = { criterion, sizeBytes: flags.size as number };
   const list = (v: FlagValue) => String(v).split(",").map((x) => x.trim()).filter((x) => x !== "");
   if (flags.exclude !== undefined) given.exclude = list(flags.exclude);
   if (flags["op-types"] !== undefined) given.opTypes = list(flags["op-types"]);
@@ -400,11 +426,11 @@ export async function quantizeCommand(
   if (report.mixedPrecision) {
     const mp = report.mixedPrecision;
     const bits = report.layers.map((l) => l.weightBits).join(" ");
+    const asked = mp.averageBits !== undefined ? `${mp.averageBits} bits` : `a file of ${mp.sizeBytes} bytes`;
     out.info(
-      `mixed precision: ${
-        mp.achievedAverageBits.toFixed(3)
-      } bits on average over ${mp.budgetLayers} layers ` +
-        `(asked ${mp.averageBits}; first and last layer at 8); bits per layer: ${bits}`,
+      `mixed precision (${mp.criterion}): ${mp.storedBytes} of ${mp.budgetBytes} bytes for ${mp.budgetLayers} layers, ` +
+        `${mp.achievedAverageBits.toFixed(3)} bits on average (asked ${asked}; first and last layer at 8); ` +
+        `bits per layer: ${bits}`,
     );
   }
   out.info(`time: ${formatDuration(report.totals.seconds)}`);

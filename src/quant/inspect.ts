@@ -1,21 +1,25 @@
 // A model described without quantizing it: what mixed precision would do to
-// it (every quantizable layer's coding length and the bits that given average
-// budgets would give it, by the same planBits that quantize() runs), and its
+// it (every quantizable layer's coding length, with calibration samples its
+// sensitivity at each candidate width, and the bits that given average
+// budgets would give it, by the same allocation that quantize() runs), and its
 // ops, parameters and reconstruction blocks (inspectModel, `attnround inspect`).
 import type { ValueInfo } from "../graph/ir.ts";
 import { partitionBlocks } from "../graph/partition.ts";
 import { argument, isOptions } from "../errors.ts";
 import { Model } from "../model.ts";
-import type { DType } from "../tensor.ts";
+import { type DType, Tensor } from "../tensor.ts";
 import { measureLayers } from "./layers.ts";
 import {
   type BitsSource,
   defaultCandidates,
   defaultEpsilonRule,
   describeEpsilonRule,
+  type MixedCriterion,
   planBits,
   resolveMixedPrecision,
 } from "./mixed.ts";
+import { allocateMixedPrecision, type MixedAllocation } from "./mixed-plan.ts";
+import { defaultOptions, resolveOptions } from "./options.ts";
 
 export interface InspectedLayer {
   name: string;
@@ -30,6 +34,8 @@ export interface InspectedLayer {
   codingLengthPerWeight: number;
   /** Bits per budget, in the order of `budgets`. */
   bits: number[];
+  /** With calibration samples: the output-loss increase at each candidate width (layers in the budget only). */
+  sensitivity?: number[];
   /** "first-last" or "override" (fixed, outside the budget) or "mixed". */
   bitsFrom: BitsSource;
 }
@@ -37,6 +43,10 @@ export interface InspectedLayer {
 export interface MixedPrecisionInspection {
   budgets: number[];
   candidates: number[];
+  /** "sensitivity" with calibration samples, else "coding-length". */
+  criterion: MixedCriterion;
+  /** Held-back samples the sensitivity was measured on: the last quarter of the calibration samples, at most 64. */
+  samples?: number;
   epsilon: string;
   /** The first and last layer stay at 8 bits and outside the budget. */
   firstLastInBudget: false;
@@ -58,9 +68,11 @@ function checkArguments(fn: string, model: unknown, options: { budgets?: unknown
 /**
  * Coding lengths of a model's quantizable layers and the bits that
  * `mixedPrecision: { averageBits: b, candidates }` would give them, for each
- * b in `budgets` (default 2, 3, 4). `layers` takes the same per-layer
- * overrides as quantize(). Throws INVALID_ARGUMENT for a budget outside the
- * candidates' range.
+ * b in `budgets` (default 2, 3, 4), in the exact export form. With
+ * `calibration` (samples, N first) the criterion is "sensitivity", measured
+ * on its held-back samples as quantize() would (the last quarter, at most 64),
+ * else "coding-length". `layers` takes the same per-layer overrides as
+ * quantize(). Throws INVALID_ARGUMENT for a budget outside the candidates' range.
  */
 export function inspectMixedPrecision(
   model: Model,
@@ -68,6 +80,7 @@ export function inspectMixedPrecision(
     budgets?: number[];
     candidates?: number[];
     layers?: Record<string, { weightBits?: number }>;
+    calibration?: Tensor;
   } = {},
 ): MixedPrecisionInspection {
   checkArguments("inspectMixedPrecision", model, options);
@@ -84,13 +97,22 @@ export function inspectMixedPrecision(
     averageBits: budgets[0] ?? 4,
     candidates: options.candidates ?? [...defaultCandidates],
   }).candidates;
+  argument(
+    options.calibration === undefined || options.calibration instanceof Tensor,
+    "inspectMixedPrecision: calibration must be a Tensor of samples, N first",
+  );
+  const criterion: MixedCriterion = options.calibration ? "sensitivity" : "coding-length";
+  const held = options.calibration && lastSamples(options.calibration, defaultOptions.holdout);
   const measured = measureLayers(model.graph);
-  const plans = budgets.map((averageBits) =>
-    planBits(measured, {
-      weightBits: averageBits,
-      layers: options.layers ?? {},
-      mixedPrecision: { averageBits, candidates },
-    })
+  let reuse: MixedAllocation | undefined;
+  const plans = budgets.map((averageBits) => {
+    const mixedPrecision = { criterion, averageBits, candidates };
+    const o = resolveOptions({ layers: options.layers ?? {}, mixedPrecision, exportForm: "exact" });
+    reuse = allocateMixedPrecision(model, o, held, reuse).report;
+    return planBits(measured, o, new Map(reuse.layers.map((l) => [l.name, l.bits])));
+  });
+  const sensitivity = new Map(
+    criterion === "sensitivity" ? reuse?.layers.map((l) => [l.name, l.cost]) ?? [] : [],
   );
   const layers = measured.map((l, i): InspectedLayer => ({
     name: l.layer.name,
@@ -103,6 +125,7 @@ export function inspectMixedPrecision(
     codingLength: l.codingLength,
     codingLengthPerWeight: l.codingLengthPerWeight,
     bits: plans.map((p) => p.bits[i]),
+    sensitivity: sensitivity.get(l.layer.name),
     bitsFrom: plans[0]?.source[i] ?? "mixed",
   }));
   const averageBits = budgets.map((budget, k) => {
@@ -117,6 +140,8 @@ export function inspectMixedPrecision(
   return {
     budgets,
     candidates,
+    criterion,
+    samples: held?.shape[0],
     epsilon: describeEpsilonRule(defaultEpsilonRule),
     firstLastInBudget: false,
     layers,
@@ -140,6 +165,8 @@ export interface InspectedModelLayer {
   codingLengthPerWeight: number;
   /** The weight bits `mixedPrecision: { averageBits: B }` gives the layer, by budget B. */
   mixedBits: Record<number, number>;
+  /** With calibration samples: the output-loss increase at each candidate width. */
+  sensitivity?: number[];
   /** "first-last" or "override" (fixed, outside the budget) or "mixed". */
   bitsFrom: BitsSource;
 }
@@ -160,6 +187,10 @@ export interface ModelInspection {
   blocks: { index: number; nodes: number; layers: string[] }[];
   /** How ε of the coding lengths follows each layer. */
   codingLengthEpsilon: string;
+  /** How mixedBits were chosen ("sensitivity" with calibration samples), the candidates and the samples. */
+  mixedCriterion: MixedCriterion;
+  candidates: number[];
+  sensitivitySamples?: number;
   /** The quantizable layers in graph order. */
   layers: InspectedModelLayer[];
 }
@@ -175,7 +206,10 @@ const describeTensor = (v: ValueInfo): InspectedTensor => ({
  * coding length and the bits mixed precision would give it for each average
  * in `budgets` (default 2, 3, 4), as inspectMixedPrecision computes them.
  */
-export function inspectModel(model: Model, options: { budgets?: number[] } = {}): ModelInspection {
+export function inspectModel(
+  model: Model,
+  options: { budgets?: number[]; calibration?: Tensor } = {},
+): ModelInspection {
   checkArguments("inspectModel", model, options);
   const ops: Record<string, number> = {};
   for (const node of model.proto.graph.node) {
@@ -186,7 +220,7 @@ export function inspectModel(model: Model, options: { budgets?: number[] } = {})
   }
   let parameters = 0;
   for (const t of model.graph.initializers.values()) if (t.dtype === "float32") parameters += t.size;
-  const mixed = inspectMixedPrecision(model, { budgets: options.budgets });
+  const mixed = inspectMixedPrecision(model, { budgets: options.budgets, calibration: options.calibration });
   const layers = mixed.layers.map((l): InspectedModelLayer => ({
     name: l.name,
     kind: l.kind,
@@ -195,6 +229,7 @@ export function inspectModel(model: Model, options: { budgets?: number[] } = {})
     codingLength: l.codingLength,
     codingLengthPerWeight: l.codingLengthPerWeight,
     mixedBits: Object.fromEntries(mixed.budgets.map((b, k) => [b, l.bits[k]])),
+    sensitivity: l.sensitivity,
     bitsFrom: l.bitsFrom,
   }));
   return {
@@ -210,6 +245,15 @@ export function inspectModel(model: Model, options: { budgets?: number[] } = {})
       layers: b.layers,
     })),
     codingLengthEpsilon: mixed.epsilon,
+    mixedCriterion: mixed.criterion,
+    candidates: mixed.candidates,
+    sensitivitySamples: mixed.samples,
     layers,
   };
+}
+
+/** The last quarter of the samples, at most `most`: the samples quantize() holds back. */
+function lastSamples(t: Tensor, most: number): Tensor {
+  const n = t.shape[0], count = Math.min(most, Math.floor(n / 4)), per = t.size / n;
+  return new Tensor((t.data as Float32Array).slice((n - count) * per), [count, ...t.shape.slice(1)]);
 }

@@ -239,6 +239,8 @@ export function allocateMixedPrecision(
   model: Model,
   o: QuantizeOptions,
   held: Tensor | undefined,
+  /** A sensitivity allocation of the same layers and candidates whose costs to reuse (another budget). */
+  reuse?: MixedAllocation,
 ): { bits: Map<string, number>; report: MixedAllocation } {
   const mp = resolveMixedPrecision(o.mixedPrecision!);
   const { candidates, criterion } = mp;
@@ -263,13 +265,22 @@ export function allocateMixedPrecision(
     }
   }
   let cost: number[][], costMeasure: string, samples: number | undefined;
-  if (criterion === "sensitivity") {
+  if (
+    // The coding length's costs depend on the budget (its targets), sensitivity's do not.
+    reuse && criterion === "sensitivity" && reuse.criterion === criterion &&
+    reuse.candidates.join() === candidates.join() &&
+    reuse.layers.map((l) => l.name).join("\0") === free.map((l) => l.name).join("\0")
+  ) {
+    cost = reuse.layers.map((l) => l.cost);
+    costMeasure = reuse.costMeasure;
+    samples = reuse.samples;
+  } else if (criterion === "sensitivity") {
     if (!held || held.shape[0] === 0) {
       throw new AttnroundError(
         "INVALID_ARGUMENT",
-        `mixedPrecision criterion "sensitivity" measures on held-back calibration samples, and this run holds ` +
-          `none back (holdout is ${o.holdout}, at most a quarter of the samples): give holdout > 0 and more samples, ` +
-          `or criterion "coding-length"`,
+        `mixedPrecision's sensitivity criterion measures on held-back calibration samples, and this run holds ` +
+          `none back (holdout is ${o.holdout}, at most a quarter of the samples): give holdout > 0 and more ` +
+          `samples, or criterion: "coding-length"`,
       );
     }
     const measured = measureSensitivity(model.graph, free, candidates, held, o);

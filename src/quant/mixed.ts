@@ -212,17 +212,20 @@ export interface KnapsackItem {
   bytes: readonly number[];
 }
 
-/** Cells of the byte grid at most: the DP takes items × options × cells steps. */
-const GRID_CELLS = 1 << 15;
+/**
+ * Cells of the byte grid: a byte each while the choice table (a byte per
+ * item and cell) stays within 64 MiB, and at least 2^15 cells.
+ */
+const CHOICE_TABLE_BYTES = 1 << 26, MIN_CELLS = 1 << 15;
 
 /**
  * The choice (an index into each item's options) minimising Σ cost under
  * Σ bytes ≤ budget, or undefined when even the smallest options exceed it.
  * Multiple-choice knapsack by dynamic programming over a byte grid: bytes
- * above each item's smallest option are counted in cells of
- * ⌈slack / 2^15⌉ bytes, rounded up, so the choice always fits the budget and
- * is exact whenever the slack is under 2^15 bytes (else it is optimal on the
- * grid, which wastes under one cell per item). Deterministic: on equal cost
+ * above each item's smallest option are counted in cells, rounded up, so the
+ * choice always fits the budget. A cell is one byte while the slack is under
+ * 2^26 / items bytes (the fixture models: exact); beyond, it is optimal on the
+ * grid, which wastes under one cell per item. Deterministic: on equal cost
  * the earlier option wins.
  */
 export function allocateBytes(items: readonly KnapsackItem[], budget: number): number[] | undefined {
@@ -230,7 +233,10 @@ export function allocateBytes(items: readonly KnapsackItem[], budget: number): n
   const floor = least.reduce((a, b) => a + b, 0);
   if (floor > budget) return undefined;
   const slack = budget - floor;
-  const unit = Math.max(1, Math.ceil(slack / GRID_CELLS));
+  const unit = Math.max(
+    1,
+    Math.ceil(slack / Math.max(MIN_CELLS, Math.floor(CHOICE_TABLE_BYTES / items.length))),
+  );
   const cells = Math.floor(slack / unit);
   const weights = items.map((it, i) => it.bytes.map((b) => Math.ceil((b - least[i]) / unit)));
   // best[c]: least cost of the items so far within c cells; choice[i][c]: item i's option there.

@@ -1,6 +1,6 @@
 // File sizes of the exports: the float ONNX model against the QDQ models
-// q.toOnnx() writes at W8A8, W4A8 (both forms), W4A4 and mixed precision
-// (3 bits on average), for the fixture models, with the .onnx gzipped (as
+// q.toOnnx() writes at W8A8, W4A8 (both forms), W4A4, W2A4 and mixed precision
+// (3 stored bits on average, by sensitivity), for the fixture models, with the .onnx gzipped (as
 // served over HTTP) and the .npz of the integer weights beside it. Sizes do
 // not depend on the rounding, so the models are quantized by rounding to
 // nearest (no reconstruction) on 256 calibration images. Prints one Markdown
@@ -23,6 +23,7 @@ const exports: [string, QuantizeOptionsInput][] = [
   ["W4A8 (deploy)", { weightBits: 4, activationBits: 8 }],
   ["W4A8 (exact)", { weightBits: 4, activationBits: 8, exportForm: "exact" }],
   ["W4A4 (exact)", { weightBits: 4, activationBits: 4 }],
+  ["W2A4 (exact)", { weightBits: 2, activationBits: 4 }],
   ["mixed 3 (A4)", { mixedPrecision: { averageBits: 3 }, activationBits: 4 }],
 ];
 

@@ -215,13 +215,14 @@ Deno.test("cli: inspect --json describes the model", () => {
     10 * 16,
   ]);
   assert.equal(info.blocks.length, 2);
-  // Coding lengths, and the bits --mixed 2/3/4 would give: the first and last layer stay at 8.
+  // Coding lengths, and the bits --mixed 2/3/4 would give by the coding length (no samples): the first and
+  // last layer stay at 8; 3 bits would be stored in int4, more than a 3-bit budget holds, so the middle layer gets 2.
   for (const l of info.layers) {
     assert.ok(l.codingLength > 0 && l.codingLengthPerWeight > 0, JSON.stringify(l));
   }
   assert.deepEqual(info.layers.map((l: { mixedBits: Record<string, number> }) => l.mixedBits), [
     { 2: 8, 3: 8, 4: 8 },
-    { 2: 2, 3: 3, 4: 4 },
+    { 2: 2, 3: 2, 4: 4 },
     { 2: 8, 3: 8, 4: 8 },
   ]);
   assert.equal(info.inputs[0].name, "input");
@@ -282,6 +283,44 @@ Deno.test("cli: quantize writes the ONNX, npz, JSON and HTML whole, passes its o
   }
 });
 
+Deno.test("cli: quantize --size writes a model no larger than SIZE; inspect --calib shows each layer's sensitivity", () => {
+  const dir = tempDir();
+  try {
+    const size = (...flags: string[]) => {
+      const out = join(dir, "q.onnx");
+      const r = cliQuantize(out, "--iters", "5", "--a", "4", ...flags);
+      assert.equal(r.code, 0, r.stderr);
+      return { bytes: readFileSync(out).length, stdout: r.stdout };
+    };
+    const [w2, w8] = [size("--w", "2").bytes, size("--w", "8").bytes];
+    for (const bound of [w2 + 100, Math.floor((w2 + w8) / 2), w8]) {
+      const r = size("--size", String(bound));
+      assert.ok(r.bytes <= bound, `--size ${bound} wrote ${r.bytes} bytes`);
+      assert.match(r.stdout, /mixed precision \(sensitivity\): \d+ of \d+ bytes for 1 layers/);
+    }
+    const coding = size("--size", String(w8), "--mixed-criterion", "coding-length");
+    assert.ok(coding.bytes <= w8);
+    assert.match(coding.stdout, /mixed precision \(coding-length\)/);
+    const small = cliQuantize(join(dir, "q.onnx"), "--iters", "5", "--size", "1KiB");
+    assert.equal(small.code, 1);
+    assert.match(small.stderr, /sizeBytes 1024 is below what the file holds besides the allocated layers/);
+    const both = cliQuantize(join(dir, "q.onnx"), "--mixed", "3", "--size", "4KiB");
+    assert.equal(both.code, 2);
+    assert.match(both.stderr, /--mixed AVG_BITS or --size SIZE, not both/);
+    const alone = cliQuantize(join(dir, "q.onnx"), "--mixed-criterion", "coding-length");
+    assert.equal(alone.code, 2);
+    const unknown = cliQuantize(join(dir, "q.onnx"), "--mixed", "3", "--mixed-criterion", "hessian");
+    assert.equal(unknown.code, 2);
+    const inspect = cli("inspect", MODEL, "--calib", CALIB);
+    assert.equal(inspect.code, 0, inspect.stderr);
+    assert.match(inspect.stdout, /sens@2 +sens@3 +sens@4 +sens@5 +sens@6 +sens@8/);
+    assert.match(inspect.stdout, /\/conv2\/Conv .*( \d\.\d\de[-+]\d+){6}/);
+    assert.match(inspect.stdout, /on 64 held-back samples/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", () => {
   const dir = tempDir();
   try {
@@ -293,7 +332,7 @@ Deno.test("cli: progress on a pipe is plain lines, and --quiet prints nothing", 
     assert.match(r.stdout, /fidelity on \d+ held-back samples: top-1 agreement/);
     assert.match(
       r.stdout,
-      /mixed precision: 3\.000 bits on average over 1 layers \(asked 3; .*\); bits per layer: 8 3 8/,
+      /mixed precision \(sensitivity\): 356 of 502 bytes for 1 layers, 2\.000 bits on average \(asked 3 bits; .*\); bits per layer: 8 2 8/,
     );
     const quiet = cliQuantize(join(dir, "q.onnx"), "--iters", "5", "--quiet");
     assert.equal(quiet.code, 0, quiet.stderr);

@@ -545,6 +545,7 @@ const tinySettings: [string, QuantizeOptionsInput][] = [
   ["mixed 3 (mixedPrecision, 3 bits on average), A4", {
     mixedPrecision: { averageBits: 3 },
     activationBits: 4,
+    holdout: 64,
   }],
 ];
 

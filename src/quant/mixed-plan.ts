@@ -264,6 +264,18 @@ export function allocateMixedPrecision(
       );
     }
   }
+  const least = bytes.reduce((a, b) => a + Math.min(...b), 0);
+  if (least > budget) {
+    throw new AttnroundError(
+      "INVALID_ARGUMENT",
+      `mixedPrecision: the budget leaves ${
+        Math.floor(budget)
+      } bytes for the ${free.length} allocated layers, ` +
+        `and their smallest widths take ${least}${
+          deploy ? ' (the deploy form stores every width as int8: use exportForm "exact")' : ""
+        }: give a larger averageBits or sizeBytes, or smaller candidates`,
+    );
+  }
   let cost: number[][], costMeasure: string, samples: number | undefined;
   if (
     // The coding length's costs depend on the budget (its targets), sensitivity's do not.
@@ -296,19 +308,8 @@ export function allocateMixedPrecision(
     cost = codingLengthCosts(free, clamped, candidates);
     costMeasure = "P·(b − t)², t = B + κ·(ρ − ρ̄)";
   }
-  const choice = allocateBytes(free.map((_, i) => ({ cost: cost[i], bytes: bytes[i] })), budget);
-  if (!choice) {
-    const least = bytes.reduce((a, b) => a + Math.min(...b), 0);
-    throw new AttnroundError(
-      "INVALID_ARGUMENT",
-      `mixedPrecision: the budget leaves ${
-        Math.floor(budget)
-      } bytes for the ${free.length} allocated layers, ` +
-        `and their smallest widths take ${least}${
-          deploy ? ' (the deploy form stores every width as int8: use exportForm "exact")' : ""
-        }: give a larger averageBits or sizeBytes, or smaller candidates`,
-    );
-  }
+  // Feasible: the smallest widths fit (checked above).
+  const choice = allocateBytes(free.map((_, i) => ({ cost: cost[i], bytes: bytes[i] })), budget)!;
   const layers = free.map((l, i): MixedLayer => ({
     name: l.name,
     parameters: l.parameters,

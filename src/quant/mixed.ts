@@ -214,9 +214,9 @@ export interface KnapsackItem {
 
 /**
  * Cells of the byte grid: a byte each while the choice table (a byte per
- * item and cell) stays within 64 MiB, and at least 2^15 cells.
+ * item and cell) stays within 16 MiB, and at least 2^15 cells.
  */
-const CHOICE_TABLE_BYTES = 1 << 26, MIN_CELLS = 1 << 15;
+const CHOICE_TABLE_BYTES = 1 << 24, MIN_CELLS = 1 << 15;
 
 /**
  * The choice (an index into each item's options) minimising Σ cost under
@@ -224,7 +224,7 @@ const CHOICE_TABLE_BYTES = 1 << 26, MIN_CELLS = 1 << 15;
  * Multiple-choice knapsack by dynamic programming over a byte grid: bytes
  * above each item's smallest option are counted in cells, rounded up, so the
  * choice always fits the budget. A cell is one byte while the slack is under
- * 2^26 / items bytes (the fixture models: exact); beyond, it is optimal on the
+ * 2^24 / items bytes (the fixture models: exact); beyond, it is optimal on the
  * grid, which wastes under one cell per item. Deterministic: on equal cost
  * the earlier option wins.
  */

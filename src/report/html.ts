@@ -406,7 +406,14 @@ function renderReport(report: QuantizationReport, options: HtmlReportOptions): s
   const extra = report as QuantizationReport & {
     codingLengthEpsilon?: string;
     mixedPrecision?: {
-      averageBits: number;
+      criterion?: string;
+      averageBits?: number;
+      sizeBytes?: number;
+      budgetBytes?: number;
+      storedBytes?: number;
+      costMeasure?: string;
+      samples?: number;
+      layers?: { name: string; bits: number; bytes: number; cost: number[] }[];
       achievedAverageBits: number;
       budgetLayers: number;
       candidates: number[];
@@ -476,9 +483,15 @@ ${options.accuracy ? "Top-1 is measured on labelled data by the caller." : ""}</
       : ""
   }. By convention the first and last layers keep 8-bit weights.${
     mixed
-      ? ` Mixed precision: average ${mixed.averageBits} bits asked over the ${mixed.budgetLayers} layers in the budget, ${
-        num(mixed.achievedAverageBits, 4)
-      } given, from the candidates ${mixed.candidates.join(", ")}.`
+      ? ` Mixed precision${mixed.criterion ? ` (${esc(mixed.criterion)})` : ""}: ${
+        mixed.sizeBytes !== undefined
+          ? `a file of at most ${mixed.sizeBytes} bytes`
+          : `average ${mixed.averageBits} bits`
+      } asked over the ${mixed.budgetLayers} layers in the budget${
+        mixed.budgetBytes !== undefined ? ` (${mixed.storedBytes} of ${mixed.budgetBytes} bytes used)` : ""
+      }, ${num(mixed.achievedAverageBits, 4)} bits on average given, from the candidates ${
+        mixed.candidates.join(", ")
+      }.`
       : ""
   }${
     extra.codingLengthEpsilon ? ` Coding length at distortion ${esc(extra.codingLengthEpsilon)}.` : ""
@@ -500,6 +513,22 @@ and with the final ${
 
 <h2>Layers</h2>
 ${table(layerHead, layerRows, layerHead.map((h, i) => i === 0 || (i >= 4 && h !== "bits from")))}
+${
+    mixed?.layers
+      ? `<h2>Mixed precision</h2>
+<p>Each layer in the budget: its bits, the bytes the file stores for its weight, and the cost of each candidate
+width (${esc(mixed.costMeasure ?? "")}${
+        mixed.samples ? `, on ${mixed.samples} held-back samples` : ""
+      }); the allocation minimises the summed cost within the budget.</p>
+${
+        table(
+          ["layer", "bits", "bytes", ...mixed.candidates.map((b) => `cost at ${b}`)],
+          mixed.layers.map((l) => [l.name, l.bits, l.bytes, ...l.cost.map((c) => num(c))]),
+          [false, true, true, ...mixed.candidates.map(() => true)],
+        )
+      }`
+      : ""
+  }
 
 <h2>Blocks</h2>
 ${

@@ -125,7 +125,7 @@ export function inspectMixedPrecision(
     codingLength: l.codingLength,
     codingLengthPerWeight: l.codingLengthPerWeight,
     bits: plans.map((p) => p.bits[i]),
-    sensitivity: sensitivity.get(l.layer.name),
+    ...(sensitivity.has(l.layer.name) ? { sensitivity: sensitivity.get(l.layer.name) } : {}),
     bitsFrom: plans[0]?.source[i] ?? "mixed",
   }));
   const averageBits = budgets.map((budget, k) => {
@@ -141,7 +141,7 @@ export function inspectMixedPrecision(
     budgets,
     candidates,
     criterion,
-    samples: held?.shape[0],
+    ...(held ? { samples: held.shape[0] } : {}),
     epsilon: describeEpsilonRule(defaultEpsilonRule),
     firstLastInBudget: false,
     layers,
@@ -229,7 +229,7 @@ export function inspectModel(
     codingLength: l.codingLength,
     codingLengthPerWeight: l.codingLengthPerWeight,
     mixedBits: Object.fromEntries(mixed.budgets.map((b, k) => [b, l.bits[k]])),
-    sensitivity: l.sensitivity,
+    ...(l.sensitivity ? { sensitivity: l.sensitivity } : {}),
     bitsFrom: l.bitsFrom,
   }));
   return {
@@ -247,7 +247,7 @@ export function inspectModel(
     codingLengthEpsilon: mixed.epsilon,
     mixedCriterion: mixed.criterion,
     candidates: mixed.candidates,
-    sensitivitySamples: mixed.samples,
+    ...(mixed.samples !== undefined ? { sensitivitySamples: mixed.samples } : {}),
     layers,
   };
 }

@@ -326,7 +326,7 @@ export function allocateMixedPrecision(
       budgetBytes: Math.floor(budget),
       storedBytes: layers.reduce((a, l) => a + l.bytes, 0),
       costMeasure,
-      samples,
+      ...(samples !== undefined ? { samples } : {}),
       layers,
     },
   };

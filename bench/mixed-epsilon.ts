@@ -116,7 +116,6 @@ function allocateBits(
   return level.map((i) => c[i]);
 }
 
-
 const numbers = (s: string) => s.split(",").map(Number);
 const models = option("models", "resnet18_fmnist,mobilenetv2_fmnist").split(",");
 const budgets = numbers(option("budgets", "3,4"));

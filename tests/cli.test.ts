@@ -293,7 +293,8 @@ Deno.test("cli: quantize --size writes a model no larger than SIZE; inspect --ca
       return { bytes: readFileSync(out).length, stdout: r.stdout };
     };
     const [w2, w8] = [size("--w", "2").bytes, size("--w", "8").bytes];
-    for (const bound of [w2 + 100, Math.floor((w2 + w8) / 2), w8]) {
+    // Uniform 2 bits is the least the candidates reach; a size budget keeps a few bytes for length prefixes.
+    for (const bound of [w2 + 200, Math.floor((w2 + w8) / 2), w8]) {
       const r = size("--size", String(bound));
       assert.ok(r.bytes <= bound, `--size ${bound} wrote ${r.bytes} bytes`);
       assert.match(r.stdout, /mixed precision \(sensitivity\): \d+ of \d+ bytes for 1 layers/);
@@ -314,7 +315,7 @@ Deno.test("cli: quantize --size writes a model no larger than SIZE; inspect --ca
     const inspect = cli("inspect", MODEL, "--calib", CALIB);
     assert.equal(inspect.code, 0, inspect.stderr);
     assert.match(inspect.stdout, /sens@2 +sens@3 +sens@4 +sens@5 +sens@6 +sens@8/);
-    assert.match(inspect.stdout, /\/conv2\/Conv .*( \d\.\d\de[-+]\d+){6}/);
+    assert.match(inspect.stdout, /\/conv2\/Conv .*(\s+\d\.\d\de[-+]\d+){6}\n/);
     assert.match(inspect.stdout, /on 64 held-back samples/);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -12,6 +12,7 @@ import { reportedCores } from "../src/parallel/spawn.ts";
 import { calibrationImages, inDeno, SAME_RUNS, sameRunNpz, sha256Hex } from "./determinism.ts";
 import { readFixture } from "./fixtures.ts";
 import { modelDigest, quantizeInSlices } from "./slices.ts";
+import { ortWebRun } from "./ort-web.ts";
 
 /** Runs `work` and checks that it started workers and that every worker started has ended. */
 async function onWorkers<T>(work: () => Promise<T>): Promise<T> {
@@ -100,6 +101,30 @@ Deno.test("threads: runBatched gives run()'s outputs batch by batch, on any numb
     message: /no option "batch"/,
   });
   model.dispose();
+});
+
+Deno.test("threads: workers still answer after onnxruntime-web has replaced the global Worker with worker_threads'", async () => {
+  await init();
+  const model = loadModel(readFixture("tiny_cnn_fmnist.onnx"));
+  const x = calibrationImages(64);
+  const before = (globalThis as { Worker?: unknown }).Worker;
+  await ortWebRun(readFixture("tiny_cnn_fmnist.onnx"), {
+    input: new Tensor((x.data as Float32Array).slice(0, 784), [1, 1, 28, 28]),
+  });
+  assert.notEqual((globalThis as { Worker?: unknown }).Worker, before, "onnxruntime-web replaced it");
+  const want = (await model.runBatched({ input: x }, { batchSize: 32, threads: 1 })).logits.data;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error("no answer from the workers in 60 s")), 60_000);
+  });
+  try {
+    const run = () => model.runBatched({ input: x }, { batchSize: 32, threads: 2 });
+    const { logits } = await Promise.race([onWorkers(run), hung]);
+    assert.deepEqual(logits.data, want);
+  } finally {
+    clearTimeout(timer);
+    model.dispose();
+  }
 });
 
 Deno.test("threads: an error raised in a worker is the AttnroundError one thread raises", async () => {

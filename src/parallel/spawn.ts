@@ -50,9 +50,17 @@ globalThis.postMessage = (message, transfer) => parentPort.postMessage(message, 
 import(workerData).then(() => { for (const data of early.splice(0)) globalThis.onmessage({ data }); });
 `;
 
+// The runtime's own Web Worker, kept as this module loads: onnxruntime-web,
+// where it finds Node's globals (in Node, and in Deno), replaces the global
+// Worker with worker_threads' when it starts, whose events never reach onmessage.
+const WebWorker = (globalThis as { Worker?: typeof Worker }).Worker;
+
 /** Starts the module worker at `url`; undefined where the runtime has no workers. */
 export function spawnWorker(url: URL, events: WorkerEvents): WorkerHandle | undefined {
-  const Web = (globalThis as { Worker?: typeof Worker }).Worker;
+  const threads = nodeBuiltin<{ Worker: new (code: string, options: object) => NodeWorker }>(
+    "node:worker_threads",
+  );
+  const Web = WebWorker === (threads?.Worker as unknown) ? undefined : WebWorker;
   if (Web) {
     const worker = new Web(url, { type: "module" });
     worker.onmessage = (e) => events.message(e.data);
@@ -66,9 +74,6 @@ export function spawnWorker(url: URL, events: WorkerEvents): WorkerHandle | unde
       terminate: () => worker.terminate(),
     };
   }
-  const threads = nodeBuiltin<{ Worker: new (code: string, options: object) => NodeWorker }>(
-    "node:worker_threads",
-  );
   if (!threads) return undefined;
   let ended = false;
   const worker = new threads.Worker(NODE_SHIM, { eval: true, workerData: url.href });

@@ -53,14 +53,17 @@ import(workerData).then(() => { for (const data of early.splice(0)) globalThis.o
 // The runtime's own Web Worker, kept as this module loads: onnxruntime-web,
 // where it finds Node's globals (in Node, and in Deno), replaces the global
 // Worker with worker_threads' when it starts, whose events never reach onmessage.
-const WebWorker = (globalThis as { Worker?: typeof Worker }).Worker;
+const LOADED_WORKER = (globalThis as { Worker?: typeof Worker }).Worker;
 
 /** Starts the module worker at `url`; undefined where the runtime has no workers. */
 export function spawnWorker(url: URL, events: WorkerEvents): WorkerHandle | undefined {
   const threads = nodeBuiltin<{ Worker: new (code: string, options: object) => NodeWorker }>(
     "node:worker_threads",
   );
-  const Web = WebWorker === (threads?.Worker as unknown) ? undefined : WebWorker;
+  const nodeWorker = threads?.Worker as unknown;
+  const current = (globalThis as { Worker?: typeof Worker }).Worker;
+  const web = current !== undefined && current === nodeWorker ? LOADED_WORKER : current;
+  const Web = web === nodeWorker ? undefined : web;
   if (Web) {
     const worker = new Web(url, { type: "module" });
     worker.onmessage = (e) => events.message(e.data);

@@ -134,6 +134,8 @@ export class BlockTrainer {
   private readonly shards: [number, number][];
   /** Per trained graph input (rounded weight or step), its gradient summed over the shards. */
   private readonly sums = new Map<string, WasmBuffer>();
+  /** The next iteration's shard inputs, gathered while this one ran, and the sampler's state before their draw. */
+  private prefetched?: { iteration: number; jobs: Feeds[]; samplerBefore: number };
 
   constructor(
     private readonly block: Graph,
@@ -214,7 +216,6 @@ export class BlockTrainer {
   async advance(runner: GraphRunner, count: number, deadline = Infinity): Promise<void> {
     const o = this.o;
     const end = Math.min(o.iterations, this.iteration + count);
-    const indices = new Int32Array(this.batch);
     const started = performance.now();
     if (this.loaded?.runner !== runner) this.loaded = { runner, handle: await runner.load(this.graph) };
     let turned = performance.now();
@@ -230,10 +231,9 @@ export class BlockTrainer {
           `quantization aborted in block ${this.blockIndex + 1} at iteration ${it}`,
         );
       }
-      for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
       const sigma = this.rounding === "attention" ? sigmaAt(o.attention, it, o.iterations) : 0;
       for (const l of this.latents) this.round(l, it, sigma);
-      const { loss, gradient } = await this.lossAndGradients(indices, it);
+      const { loss, gradient } = await this.lossAndGradients(it, it + 1 < end);
       if (it % this.lossEvery === 0) this.losses.push(loss);
       for (const l of this.latents) {
         const grad = gradient(l.input);
@@ -287,10 +287,16 @@ export class BlockTrainer {
    * the address of the summed gradient of a trained graph input (a rounded
    * weight or a step), or undefined when nothing depends on it.
    */
-  private async lossAndGradients(indices: Int32Array, it: number) {
+  private async lossAndGradients(it: number, prefetch: boolean) {
     const { runner, handle } = this.loaded!;
-    const jobs = this.shards.map(([first, count]) => this.shardFeeds(indices, first, count));
+    const jobs = this.prefetched?.iteration === it ? this.prefetched.jobs : this.drawJobs();
+    this.prefetched = undefined;
     const results = runner.run(handle, this.sharedFeeds(it), jobs, this.outputs);
+    // The next iteration's samples do not depend on this one: gather them while the workers run.
+    if (prefetch) {
+      const samplerBefore = this.sampler.state;
+      this.prefetched = { iteration: it + 1, jobs: this.drawJobs(), samplerBefore };
+    }
     let loss = 0;
     const seen = new Set<string>();
     for (const [s, result] of results.entries()) {
@@ -309,6 +315,13 @@ export class BlockTrainer {
     const gradient = (input: string): number | undefined =>
       seen.has(input) ? this.sums.get(input)!.ptr : undefined;
     return { loss, gradient };
+  }
+
+  /** Draws a mini-batch and makes each shard's own inputs. */
+  private drawJobs(): Feeds[] {
+    const indices = new Int32Array(this.batch);
+    for (let i = 0; i < this.batch; i++) indices[i] = this.sampler.next(this.inputs.length);
+    return this.shards.map(([first, count]) => this.shardFeeds(indices, first, count));
   }
 
   /** One shard's own inputs: its samples of the block input and of the target, and where it lies in the batch. */
@@ -401,7 +414,7 @@ export class BlockTrainer {
     }
     return {
       iteration: this.iteration,
-      sampler: this.sampler.state,
+      sampler: this.prefetched?.samplerBefore ?? this.sampler.state,
       losses: [...this.losses],
       seconds: this.seconds,
       tensors,
@@ -433,6 +446,7 @@ export class BlockTrainer {
     }
     this.iteration = s.iteration;
     this.sampler.state = s.sampler;
+    this.prefetched = undefined;
     this.losses = [...s.losses];
     this.seconds = s.seconds;
   }

@@ -36,8 +36,13 @@ export { inspectMixedPrecision } from "./src/quant/inspect.ts";
 export type { InspectedLayer, MixedPrecisionInspection } from "./src/quant/inspect.ts";
 export { inspectModel } from "./src/quant/inspect.ts";
 export type { InspectedModelLayer, InspectedTensor, ModelInspection } from "./src/quant/inspect.ts";
-export type { BitsSource, MixedCriterion, MixedPrecisionOptions } from "./src/quant/mixed.ts";
-export type { MixedAllocation, MixedLayer } from "./src/quant/mixed-plan.ts";
+export type {
+  BitsSource,
+  MixedAllocation,
+  MixedCriterion,
+  MixedLayer,
+  MixedPrecisionOptions,
+} from "./src/quant/mixed.ts";
 export { reportToHtml } from "./src/report/html.ts";
 export type { HtmlReportOptions } from "./src/report/html.ts";
 export type { ValueInfo } from "./src/graph/ir.ts";

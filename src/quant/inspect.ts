@@ -14,11 +14,12 @@ import {
   defaultCandidates,
   defaultEpsilonRule,
   describeEpsilonRule,
+  type MixedAllocation,
   type MixedCriterion,
   planBits,
   resolveMixedPrecision,
 } from "./mixed.ts";
-import { allocateMixedPrecision, type MixedAllocation } from "./mixed-plan.ts";
+import { allocateMixedPrecision } from "./mixed-plan.ts";
 import { defaultOptions, resolveOptions } from "./options.ts";
 
 export interface InspectedLayer {

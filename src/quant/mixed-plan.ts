@@ -38,38 +38,13 @@ import {
   averageBitsBytes,
   codingLengthCosts,
   layerStoredBytes,
-  type MixedCriterion,
+  type MixedAllocation,
+  type MixedLayer,
   resolveMixedPrecision,
   storedBits,
 } from "./mixed.ts";
 import { type QuantizeOptions, settingsOf } from "./options.ts";
 import { exportedSize } from "./quantized-model.ts";
-
-/** One allocated layer in the report. */
-export interface MixedLayer {
-  name: string;
-  parameters: number;
-  bits: number;
-  /** Bytes the export stores for its weight (levels, zero points, scales). */
-  bytes: number;
-  /** The criterion's cost of each candidate (sensitivity: the output-loss increase), in candidate order. */
-  cost: number[];
-}
-
-export interface MixedAllocation {
-  criterion: MixedCriterion;
-  candidates: number[];
-  averageBits?: number;
-  sizeBytes?: number;
-  /** Bytes the allocated layers may take, and take. */
-  budgetBytes: number;
-  storedBytes: number;
-  /** What the costs are: "KL divergence" or "mean squared error" of the outputs (sensitivity), or the coding length's. */
-  costMeasure: string;
-  /** Held-back samples the sensitivity was measured on. */
-  samples?: number;
-  layers: MixedLayer[];
-}
 
 /** Bytes of slack a size budget keeps for the length prefixes that grow with the weights (per layer, and the graph's). */
 const PREFIX_MARGIN_PER_LAYER = 4, PREFIX_MARGIN = 8;

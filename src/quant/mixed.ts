@@ -184,6 +184,32 @@ export function resolveMixedPrecision(option: MixedPrecisionOptions): ResolvedMi
   return { criterion, candidates, averageBits: b };
 }
 
+/** One allocated layer in the report. */
+export interface MixedLayer {
+  name: string;
+  parameters: number;
+  bits: number;
+  /** Bytes the export stores for its weight (levels, zero points, scales). */
+  bytes: number;
+  /** The criterion's cost of each candidate (sensitivity: the output-loss increase), in candidate order. */
+  cost: number[];
+}
+
+export interface MixedAllocation {
+  criterion: MixedCriterion;
+  candidates: number[];
+  averageBits?: number;
+  sizeBytes?: number;
+  /** Bytes the allocated layers may take, and take. */
+  budgetBytes: number;
+  storedBytes: number;
+  /** What the costs are: "KL divergence" or "mean squared error" of the outputs (sensitivity), or the coding length's. */
+  costMeasure: string;
+  /** Held-back samples the sensitivity was measured on. */
+  samples?: number;
+  layers: MixedLayer[];
+}
+
 /** Bits per value the export stores a weight of `bits` bits in: its ONNX container (see the top of this file). */
 export function storedBits(bits: number, deploy: boolean): number {
   if (deploy) return 8;

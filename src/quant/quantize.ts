@@ -60,7 +60,8 @@ import {
   QuantizedModel,
 } from "./quantized-model.ts";
 import { fromRows } from "../layout.ts";
-import { allocateMixedPrecision, type MixedAllocation } from "./mixed-plan.ts";
+import { allocateMixedPrecision } from "./mixed-plan.ts";
+import type { MixedAllocation } from "./mixed.ts";
 
 /** Samples used to initialise the activation steps. */
 const STEP_INIT_SAMPLES = 256;

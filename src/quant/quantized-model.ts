@@ -9,8 +9,13 @@ import { fromRows } from "../layout.ts";
 import type { Feeds, GraphRunner } from "../parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
-import { type BitsSource, defaultEpsilonRule, describeEpsilonRule, layerStoredBytes } from "./mixed.ts";
-import type { MixedAllocation } from "./mixed-plan.ts";
+import {
+  type BitsSource,
+  defaultEpsilonRule,
+  describeEpsilonRule,
+  layerStoredBytes,
+  type MixedAllocation,
+} from "./mixed.ts";
 import { biasLevels, layerBias } from "./deploy.ts";
 import { type QuantizeOptions, type QuantizeSettings, settingsOf } from "./options.ts";
 

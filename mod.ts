@@ -8,7 +8,7 @@ export type { InitOptions } from "./src/wasm.ts";
 export { Tensor } from "./src/tensor.ts";
 export type { DType, TensorData } from "./src/tensor.ts";
 export { loadModel, Model } from "./src/model.ts";
-export type { BatchedRunOptions } from "./src/parallel/batched.ts";
+export type { BatchedRunOptions } from "./src/engine/parallel/batched.ts";
 export { QuantizationRun, quantize } from "./src/quant/quantize.ts";
 // Gives QuantizedModel its toOnnx() and toNpz().
 import "./src/export/register.ts";

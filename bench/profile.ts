@@ -45,7 +45,7 @@ interface Library {
   advance(trainer: BlockTrainer, count: number): Promise<void>;
 }
 
-type Runner = import("../src/parallel/pool.ts").GraphRunner;
+type Runner = import("../src/engine/parallel/pool.ts").GraphRunner;
 /** A checkout's trainer before the worker pool: advance(count), synchronous. */
 type OlderTrainer = { advance(count: number): void };
 
@@ -69,7 +69,7 @@ async function library(root: URL): Promise<Library> {
   await mod.init();
   // One runner on this thread, kept for the whole profile (its use never settles); a checkout without the
   // pool advances synchronously.
-  const pool = await at("src/parallel/pool.ts").catch(() => undefined);
+  const pool = await at("src/engine/parallel/pool.ts").catch(() => undefined);
   const runner: Runner | undefined = pool &&
     await new Promise<Runner>((resolve) =>
       pool.withRunner(1, (r: Runner) => {

@@ -63,8 +63,8 @@ export function writeBundle(result, outfile) {
 export const WORKER_BUNDLE = "attnround.worker.mjs";
 
 /**
- * The worker pool (src/parallel/pool.ts) names its worker script as
- * `new URL("../worker.ts", import.meta.url)`, which only Deno runs from source.
+ * The worker pool (src/engine/parallel/pool.ts) names its worker script as
+ * `new URL("../../worker.ts", import.meta.url)`, which only Deno runs from source.
  * In a bundle it names the bundled worker instead: `url`, relative to the
  * bundle (./attnround.worker.mjs) or absolute.
  */
@@ -72,12 +72,12 @@ export function workerScript(url) {
   return {
     name: "worker-script",
     setup(b) {
-      b.onLoad({ filter: /src[\\/]parallel[\\/]pool\.ts$/ }, (args) => {
+      b.onLoad({ filter: /src[\\/]engine[\\/]parallel[\\/]pool\.ts$/ }, (args) => {
         const source = readFileSync(args.path, "utf8");
-        if (!source.includes('"../worker.ts"')) {
-          throw new Error(`${args.path} no longer names "../worker.ts"`);
+        if (!source.includes('"../../worker.ts"')) {
+          throw new Error(`${args.path} no longer names "../../worker.ts"`);
         }
-        return { contents: source.replace('"../worker.ts"', JSON.stringify(url)), loader: "ts" };
+        return { contents: source.replace('"../../worker.ts"', JSON.stringify(url)), loader: "ts" };
       });
     },
   };

@@ -8,7 +8,7 @@ import { prepareGraph } from "./graph/passes.ts";
 import { decodeModel } from "./onnx/codec.ts";
 import type { ModelProto } from "./onnx/types.ts";
 import { requireKernels } from "./kernels/memory.ts";
-import { type BatchedRunOptions, runBatched } from "./parallel/batched.ts";
+import { type BatchedRunOptions, runBatched } from "./engine/parallel/batched.ts";
 import { Tensor } from "./tensor.ts";
 
 export class Model {

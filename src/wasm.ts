@@ -20,7 +20,7 @@ export interface InitOptions {
 }
 
 let kernels: KernelExports | undefined;
-/** The compiled module the kernels were instantiated from: workers instantiate it too (src/parallel). */
+/** The compiled module the kernels were instantiated from: workers instantiate it too (src/engine/parallel). */
 let kernelsModule: WebAssembly.Module | undefined;
 /** Where small structs of arguments go (kernels/geometry.ts), allocated once at instantiation. */
 let argsPtr = 0;

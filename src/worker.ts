@@ -15,7 +15,7 @@ import {
   receivedGraph,
   type Reply,
   type Request,
-} from "./parallel/server.ts";
+} from "./engine/parallel/server.ts";
 
 interface WorkerScope {
   onmessage: ((event: { data: Request }) => void) | null;

@@ -3,7 +3,7 @@
 // a worker is alive. Prints the outcomes and the workers started and ended.
 //   deno run -A tests/threads-exit.ts      node tests/run-node.mjs --main tests/threads-exit.ts
 import { init, loadModel, quantize, type QuantizeOptionsInput } from "../mod.ts";
-import { workerCounts } from "../src/parallel/pool.ts";
+import { workerCounts } from "../src/engine/parallel/pool.ts";
 import { calibrationImages } from "./determinism.ts";
 import { readFixture } from "./fixtures.ts";
 

@@ -1,7 +1,7 @@
 // quantize()'s options: the caller's Partial options merged with Readonly
 // defaults in one place, and checked there.
 import { AttnroundError, closest, isOptions } from "../errors.ts";
-import { defaultThreads, MAX_THREADS } from "../parallel/pool.ts";
+import { defaultThreads, MAX_THREADS } from "../engine/parallel/pool.ts";
 import type { SpillStore } from "./cache.ts";
 import { type MixedPrecisionOptions, resolveMixedPrecision } from "./mixed.ts";
 

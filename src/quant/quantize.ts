@@ -18,7 +18,7 @@ import { fakeQuantNearest, quantLevels } from "../kernels/quant.ts";
 import { Model } from "../model.ts";
 import { Engine } from "../engine/engine.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
-import { type GraphRunner, runJobs, withRunner } from "../parallel/pool.ts";
+import { type GraphRunner, runJobs, withRunner } from "../engine/parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
 import { preflight, type RunPlan, samplesFitting, threadsFitting } from "./preflight.ts";

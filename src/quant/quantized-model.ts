@@ -4,9 +4,9 @@ import { Engine } from "../engine/engine.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { checkFeeds, inputShapeError, type Model, runBatchedChecked } from "../model.ts";
-import type { BatchedRunOptions } from "../parallel/batched.ts";
+import type { BatchedRunOptions } from "../engine/parallel/batched.ts";
 import { fromRows } from "../layout.ts";
-import type { Feeds, GraphRunner } from "../parallel/pool.ts";
+import type { Feeds, GraphRunner } from "../engine/parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import {

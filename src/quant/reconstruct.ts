@@ -15,7 +15,7 @@ import { addGradients } from "../engine/autodiff.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
 import { WasmBuffer } from "../kernels/memory.ts";
-import type { Feeds, GraphRunner } from "../parallel/pool.ts";
+import type { Feeds, GraphRunner } from "../engine/parallel/pool.ts";
 import { adamStep } from "../kernels/quant-adam.ts";
 import {
   adaroundForward,

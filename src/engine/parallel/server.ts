@@ -4,10 +4,10 @@
 // so both paths run the same code. Also what crosses between the two: graphs
 // and tensors as structured clones, whose class instances arrive as plain
 // objects and are made Tensors again here.
-import { Engine } from "../engine/engine.ts";
-import { AttnroundError, type ErrorCode } from "../errors.ts";
-import type { AttributeValue, Graph } from "../graph/ir.ts";
-import { Tensor, type TensorData } from "../tensor.ts";
+import { Engine } from "../engine.ts";
+import { AttnroundError, type ErrorCode } from "../../errors.ts";
+import type { AttributeValue, Graph } from "../../graph/ir.ts";
+import { Tensor, type TensorData } from "../../tensor.ts";
 
 /** Named input tensors of one run. */
 export type Feeds = Record<string, Tensor>;

@@ -2,9 +2,9 @@
 // axis into runs of `batchSize` samples, the runs spread over the threads,
 // and the outputs joined again in order. The runs are the same whatever the
 // number of threads, so the outputs are too.
-import { AttnroundError, isOptions } from "../errors.ts";
-import type { Graph } from "../graph/ir.ts";
-import { arrayOfDtype, Tensor } from "../tensor.ts";
+import { AttnroundError, isOptions } from "../../errors.ts";
+import type { Graph } from "../../graph/ir.ts";
+import { arrayOfDtype, Tensor } from "../../tensor.ts";
 import { defaultThreads, type Feeds, MAX_THREADS, runJobs, withRunner } from "./pool.ts";
 
 export interface BatchedRunOptions {

@@ -6,10 +6,10 @@
 // (shards, chunks) whatever the number of workers, and combine results in job
 // order. Nothing needs SharedArrayBuffer: inputs are copied to the workers,
 // outputs transferred back.
-import { AttnroundError } from "../errors.ts";
-import type { Graph } from "../graph/ir.ts";
-import { Tensor } from "../tensor.ts";
-import { wasmModule } from "../wasm.ts";
+import { AttnroundError } from "../../errors.ts";
+import type { Graph } from "../../graph/ir.ts";
+import { Tensor } from "../../tensor.ts";
+import { wasmModule } from "../../wasm.ts";
 import {
   type Feeds,
   GraphServer,
@@ -87,7 +87,7 @@ class LocalRunner implements GraphRunner {
 
 /** The worker script. Bundles rewrite this name to their own worker bundle's (build/esbuild-common.mjs). */
 function workerScript(): URL {
-  return new URL("../worker.ts", import.meta.url);
+  return new URL("../../worker.ts", import.meta.url);
 }
 
 /** Counts the workers started, for the tests that check none outlives its run. */

@@ -8,7 +8,9 @@
 import { AttnroundError } from "../../errors.ts";
 import { Tensor } from "../../tensor.ts";
 import type { Value } from "../value.ts";
-import type { Feeds } from "./server.ts";
+
+/** Named tensors: a job's outputs, or a sum of them. */
+type Feeds = Record<string, Tensor>;
 
 /** A subtree's sum: the jobs [from, to) it covers, and the weighted sum of their outputs. */
 export interface SubtreeSum {

@@ -245,7 +245,8 @@ function writeResults(r: ModelResults): void {
 
 const fixed = (x: number, digits: number) => x.toFixed(digits);
 const pct = (x: number) => (100 * x).toFixed(2);
-const db = (x: number) => (x === Infinity ? "∞" : `${x.toFixed(1)} dB`);
+/** An SNR; identical outputs give Infinity, which the cells' JSON carries as null. */
+const db = (x: number | null) => (x === Infinity || x === null ? "∞" : `${x.toFixed(1)} dB`);
 const sci = (x: number) => x.toExponential(1);
 const code = (error: string) => error.split(":")[0];
 

@@ -8,9 +8,7 @@
 import { AttnroundError } from "../../errors.ts";
 import { Tensor } from "../../tensor.ts";
 import type { Value } from "../value.ts";
-
-/** Named tensors: a job's outputs, or a sum of them. */
-type Feeds = Record<string, Tensor>;
+import type { Feeds } from "./server.ts";
 
 /** A subtree's sum: the jobs [from, to) it covers, and the weighted sum of their outputs. */
 export interface SubtreeSum {

@@ -36,10 +36,11 @@ async function handle(request: Request): Promise<Reply> {
       server.load(request.handle, receivedGraph(request.graph));
       return { id: request.id };
     case "run": {
-      const jobs = request.jobs.map(receivedFeeds), shared = receivedFeeds(request.shared);
-      return request.sum
-        ? { id: request.id, sums: server.runSum(request.handle, shared, jobs, request.outputs, request.sum) }
-        : { id: request.id, outputs: server.run(request.handle, shared, jobs, request.outputs) };
+      const jobs = request.jobs.map(receivedFeeds);
+      return {
+        id: request.id,
+        outputs: server.run(request.handle, receivedFeeds(request.shared), jobs, request.outputs),
+      };
     }
     case "unload":
       server.unload(request.handle);
@@ -58,8 +59,7 @@ scope.onmessage = ({ data }) => {
       reply = { id: data.id, error: errorToSend(e) };
     }
     // The outputs' buffers move to the main thread instead of being copied.
-    const sent = [...(reply.outputs ?? []), ...(reply.sums ?? []).map((s) => s.sum)];
-    const transfer = sent.flatMap((o: Feeds) => Object.values(o).map((t) => t.data.buffer));
+    const transfer = (reply.outputs ?? []).flatMap((o: Feeds) => Object.values(o).map((t) => t.data.buffer));
     scope.postMessage(reply, transfer as ArrayBuffer[]);
   });
 };

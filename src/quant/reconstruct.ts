@@ -8,9 +8,9 @@
 //
 // Each mini-batch is split into a fixed number of shards, whatever the number
 // of threads (SPEC §13): the shards' losses and gradients are computed by a
-// GraphRunner (workers, or this thread) and summed in one fixed tree over the
-// shards, then Adam steps here. The result therefore depends on the shard
-// count, never on the threads.
+// GraphRunner (workers, or this thread) and summed here in shard order, then
+// Adam steps here. The result therefore depends on the shard count, never on
+// the threads.
 import { addGradients } from "../engine/autodiff.ts";
 import { AttnroundError } from "../errors.ts";
 import type { Graph } from "../graph/ir.ts";
@@ -281,9 +281,9 @@ export class BlockTrainer {
   }
 
   /**
-   * One iteration's loss and gradients over the mini-batch: one run per
-   * shard, each weighted by its share of the batch (the loss is a mean over
-   * samples) and summed in the runner's fixed tree. `gradient(input)` gives
+   * One iteration's loss and gradients over the mini-batch `indices`: one run
+   * per shard, the gradients summed in shard order, each weighted by its share
+   * of the batch (the loss is a mean over samples). `gradient(input)` gives
    * the address of the summed gradient of a trained graph input (a rounded
    * weight or a step), or undefined when nothing depends on it.
    */
@@ -291,24 +291,30 @@ export class BlockTrainer {
     const { runner, handle } = this.loaded!;
     const jobs = this.prefetched?.iteration === it ? this.prefetched.jobs : this.drawJobs();
     this.prefetched = undefined;
-    const shares = this.shards.map(([, count]) => count / this.batch);
-    const summed = runner.runSum(handle, this.sharedFeeds(it), jobs, this.outputs, shares);
+    const results = runner.run(handle, this.sharedFeeds(it), jobs, this.outputs);
     // The next iteration's samples do not depend on this one: gather them while the workers run.
     if (prefetch) {
       const samplerBefore = this.sampler.state;
       this.prefetched = { iteration: it + 1, jobs: this.drawJobs(), samplerBefore };
     }
-    const out = await summed;
+    let loss = 0;
     const seen = new Set<string>();
-    for (const [input, sum] of this.sums) {
-      const grad = out[this.gradients.get(input) ?? ""];
-      if (!grad) continue;
-      sum.write(grad.data as Float32Array);
-      seen.add(input);
+    for (const [s, result] of results.entries()) {
+      const out = await result;
+      const share = this.shards[s][1] / this.batch;
+      loss += share * (out[LOSS].data[0] as number);
+      for (const [input, sum] of this.sums) {
+        const grad = out[this.gradients.get(input) ?? ""];
+        if (!grad) continue;
+        const total = sum.f32(), g = grad.data as Float32Array;
+        if (!seen.has(input)) total.fill(0);
+        seen.add(input);
+        for (let i = 0; i < total.length; i++) total[i] += share * g[i];
+      }
     }
     const gradient = (input: string): number | undefined =>
       seen.has(input) ? this.sums.get(input)!.ptr : undefined;
-    return { loss: out[LOSS].data[0] as number, gradient };
+    return { loss, gradient };
   }
 
   /** Draws a mini-batch and makes each shard's own inputs. */

@@ -20,7 +20,6 @@ import {
   type RequestBody,
 } from "./server.ts";
 import { reportedCores, spawnWorker, type WorkerHandle } from "./spawn.ts";
-import { treeSum } from "./sum-tree.ts";
 
 export type { Feeds } from "./server.ts";
 
@@ -36,12 +35,6 @@ export interface GraphRunner {
    * may move to the workers (left detached here): give each job buffers of its own.
    */
   run(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[]): Promise<Feeds>[];
-  /**
-   * Runs a loaded graph once per job, like run(), and returns Σ weights[j] ·
-   * (job j's outputs named `outputs`, float32), summed in one fixed tree over
-   * the jobs (sum-tree.ts): the same bits whatever the number of threads.
-   */
-  runSum(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[], weights: number[]): Promise<Feeds>;
   unload(handle: number): void;
   /** Ends the workers and frees the graphs; a run still waiting fails. */
   close(): void;
@@ -80,17 +73,6 @@ class LocalRunner implements GraphRunner {
     } catch (e) {
       const failed = quiet(Promise.reject(e));
       return jobs.map(() => failed);
-    }
-  }
-
-  runSum(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[], weights: number[]): Promise<Feeds> {
-    try {
-      const total = jobs.length;
-      return Promise.resolve(
-        treeSum(this.server.runSum(handle, shared, jobs, outputs, { weights, first: 0, total }), total),
-      );
-    } catch (e) {
-      return Promise.reject(e);
     }
   }
 
@@ -182,13 +164,10 @@ class WorkerPool implements GraphRunner {
     return handle;
   }
 
-  /**
-   * Sends the jobs to the workers, a contiguous run to each, with each
-   * worker's share of `weights` when their sum is asked for.
-   */
-  private dispatch(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[], weights?: number[]) {
+  run(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[]): Promise<Feeds>[] {
     const parts = Math.min(this.workers.length, jobs.length);
-    return Array.from({ length: parts }, (_, p) => {
+    const results: Promise<Feeds>[] = [];
+    for (let p = 0; p < parts; p++) {
       const from = Math.floor((p * jobs.length) / parts), to = Math.floor(((p + 1) * jobs.length) / parts);
       // Buffers move to the worker, where cloning would copy them several times: each worker's own
       // copy of the shared feeds, and the jobs' buffers themselves (copied only when they are views).
@@ -208,30 +187,12 @@ class WorkerPool implements GraphRunner {
         shared: moved(shared, true),
         jobs: jobs.slice(from, to).map((job) => moved(job, false)),
         outputs,
-        ...(weights ? { sum: { weights: weights.slice(from, to), first: from, total: jobs.length } } : {}),
       }, [...transfer]);
-      return { from, to, reply };
-    });
-  }
-
-  run(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[]): Promise<Feeds>[] {
-    return this.dispatch(handle, shared, jobs, outputs).flatMap(({ from, to, reply }) =>
-      Array.from({ length: to - from }, (_, j) => quiet(reply.then((r) => receivedFeeds(r.outputs![j]))))
-    );
-  }
-
-  async runSum(
-    handle: number,
-    shared: Feeds,
-    jobs: Feeds[],
-    outputs: string[],
-    weights: number[],
-  ): Promise<Feeds> {
-    const replies = await Promise.all(
-      this.dispatch(handle, shared, jobs, outputs, weights).map((p) => p.reply),
-    );
-    const parts = replies.flatMap((r) => r.sums!.map((part) => ({ ...part, sum: receivedFeeds(part.sum) })));
-    return treeSum(parts, jobs.length);
+      for (let j = from; j < to; j++) {
+        results.push(quiet(reply.then((r) => receivedFeeds(r.outputs![j - from]))));
+      }
+    }
+    return results;
   }
 
   unload(handle: number): void {

@@ -8,7 +8,6 @@ import { Engine } from "../engine.ts";
 import { AttnroundError, type ErrorCode } from "../../errors.ts";
 import type { AttributeValue, Graph } from "../../graph/ir.ts";
 import { Tensor, type TensorData } from "../../tensor.ts";
-import { type SubtreeSum, subtreeSums, weighted } from "./sum-tree.ts";
 
 /** Named input tensors of one run. */
 export type Feeds = Record<string, Tensor>;
@@ -17,25 +16,15 @@ export type Feeds = Record<string, Tensor>;
 export type RequestBody =
   | { kind: "init"; module: WebAssembly.Module }
   | { kind: "load"; handle: number; graph: Graph }
-  | { kind: "run"; handle: number; shared: Feeds; jobs: Feeds[]; outputs: string[]; sum?: JobSum }
+  | { kind: "run"; handle: number; shared: Feeds; jobs: Feeds[]; outputs: string[] }
   | { kind: "unload"; handle: number };
 
 /** A request as sent; every one is answered by a Reply with its id. */
 export type Request = RequestBody & { id: number };
 
-/** Asks a run for the weighted sum of its jobs' outputs (sum-tree.ts) instead of each job's. */
-export interface JobSum {
-  /** The run's jobs' weights. */
-  weights: number[];
-  /** Where the run's jobs lie among all the jobs summed: the index of the first, and the count. */
-  first: number;
-  total: number;
-}
-
 export interface Reply {
   id: number;
   outputs?: Feeds[];
-  sums?: SubtreeSum[];
   /** What the worker threw, to be thrown again on the main thread as the same AttnroundError. */
   error?: { code: ErrorCode; message: string };
 }
@@ -50,7 +39,8 @@ export class GraphServer {
 
   /** Runs the graph once per job (the shared feeds with the job's own) and copies out the outputs asked for. */
   run(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[]): Feeds[] {
-    const engine = this.engine(handle);
+    const engine = this.engines.get(handle);
+    if (!engine) throw new AttnroundError("INTERNAL", `no graph loaded as handle ${handle}`);
     return jobs.map((job) => {
       const out = engine.runInPlace({ ...shared, ...job });
       const copied: Feeds = {};
@@ -60,25 +50,6 @@ export class GraphServer {
       }
       return copied;
     });
-  }
-
-  /** Like run(), but returns the sums of the subtrees that cover these jobs (sum-tree.ts). */
-  runSum(handle: number, shared: Feeds, jobs: Feeds[], outputs: string[], sum: JobSum): SubtreeSum[] {
-    const engine = this.engine(handle);
-    const leaves = jobs.map((job, i) => {
-      const out = engine.runInPlace({ ...shared, ...job });
-      return weighted(
-        Object.fromEntries(outputs.filter((name) => out[name]).map((name) => [name, out[name]])),
-        sum.weights[i],
-      );
-    });
-    return subtreeSums(leaves, sum.first, sum.total);
-  }
-
-  private engine(handle: number): Engine {
-    const engine = this.engines.get(handle);
-    if (!engine) throw new AttnroundError("INTERNAL", `no graph loaded as handle ${handle}`);
-    return engine;
   }
 
   unload(handle: number): void {

@@ -131,7 +131,7 @@ const sampleShape = (input: ZooInput) => input.shape.slice(1) as number[];
  * as the manifest's preprocessing says: RGB in [0, 255] mapped onto its
  * range, constant channels set, then ImageNet mean/std where given.
  */
-function lineImages(
+export function lineImages(
   input: ZooInput,
   firstSeed: number,
   count: number,

@@ -50,7 +50,7 @@ import { exportedSize } from "./quantized-model.ts";
 const PREFIX_MARGIN_PER_LAYER = 4, PREFIX_MARGIN = 8;
 
 /** The graph with `weight` (an initializer or a Constant's output) replaced by `value`. */
-function withWeight(graph: Graph, weight: string, value: Tensor): Graph {
+export function withWeight(graph: Graph, weight: string, value: Tensor): Graph {
   if (graph.initializers.has(weight)) {
     return { ...graph, initializers: new Map(graph.initializers).set(weight, value) };
   }
@@ -65,7 +65,7 @@ function withWeight(graph: Graph, weight: string, value: Tensor): Graph {
 }
 
 /** Round-to-nearest weight of a layer at `bits`, in its own layout. */
-function nearestWeight(
+export function nearestWeight(
   l: MeasuredLayer,
   bits: number,
   o: Pick<QuantizeOptions, "symmetricWeights" | "perChannelWeights">,

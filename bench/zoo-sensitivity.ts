@@ -6,11 +6,10 @@
 // on a few evaluation samples. Prints the worst of each, worst first.
 //   deno task bench:zoo-sensitivity --model mlsd_tiny_320 [--weight-bits 8] [--activation-bits 8]
 //     [--calibration 32] [--eval 4] [--top 8]
-import { init, loadModel, QuantizationRun, Tensor } from "../mod.ts";
-import { Engine } from "../src/engine/engine.ts";
+import { init, loadModel, QuantizationRun } from "../mod.ts";
 import type { Graph } from "../src/graph/ir.ts";
-import { type ActivationQuantizer, planLayerBits } from "../src/quant/layers.ts";
-import { nearestWeight, withWeight } from "../src/quant/mixed-plan.ts";
+import { planLayerBits } from "../src/quant/layers.ts";
+import { nearestWeight, outputsOf, withWeight } from "../src/quant/mixed-plan.ts";
 import { resolveOptions } from "../src/quant/options.ts";
 import { quantizedGraph } from "../src/quant/qgraph.ts";
 import { flagValue, selectModels, zooDir } from "../zoo/manifest.ts";
@@ -27,25 +26,9 @@ await init();
 const m = loadModel(await Deno.readFile(`${zooDir(flagValue(args, "dir"))}/${model.file}`));
 const calibration = lineImages(input, 0, number("calibration", 32)).input;
 const evaluation = lineImages(input, 2000, number("eval", 4)).input;
-const output = m.graph.outputs[0].name;
 
-/** The graph's first output on the evaluation samples, one at a time (models whose batch is fixed run so). */
-function outputOf(graph: Graph): Float32Array {
-  const engine = new Engine(graph);
-  try {
-    const n = evaluation.shape[0], per = evaluation.size / n;
-    const parts = Array.from({ length: n }, (_, i) => {
-      const x = (evaluation.data as Float32Array).slice(i * per, (i + 1) * per);
-      return engine.run({ [input.name]: new Tensor(x, [1, ...evaluation.shape.slice(1)]) })[output]
-        .data as Float32Array;
-    });
-    const all = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    parts.reduce((at, p) => (all.set(p, at), at + p.length), 0);
-    return all;
-  } finally {
-    engine.dispose();
-  }
-}
+/** The graph's first output on the evaluation samples. */
+const outputOf = (graph: Graph) => outputsOf(graph, evaluation).data as Float32Array;
 
 const float = outputOf(m.graph);
 function snrDb(y: Float32Array): number {
@@ -72,8 +55,7 @@ printWorst(
   ]),
 );
 
-// deno-lint-ignore no-explicit-any
-const run: any = await (QuantizationRun as any).prepare(m, calibration, {
+const run = await QuantizationRun.prepare(m, calibration, {
   weightBits,
   activationBits,
   exportForm: "exact",
@@ -82,7 +64,8 @@ const run: any = await (QuantizationRun as any).prepare(m, calibration, {
 await run.calibrate();
 printWorst(
   `${model.name}, each activation quantizer alone at ${activationBits} bits`,
-  (run.acts as ActivationQuantizer[]).map((a) => [
+  // The run's activation quantizers are private to it; read here only to measure them one by one.
+  run["acts"].map((a) => [
     snrDb(outputOf(quantizedGraph(m.graph, new Map(), [a]))),
     `${a.tensor} (step ${a.step.toPrecision(3)})`,
   ]),

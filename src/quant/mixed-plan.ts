@@ -88,7 +88,7 @@ function chunkOf(graph: Graph): number {
 }
 
 /** The graph's first output on `held`, chunk by chunk. */
-function outputsOf(graph: Graph, held: Tensor): Tensor {
+export function outputsOf(graph: Graph, held: Tensor): Tensor {
   const engine = new Engine(graph);
   try {
     const n = held.shape[0], per = held.size / n, chunk = chunkOf(graph);

@@ -665,6 +665,64 @@ for (const name of ["resnet18_fmnist", "mobilenetv2_fmnist"]) {
   });
 }
 
+/** Conv → Relu → a head Conv (1×1) → GlobalAveragePool → Flatten → Softmax, opset 13: the head's output reaches no layer. */
+function headModel(): Uint8Array {
+  const node: NodeProto[] = [
+    nodeProto("Conv", "conv", ["x", "w1", "b1"], ["c1"], [attr("pads", [1, 1, 1, 1])]),
+    nodeProto("Relu", "relu", ["c1"], ["r1"]),
+    nodeProto("Conv", "head", ["r1", "w2", "b2"], ["c2"]),
+    nodeProto("GlobalAveragePool", "pool", ["c2"], ["p"]),
+    nodeProto("Flatten", "flatten", ["p"], ["f"]),
+    nodeProto("Softmax", "softmax", ["f"], ["probs"]),
+  ];
+  return encodeModel({
+    irVersion: 7n,
+    opsetImport: [{ domain: "", version: 13 }],
+    producerName: "hand",
+    producerVersion: "1",
+    domain: "",
+    modelVersion: 0n,
+    docString: "",
+    metadataProps: [],
+    graph: {
+      node,
+      name: "head",
+      initializer: [
+        tensorToProto("w1", randomTensor([4, 2, 3, 3], 21, 0.5)),
+        tensorToProto("b1", randomTensor([4], 22, 0.1)),
+        tensorToProto("w2", randomTensor([5, 4, 1, 1], 23, 0.8)),
+        tensorToProto("b2", randomTensor([5], 24, 0.1)),
+      ],
+      docString: "",
+      input: [valueInfoProto("x", DataType.FLOAT, ["N", 2, 8, 8])],
+      output: [valueInfoProto("probs", DataType.FLOAT, ["N", 5])],
+      valueInfo: [],
+      metadataProps: [],
+    },
+  });
+}
+
+Deno.test("export: a head Conv, whose output reaches no quantized layer, keeps a float output; onnxruntime runs it in float and the other on integers", async () => {
+  await init();
+  const bytes = headModel();
+  const model = loadModel(bytes);
+  const x = randomTensor([512, 2, 8, 8], 25, 1);
+  const q = await quantize(model, rows(x, 0, 256), {
+    weightBits: 8,
+    activationBits: 8,
+    rounding: "nearest",
+    holdout: 0,
+  });
+  assert.equal(isDeploy(q), true);
+  assert.deepEqual(q.activations.map((a) => a.tensor).sort(), ["r1", "x"]);
+  const kernels = await ortNodeKernels(q.toOnnx());
+  assert.equal(kernels.QLinearConv, 1, JSON.stringify(kernels));
+  assert.equal(kernels.Conv, 1, JSON.stringify(kernels));
+  await checkExport(q, decodeModel(bytes), rows(x, 256, 256));
+  q.dispose();
+  model.dispose();
+});
+
 // ---------------------------------------------------------------- every fixture model at every accuracy-table setting
 
 /** The settings of the README's accuracy table. */

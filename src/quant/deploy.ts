@@ -5,6 +5,8 @@
 // Quantizer positions. Besides the input of every quantized layer, each
 // Conv's output is quantized: onnxruntime turns DequantizeLinear → Conv →
 // QuantizeLinear into QLinearConv only when a QuantizeLinear follows the Conv.
+// Not a head's, though (a Conv whose output reaches no quantized layer): it
+// stays float, as the model's outputs do, and runs as a float Conv.
 // A Relu or Clip that alone reads the Conv's output is folded in as
 // onnxruntime folds it: the quantizer sits after it and its range stays
 // within the Relu's or Clip's (the step is capped), so the runtime drops the
@@ -97,7 +99,11 @@ function largestStep(limit: number, levels: number): number {
 /**
  * Adds the deploy form's output quantizers (8-bit) to `acts`: one after each
  * Conv, or after the Relu or Clip that alone reads it (recording the range
- * it folds in). No quantizer on a graph output: the runtime fuses none there.
+ * it folds in). None on a graph output, where the runtime fuses none, and
+ * none on a head whose output reaches no quantized layer: there 8 bits would
+ * only coarsen what the model returns (a detector's score map, whose peaks
+ * an Equal against MaxPool picks, gains ties), and the runtime runs that one
+ * Conv in float.
  */
 export function planOutputQuantizers(
   graph: Graph,
@@ -105,12 +111,13 @@ export function planOutputQuantizers(
   acts: ActivationQuantizer[],
 ): void {
   const outputs = new Set(graph.outputs.map((o) => o.name));
+  const feeding = feedingLayers(graph, weights);
   for (const w of weights) {
     if (w.layer.kind !== "Conv") continue;
     const conv = w.layer.node.outputs[0];
     const folded = foldedActivation(graph, conv);
     const tensor = folded ? folded.node.outputs[0] : conv;
-    if (outputs.has(conv) || outputs.has(tensor)) continue;
+    if (outputs.has(conv) || outputs.has(tensor) || !feeding.has(tensor)) continue;
     let a = acts.find((x) => x.tensor === tensor);
     if (!a) {
       a = { tensor, bits: 8, ...quantLevels(8, false), zero: 0, step: 1 };
@@ -118,6 +125,21 @@ export function planOutputQuantizers(
     }
     if (folded) a.bounds = folded.bounds;
   }
+}
+
+/** The tensors some quantized layer reads, directly or through other nodes. */
+function feedingLayers(graph: Graph, weights: WeightQuantizer[]): Set<string> {
+  const producers = new Map<string, Node>();
+  for (const n of graph.nodes) for (const t of n.outputs) producers.set(t, n);
+  const seen = new Set<string>();
+  const pending = weights.flatMap((w) => w.layer.node.inputs);
+  while (pending.length > 0) {
+    const tensor = pending.pop()!;
+    if (seen.has(tensor)) continue;
+    seen.add(tensor);
+    pending.push(...(producers.get(tensor)?.inputs ?? []));
+  }
+  return seen;
 }
 
 /** A layer's constant bias: Conv's and ConvTranspose's input 2, Gemm's C (beta 1), one value per output channel. */

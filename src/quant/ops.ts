@@ -8,7 +8,8 @@
 //   scales (deploy form); its tiny dependence on the step is not followed.
 // And, forward only, the search that sets an activation quantizer's first
 // step (SearchActivationScale), an op so that calibration runs its searches
-// on the threads (quantize.ts).
+// on the threads (quantize.ts); and the deploy form's quantized Add as
+// onnxruntime computes it (RuntimeQuantizedAdd, for q.run: deploy.ts).
 import { attrFloat, attrInt } from "../graph/ir.ts";
 import {
   opError,
@@ -29,7 +30,8 @@ import {
   searchActivationScale,
 } from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
-import { biasLevels } from "./deploy.ts";
+import { biasLevels, runtimeAdd } from "./deploy.ts";
+import { fakeQuantValue } from "../kernels/quant.ts";
 
 /**
  * Where a training run's part of the mini-batch starts, and how large the whole
@@ -96,6 +98,41 @@ registerOps(
         drop,
       );
       return words ? [y, words] : [y];
+    },
+    /**
+     * inputs: sum (the float Add), step [1] of its quantizer, and the Add's two
+     * quantized inputs; attributes zero, qmin, qmax (the sum's quantizer) and
+     * stepA, zeroA, stepB, zeroB (the inputs'). Output: the quantized sum,
+     * from the inputs' levels as onnxruntime's QLinearAdd computes it when
+     * they have one shape, else the sum fake-quantized.
+     */
+    RuntimeQuantizedAdd: (ctx, inputs) => {
+      const node = ctx.node;
+      const sum = wasmInput(node, inputs, 0), step = wasmInput(node, inputs, 1).data[0];
+      const a = wasmInput(node, inputs, 2), b = wasmInput(node, inputs, 3);
+      const zero = attrInt(node, "zero", 0),
+        qmin = attrInt(node, "qmin", 0),
+        qmax = attrInt(node, "qmax", 255);
+      const y = ctx.outputF32(sum.shape);
+      if (a.size !== sum.size || b.size !== sum.size) {
+        for (let i = 0; i < sum.size; i++) y.data[i] = fakeQuantValue(sum.data[i], step, zero, qmin, qmax);
+        return [y];
+      }
+      const gridA = { step: attrFloat(node, "stepA", 1), zero: attrInt(node, "zeroA", 0) };
+      const gridB = { step: attrFloat(node, "stepB", 1), zero: attrInt(node, "zeroB", 0) };
+      const levels = (v: Float32Array, g: typeof gridA) => v.map((x) => Math.round(x / g.step) + g.zero);
+      runtimeAdd(
+        levels(a.data, gridA),
+        gridA,
+        levels(b.data, gridB),
+        gridB,
+        { step, zero },
+        qmin,
+        qmax,
+        y.data,
+      );
+      for (let i = 0; i < y.size; i++) y.data[i] = Math.fround(Math.fround(y.data[i] - zero) * step);
+      return [y];
     },
     /** inputs: bias [m], input step [1], weight scales [m]; output: the bias on the int32 grid. */
     QuantizeBias: (ctx, inputs) => {

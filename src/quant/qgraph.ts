@@ -142,12 +142,59 @@ export function quantizedGraph(
   for (const [name, t] of weights) initializers.set(name, t);
   const simulated = { ...base, initializers };
   if (!deploy) return withActivationQuantizers(simulated, acts, undefined, false);
-  return withActivationQuantizers(
-    integerGraph(simulated, deploy.layers, deploy.rows, acts),
+  return withRuntimeAdds(
+    withActivationQuantizers(
+      integerGraph(simulated, deploy.layers, deploy.rows, acts),
+      acts,
+      undefined,
+      true,
+    ),
     acts,
-    undefined,
-    true,
   );
+}
+
+/**
+ * The deploy form's quantized Adds of two quantized tensors, which the
+ * runtime runs as QLinearAdd, with its arithmetic (deploy.ts): each such
+ * Add's quantizer (or that of a Relu after it, which the runtime drops when
+ * the zero point clamps alike) becomes a RuntimeQuantizedAdd. Not where the
+ * sum is a graph output too: the runtime then adds in float.
+ */
+function withRuntimeAdds(graph: Graph, acts: ActivationQuantizer[]): Graph {
+  const byQuantized = new Map(acts.map((a) => [quantizedName(a.tensor), a]));
+  const outputs = new Set(graph.outputs.map((o) => o.name));
+  const producers = new Map(graph.nodes.flatMap((m) => m.outputs.map((o) => [o, m])));
+  const readers = (tensor: string) => graph.nodes.filter((m) => m.inputs.includes(tensor)).length;
+  /** The Add whose sum a quantizer reads, directly or through a Relu that its zero point makes redundant. */
+  const addOf = (n: Node): Node | undefined => {
+    let m = producers.get(n.inputs[0]);
+    const zero = n.attributes.get("zero"), qmin = n.attributes.get("qmin");
+    if (
+      m && isOnnxOp(m, "Relu") && zero === qmin && readers(m.inputs[0]) === 1 && !outputs.has(m.inputs[0])
+    ) {
+      m = producers.get(m.inputs[0]);
+    }
+    return m && isOnnxOp(m, "Add") ? m : undefined;
+  };
+  const nodes = graph.nodes.map((n) => {
+    const add = n.opType === "FakeQuantActivation" ? addOf(n) : undefined;
+    const [a, b] = (add?.inputs ?? []).map((i) => byQuantized.get(i));
+    if (!add || !a || !b || outputs.has(n.inputs[0])) return n;
+    return node(
+      `${n.inputs[0]}:runtime_add`,
+      "RuntimeQuantizedAdd",
+      [...n.inputs, ...add.inputs],
+      n.outputs,
+      [
+        ...n.attributes,
+        ["stepA", Math.fround(a.step)],
+        ["zeroA", a.zero],
+        ["stepB", Math.fround(b.step)],
+        ["zeroB", b.zero],
+      ],
+    );
+  });
+  return { ...graph, nodes };
 }
 
 /**

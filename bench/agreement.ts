@@ -5,8 +5,8 @@
 // quantizes them), one model per argument.
 //
 //   deno task bench:agreement [MODEL ...]   (default: the four fixture models)
-import { init, loadModel, quantize, readNpz, Tensor } from "../mod.ts";
-import { imagesToInput, readFixture } from "../tests/fixtures.ts";
+import { init, loadModel, quantize, readNpz } from "../mod.ts";
+import { imagesToInput, readFixture, rows } from "../tests/fixtures.ts";
 import { ortNodeRun } from "../tests/ort.ts";
 import { ortWebRun } from "../tests/ort-web.ts";
 
@@ -14,14 +14,6 @@ const IMAGES = 300;
 const models = Deno.args.length > 0
   ? Deno.args
   : ["tiny_cnn_fmnist", "resnet18_fmnist", "mobilenetv2_fmnist", "vit_fmnist"];
-
-function rows(t: Tensor, start: number, count: number): Tensor {
-  const per = t.size / t.shape[0];
-  return new Tensor((t.data as Float32Array).slice(start * per, (start + count) * per), [
-    count,
-    ...t.shape.slice(1),
-  ]);
-}
 
 /** Share of samples whose every output agrees to float rounding. */
 function exactShare(ours: Float32Array, theirs: Float32Array, samples: number): number {

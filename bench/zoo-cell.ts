@@ -14,6 +14,7 @@ import { init, inspectModel, loadModel, type Model, quantize, Tensor } from "../
 import type { QuantizedModel, SpillStore } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { evaluationSet, readFixture, toInput } from "./fmnist.ts";
+import { rows } from "../tests/fixtures.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { flagValue, selectModels, zooDir, type ZooInput, type ZooModel } from "../zoo/manifest.ts";
 import {
@@ -159,11 +160,6 @@ export function lineImages(
     }
   }
   return { input: new Tensor(data, [count, ...shape]), truth };
-}
-
-function rows(t: Tensor, start: number, n: number): Tensor {
-  const per = t.size / t.shape[0];
-  return new Tensor((t.data as Float32Array).slice(start * per, (start + n) * per), [n, ...t.shape.slice(1)]);
 }
 
 /**

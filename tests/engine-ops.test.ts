@@ -8,9 +8,9 @@ import { Engine } from "../src/engine/engine.ts";
 import { registerOps } from "../src/engine/registry.ts";
 import { nodeProto, valueInfoProto } from "../src/export/proto.ts";
 import { roundHalfEven } from "../src/kernels/quant.ts";
-import { encodeModel } from "../src/onnx/codec.ts";
 import { DataType } from "../src/onnx/types.ts";
 import { ortNodeRun } from "./ort.ts";
+import { modelBytes } from "./helpers.ts";
 import type { AttributeValue, Graph, ValueInfo } from "../src/graph/ir.ts";
 
 interface NodeSpec {
@@ -231,25 +231,11 @@ Deno.test("roundHalfEven (the engine's Round and the quantizers') matches onnxru
   for (let i = -40; i <= 40; i++) values.push(i / 2, i / 2 + 1e-3, i / 2 - 1e-3);
   values.push(0.49999997, -0.49999997, 8388607.5, -8388607.5, 2 ** 23 + 1, 1e9 + 0.5, -0);
   const x = Float32Array.from(values);
-  const bytes = encodeModel({
-    irVersion: 8n,
-    opsetImport: [{ domain: "", version: 13 }],
-    producerName: "",
-    producerVersion: "",
-    domain: "",
-    modelVersion: 0n,
-    docString: "",
-    metadataProps: [],
-    graph: {
-      node: [nodeProto("Round", "round", ["x"], ["y"])],
-      name: "g",
-      initializer: [],
-      docString: "",
-      input: [valueInfoProto("x", DataType.FLOAT, [x.length])],
-      output: [valueInfoProto("y", DataType.FLOAT, [x.length])],
-      valueInfo: [],
-      metadataProps: [],
-    },
+  const bytes = modelBytes(13, {
+    node: [nodeProto("Round", "round", ["x"], ["y"])],
+    initializer: [],
+    input: [valueInfoProto("x", DataType.FLOAT, [x.length])],
+    output: [valueInfoProto("y", DataType.FLOAT, [x.length])],
   });
   const reference = (await ortNodeRun(bytes, { x: new Tensor(x, [x.length]) })).y.data as Float32Array;
   assert.deepEqual(Array.from(x, roundHalfEven), Array.from(reference));

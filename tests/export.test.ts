@@ -20,7 +20,7 @@ import type { QuantizeOptionsInput } from "../src/quant/options.ts";
 import type { QuantizedModel } from "../src/quant/quantized-model.ts";
 import { fakeQuantValue } from "../src/kernels/quant.ts";
 import { runtimeAdd } from "../src/quant/deploy.ts";
-import { argmaxRows, imagesToInput, readFixture } from "./fixtures.ts";
+import { argmaxRows, imagesToInput, readFixture, rows } from "./fixtures.ts";
 import { ortNodeOptions, ortNodeRun } from "./ort.ts";
 // deno-lint-ignore no-import-prefix
 import * as ortNode from "npm:onnxruntime-node@1.30.0";
@@ -29,6 +29,7 @@ import { tmpdir } from "node:os";
 import { arch } from "node:process";
 import { join } from "node:path";
 import { ortWebRun } from "./ort-web.ts";
+import { modelBytes } from "./helpers.ts";
 import { haveNumpy, PYTHON } from "./system.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -38,14 +39,6 @@ const testImages = (count: number) => {
   const x = imagesToInput(readNpz(readFixture("test.npz")).x);
   return new Tensor((x.data as Float32Array).slice(0, count * 784), [count, 1, 28, 28]);
 };
-
-function rows(t: Tensor, start: number, count: number): Tensor {
-  const per = t.size / t.shape[0];
-  return new Tensor((t.data as Float32Array).slice(start * per, (start + count) * per), [
-    count,
-    ...t.shape.slice(1),
-  ]);
-}
 
 interface Agreement {
   images: number;
@@ -402,26 +395,12 @@ function qdqNodeModel(
 ): Uint8Array {
   const dims = [2, 3];
   const attrs = axis === undefined ? [] : [attributeProto("axis", axis, AttributeType.INT)];
-  return encodeModel({
-    irVersion: 10n,
-    opsetImport: [{ domain: "", version: 21 }],
-    producerName: "",
-    producerVersion: "",
-    domain: "",
-    modelVersion: 0n,
-    docString: "",
-    metadataProps: [],
-    graph: {
-      node: [nodeProto(op, "op", ["x", "s", "z"], ["y"], attrs)],
-      name: "g",
-      initializer: [tensorToProto("s", scale), tensorToProto("z", zero)],
-      docString: "",
-      input: [valueInfoProto("x", inType, dims)],
-      output: [valueInfoProto("y", outType, dims)],
-      valueInfo: [],
-      metadataProps: [],
-    },
-  });
+  return modelBytes(21, {
+    node: [nodeProto(op, "op", ["x", "s", "z"], ["y"], attrs)],
+    initializer: [tensorToProto("s", scale), tensorToProto("z", zero)],
+    input: [valueInfoProto("x", inType, dims)],
+    output: [valueInfoProto("y", outType, dims)],
+  }, 10n);
 }
 
 Deno.test("export: the engine's QuantizeLinear/DequantizeLinear on int4/uint4 match onnxruntime, ties rounding half to even", async () => {
@@ -673,30 +652,16 @@ function addModel(grids: { step: number; zero: number }[], length: number): Uint
     tensorToProto(`s${x}`, new Tensor(Float32Array.of(grids[i].step), [])),
     tensorToProto(`z${x}`, new Tensor(Uint8Array.of(grids[i].zero), [], "uint8")),
   ]);
-  return encodeModel({
-    irVersion: 8n,
-    opsetImport: [{ domain: "", version: 13 }],
-    producerName: "",
-    producerVersion: "",
-    domain: "",
-    modelVersion: 0n,
-    docString: "",
-    metadataProps: [],
-    graph: {
-      node: [
-        nodeProto("DequantizeLinear", "dqa", ["a", "sa", "za"], ["fa"]),
-        nodeProto("DequantizeLinear", "dqb", ["b", "sb", "zb"], ["fb"]),
-        nodeProto("Add", "add", ["fa", "fb"], ["sum"]),
-        nodeProto("QuantizeLinear", "q", ["sum", "sc", "zc"], ["c"]),
-      ],
-      name: "add",
-      initializer: scalars,
-      docString: "",
-      input: [valueInfoProto("a", DataType.UINT8, [length]), valueInfoProto("b", DataType.UINT8, [length])],
-      output: [valueInfoProto("c", DataType.UINT8, [length])],
-      valueInfo: [],
-      metadataProps: [],
-    },
+  return modelBytes(13, {
+    node: [
+      nodeProto("DequantizeLinear", "dqa", ["a", "sa", "za"], ["fa"]),
+      nodeProto("DequantizeLinear", "dqb", ["b", "sb", "zb"], ["fb"]),
+      nodeProto("Add", "add", ["fa", "fb"], ["sum"]),
+      nodeProto("QuantizeLinear", "q", ["sum", "sc", "zc"], ["c"]),
+    ],
+    initializer: scalars,
+    input: [valueInfoProto("a", DataType.UINT8, [length]), valueInfoProto("b", DataType.UINT8, [length])],
+    output: [valueInfoProto("c", DataType.UINT8, [length])],
   });
 }
 
@@ -744,30 +709,16 @@ function headModel(): Uint8Array {
     nodeProto("Flatten", "flatten", ["p"], ["f"]),
     nodeProto("Softmax", "softmax", ["f"], ["probs"]),
   ];
-  return encodeModel({
-    irVersion: 7n,
-    opsetImport: [{ domain: "", version: 13 }],
-    producerName: "hand",
-    producerVersion: "1",
-    domain: "",
-    modelVersion: 0n,
-    docString: "",
-    metadataProps: [],
-    graph: {
-      node,
-      name: "head",
-      initializer: [
-        tensorToProto("w1", randomTensor([4, 2, 3, 3], 21, 0.5)),
-        tensorToProto("b1", randomTensor([4], 22, 0.1)),
-        tensorToProto("w2", randomTensor([5, 4, 1, 1], 23, 0.8)),
-        tensorToProto("b2", randomTensor([5], 24, 0.1)),
-      ],
-      docString: "",
-      input: [valueInfoProto("x", DataType.FLOAT, ["N", 2, 8, 8])],
-      output: [valueInfoProto("probs", DataType.FLOAT, ["N", 5])],
-      valueInfo: [],
-      metadataProps: [],
-    },
+  return modelBytes(13, {
+    node,
+    initializer: [
+      tensorToProto("w1", randomTensor([4, 2, 3, 3], 21, 0.5)),
+      tensorToProto("b1", randomTensor([4], 22, 0.1)),
+      tensorToProto("w2", randomTensor([5, 4, 1, 1], 23, 0.8)),
+      tensorToProto("b2", randomTensor([5], 24, 0.1)),
+    ],
+    input: [valueInfoProto("x", DataType.FLOAT, ["N", 2, 8, 8])],
+    output: [valueInfoProto("probs", DataType.FLOAT, ["N", 5])],
   });
 }
 

@@ -9,6 +9,15 @@ export function readFixture(name: string): Uint8Array {
   return new Uint8Array(readFileSync(new URL(`./fixtures/${name}`, import.meta.url)));
 }
 
+/** Samples [start, start + count) of a float32 batch (first axis). */
+export function rows(t: Tensor, start: number, count: number): Tensor {
+  const per = t.size / t.shape[0];
+  return new Tensor((t.data as Float32Array).slice(start * per, (start + count) * per), [
+    count,
+    ...t.shape.slice(1),
+  ]);
+}
+
 /** uint8 images [N, H, W] → float32 [N, 1, H, W] in [0, 1]: the fixture models' input contract. */
 export function imagesToInput(x: Tensor): Tensor {
   const pixels = x.data as Uint8Array;

@@ -1,4 +1,7 @@
-// Shared test helpers: a seeded generator and float comparisons.
+// Shared test helpers: a seeded generator, float comparisons and hand-built
+// ONNX models.
+import { encodeModel } from "../src/onnx/codec.ts";
+import type { GraphProto } from "../src/onnx/types.ts";
 
 /** Deterministic uniform floats in [-1, 1) (mulberry32). */
 export function randomFloats(count: number, seed: number): Float32Array {
@@ -31,4 +34,23 @@ export function worstRelativeError(
     }
   }
   return { worst, at };
+}
+
+/** A hand-built model's bytes: one graph of the default domain at `opset`, every other field empty. */
+export function modelBytes(
+  opset: number,
+  graph: Pick<GraphProto, "node" | "initializer" | "input" | "output">,
+  irVersion = 8n,
+): Uint8Array {
+  return encodeModel({
+    irVersion,
+    opsetImport: [{ domain: "", version: opset }],
+    producerName: "",
+    producerVersion: "",
+    domain: "",
+    modelVersion: 0n,
+    docString: "",
+    metadataProps: [],
+    graph: { name: "g", docString: "", valueInfo: [], metadataProps: [], ...graph },
+  });
 }

@@ -100,6 +100,16 @@ export function attrTensor(node: Node, name: string): Tensor | undefined {
   return v as Tensor;
 }
 
+/** The node that writes each tensor. */
+export function producers(graph: Graph): Map<string, Node> {
+  return new Map(graph.nodes.flatMap((n) => n.outputs.map((name) => [name, n])));
+}
+
+/** The nodes that read a tensor. */
+export function consumers(graph: Graph, name: string): Node[] {
+  return graph.nodes.filter((n) => n.inputs.includes(name));
+}
+
 /** Nodes in an order where every input is produced before it is used. */
 export function topologicalOrder(graph: Graph): Node[] {
   const available = new Set<string>(["", ...graph.initializers.keys(), ...graph.inputs.map((i) => i.name)]);

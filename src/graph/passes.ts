@@ -2,11 +2,7 @@
 // Gemm before it (the folded weights are what gets quantized), and removal of
 // nodes that no graph output depends on.
 import { Tensor } from "../tensor.ts";
-import { attrFloat, attrInt, type Graph, isOnnxOp, type Node, topologicalOrder } from "./ir.ts";
-
-function consumers(graph: Graph, name: string): Node[] {
-  return graph.nodes.filter((n) => n.inputs.includes(name));
-}
+import { attrFloat, attrInt, consumers, type Graph, isOnnxOp, type Node, topologicalOrder } from "./ir.ts";
 
 function floatInitializer(graph: Graph, name: string | undefined): Float32Array | undefined {
   const t = name ? graph.initializers.get(name) : undefined;

@@ -26,13 +26,13 @@
 // last bit on those layers. An Add of two quantized tensors of one shape,
 // quantized itself, becomes QLinearAdd, whose float arithmetic differs
 // between runtimes and platforms; q.run follows onnxruntime's x86-64 kernel
-// (AVX2, as onnxruntime-node runs it here: runtimeAdd), which the ONNX
-// formula misses on about one pair of levels in 10^5, and a deep network
-// carries such a one-level flip on to its outputs. What remains apart is the
+// (AVX2, as onnxruntime-node runs it here: runtimeAdd), from which the ONNX
+// formula lands one level away now and then, and a deep network carries
+// such a one-level flip on to its outputs. What remains apart is the
 // float arithmetic of other ops (pooling, other platforms' Add).
 // Reconstruction trains on the fake-quantized float form of the same model,
 // with the biases rounded (QuantizeBias); the two differ by float rounding.
-import { attrFloat, type Graph, isOnnxDomain, type Node } from "../graph/ir.ts";
+import { attrFloat, consumers, type Graph, isOnnxDomain, type Node, producers } from "../graph/ir.ts";
 import { quantLevels, roundHalfEven } from "../kernels/quant.ts";
 import { fromRows } from "../layout.ts";
 import { Tensor } from "../tensor.ts";
@@ -61,7 +61,7 @@ export function foldedActivation(
   graph: Graph,
   tensor: string,
 ): { node: Node; bounds: [number, number] } | undefined {
-  const readers = graph.nodes.filter((n) => n.inputs.includes(tensor));
+  const readers = consumers(graph, tensor);
   if (readers.length !== 1 || graph.outputs.some((o) => o.name === tensor)) return undefined;
   const node = readers[0];
   if (!isOnnxDomain(node) || node.inputs[0] !== tensor) return undefined;
@@ -134,15 +134,14 @@ export function planOutputQuantizers(
 
 /** The tensors some quantized layer reads, directly or through other nodes. */
 function feedingLayers(graph: Graph, weights: WeightQuantizer[]): Set<string> {
-  const producers = new Map<string, Node>();
-  for (const n of graph.nodes) for (const t of n.outputs) producers.set(t, n);
+  const producerOf = producers(graph);
   const seen = new Set<string>();
   const pending = weights.flatMap((w) => w.layer.node.inputs);
   while (pending.length > 0) {
     const tensor = pending.pop()!;
     if (seen.has(tensor)) continue;
     seen.add(tensor);
-    pending.push(...(producers.get(tensor)?.inputs ?? []));
+    pending.push(...(producerOf.get(tensor)?.inputs ?? []));
   }
   return seen;
 }
@@ -289,11 +288,8 @@ export function integerGraph(
   return { ...graph, nodes, initializers };
 }
 
-/** An activation quantizer's parameters, as QuantizeLinear holds them. */
-export interface Grid {
-  step: number;
-  zero: number;
-}
+/** An activation quantizer's grid, as QuantizeLinear holds it. */
+export type Grid = Pick<ActivationQuantizer, "step" | "zero">;
 
 /**
  * onnxruntime's QLinearAdd on x86-64 (MlasQLinearAddKernelAvx2Helper), on

@@ -7,12 +7,12 @@
 // (reconstruct.ts), however many runs the mini-batch is split into. In the
 // exact form only quantized layers read a quantized tensor; in the deploy form
 // every consumer does, and biases are rounded to the runtime's int32 grid.
-import { type Graph, isOnnxOp, type Node } from "../graph/ir.ts";
+import { type Graph, isOnnxOp, type Node, producers } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
 import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import { inversePerm, toRowsPerm } from "../layout.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
-import { integerGraph, layerBias } from "./deploy.ts";
+import { foldedActivation, integerGraph, layerBias } from "./deploy.ts";
 
 function node(
   name: string,
@@ -163,16 +163,12 @@ export function quantizedGraph(
 function withRuntimeAdds(graph: Graph, acts: ActivationQuantizer[]): Graph {
   const byQuantized = new Map(acts.map((a) => [quantizedName(a.tensor), a]));
   const outputs = new Set(graph.outputs.map((o) => o.name));
-  const producers = new Map(graph.nodes.flatMap((m) => m.outputs.map((o) => [o, m])));
-  const readers = (tensor: string) => graph.nodes.filter((m) => m.inputs.includes(tensor)).length;
+  const producerOf = producers(graph);
   /** The Add whose sum a quantizer reads, directly or through a Relu that its zero point makes redundant. */
   const addOf = (n: Node): Node | undefined => {
-    let m = producers.get(n.inputs[0]);
-    const zero = n.attributes.get("zero"), qmin = n.attributes.get("qmin");
-    if (
-      m && isOnnxOp(m, "Relu") && zero === qmin && readers(m.inputs[0]) === 1 && !outputs.has(m.inputs[0])
-    ) {
-      m = producers.get(m.inputs[0]);
+    let m = producerOf.get(n.inputs[0]);
+    if (m && isOnnxOp(m, "Relu") && n.attributes.get("zero") === n.attributes.get("qmin")) {
+      m = foldedActivation(graph, m.inputs[0])?.node === m ? producerOf.get(m.inputs[0]) : undefined;
     }
     return m && isOnnxOp(m, "Add") ? m : undefined;
   };

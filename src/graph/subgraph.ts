@@ -3,7 +3,7 @@
 // leaving tensors as outputs. Reconstruction trains and runs blocks this way.
 // A block that writes several tensors (a detector's heads, say) writes them
 // packed into one, each flattened per sample, so that it has one output to
-// cache and to match, its loss weighing every output value alike.
+// cache and to match (the loss weighs the parts; see reconstruct.ts).
 import { Tensor } from "../tensor.ts";
 import type { Graph, Node } from "./ir.ts";
 
@@ -54,6 +54,13 @@ export function blockGraph(graph: Graph, block: BlockLike): Graph {
   return block.outputs.length > 1 ? packOutputs(subgraph) : subgraph;
 }
 
+/** The flattened outputs a block graph packs, in packing order; none for a block with one output. */
+export function packedParts(block: BlockLike): string[] {
+  return block.outputs.length > 1 ? block.outputs.map(packedPart) : [];
+}
+
+const packedPart = (output: string) => `${PACKED_OUTPUTS}/${output}`;
+
 /** The graph with its outputs flattened per sample ([N, …] → [N, k]) and concatenated into PACKED_OUTPUTS. */
 function packOutputs(graph: Graph): Graph {
   const node = (name: string, opType: string, inputs: string[], outputs: string[], axis?: number): Node => ({
@@ -65,7 +72,7 @@ function packOutputs(graph: Graph): Graph {
     attributes: new Map(axis === undefined ? [] : [["axis", axis]]),
   });
   const shape = `${PACKED_OUTPUTS}/shape`;
-  const flat = graph.outputs.map((o) => `${PACKED_OUTPUTS}/${o.name}`);
+  const flat = graph.outputs.map((o) => packedPart(o.name));
   return {
     ...graph,
     // [0, -1]: keep the batch, flatten the rest.

@@ -209,8 +209,10 @@ function isRowsLayout(q: WeightQuantizer): boolean {
 /**
  * A block's training graph: the rounded weights of `layers` (rows layout,
  * transposed back where needed) and the activation steps as inputs, loss =
- * MSE(block output, target). Graph inputs: the block input, TARGET, each
- * rounded weight, each step (and drop rng with QDrop, and SHARD).
+ * MSE(block output, target), each output value and its target first
+ * multiplied by its `outputWeights` entry when given. Graph inputs: the block
+ * input, TARGET, each rounded weight, each step (and drop rng with QDrop, and
+ * SHARD).
  */
 export function trainingGraph(
   block: Graph,
@@ -218,6 +220,7 @@ export function trainingGraph(
   acts: ActivationQuantizer[],
   activationDrop: number,
   deploy = false,
+  outputWeights?: Float32Array,
 ): Graph {
   const base = withoutWeights(block, new Set(layers.map((l) => l.layer.weight)));
   const nodes: Node[] = [];
@@ -250,10 +253,23 @@ export function trainingGraph(
   }
   const withWeights: Graph = { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs };
   const withActs = withActivationQuantizers(withWeights, acts, activationDrop, deploy);
-  const output = block.outputs[0].name;
+  let compared = [block.outputs[0].name, TARGET];
+  const weighing: Node[] = [];
+  const lossInitializers = new Map(withActs.initializers);
+  if (outputWeights) {
+    const weights = `${LOSS}/output_weights`;
+    lossInitializers.set(weights, new Tensor(outputWeights, [outputWeights.length]));
+    weighing.push(...compared.map((x) => node(`${x}:weigh`, "Mul", [x, weights], [`${x}:weighed`], [], "")));
+    compared = compared.map((x) => `${x}:weighed`);
+  }
   return {
     ...withActs,
-    nodes: [...withActs.nodes, node("reconstruction_loss", "MeanSquaredError", [output, TARGET], [LOSS])],
+    initializers: lossInitializers,
+    nodes: [
+      ...withActs.nodes,
+      ...weighing,
+      node("reconstruction_loss", "MeanSquaredError", compared, [LOSS]),
+    ],
     outputs: [{ name: LOSS }],
   };
 }

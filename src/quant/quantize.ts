@@ -43,7 +43,7 @@ import { type DeployLayers, quantizedGraph, quantizersRead } from "./qgraph.ts";
 import { foldedStepCap, planOutputQuantizers } from "./deploy.ts";
 import "./ops.ts";
 import { BlockTrainer, shardCount, type TrainerState } from "./reconstruct.ts";
-import { blockGraph } from "../graph/subgraph.ts";
+import { blockGraph, packedParts } from "../graph/subgraph.ts";
 import {
   canonicalBytes,
   type CheckedState,
@@ -598,7 +598,12 @@ export class QuantizationRun {
   /** Float targets of the current block, and (with `train`) its trainer when it is reconstructed. */
   private async enterBlock(runner: GraphRunner, train = true): Promise<void> {
     const { block, graph, layers, acts } = this.current();
-    const floatEngine = new Engine(graph);
+    const parts = packedParts(block);
+    const floatEngine = new Engine({
+      ...graph,
+      outputs: [...graph.outputs, ...parts.map((name) => ({ name }))],
+    });
+    let partSizes: number[];
     try {
       const probe = floatEngine.run({
         [block.inputs[0]]: new Tensor(new Float32Array(this.floatIn.sampleSize), [
@@ -607,6 +612,7 @@ export class QuantizationRun {
         ]),
       });
       this.targets = this.cache(probe[graph.outputs[0].name].shape.slice(1));
+      partSizes = parts.map((name) => probe[name].size);
     } finally {
       floatEngine.dispose();
     }
@@ -624,6 +630,7 @@ export class QuantizationRun {
         this.targets,
         this.o,
         this.plan.trainingSamples,
+        partSizes,
       );
     }
   }

@@ -53,6 +53,30 @@ export function seedFor(seed: number, label: string): number {
   return h;
 }
 
+/**
+ * Per packed output value, the weight that makes each output of a block count
+ * alike in its loss: the loss becomes the mean over outputs of each output's
+ * MSE over its float targets' mean square. Unweighed, a detector's box
+ * offsets in pixels would outweigh its scores by millions.
+ */
+export function partWeights(targets: ActivationCache, sizes: readonly number[]): Float32Array {
+  const squares = new Float64Array(sizes.length);
+  for (let i = 0; i < targets.length; i++) {
+    const t = targets.read(i);
+    for (let part = 0, at = 0; part < sizes.length; at += sizes[part++]) {
+      for (let k = at; k < at + sizes[part]; k++) squares[part] += t[k] * t[k];
+    }
+  }
+  const total = sizes.reduce((a, b) => a + b, 0);
+  const weights = new Float32Array(total);
+  for (let part = 0, at = 0; part < sizes.length; at += sizes[part++]) {
+    // An output that is zero on every sample is left at its plain MSE.
+    const meanSquare = squares[part] / (targets.length * sizes[part]) || 1;
+    weights.fill(Math.sqrt(total / (sizes.length * sizes[part] * meanSquare)), at, at + sizes[part]);
+  }
+  return weights;
+}
+
 /** Everything a trainer needs to continue where it stopped. */
 export interface TrainerState {
   iteration: number;
@@ -148,9 +172,18 @@ export class BlockTrainer {
     private readonly o: QuantizeOptions,
     /** The most samples one engine run may hold (memory, or a model that runs sample by sample). */
     maxShard = Infinity,
+    /** Values per sample of each output a block packs (packedParts), in packing order. */
+    partSizes: number[] = [],
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
-    const graph = trainingGraph(block, layers, acts, o.activationDrop, o.exportForm === "deploy");
+    const graph = trainingGraph(
+      block,
+      layers,
+      acts,
+      o.activationDrop,
+      o.exportForm === "deploy",
+      partSizes.length > 1 ? partWeights(targets, partSizes) : undefined,
+    );
     const wrt = [...layers.map(roundedInput), ...acts.map((a) => stepName(a.tensor))];
     const withGrads = addGradients(graph, LOSS, wrt);
     this.gradients = withGrads.gradients;

@@ -43,6 +43,8 @@ export interface Comparison {
   snrDbByOutput: Record<string, number>;
   /** Samples whose arg-max (of the first output) is the same, in [0, 1]; classifiers only. */
   top1Agreement?: number;
+  /** Samples whose decoded segments are the same (endpoints within 0.01 pixel), in [0, 1]; M-LSD only. */
+  sameSegments?: number;
   /** Samples on which every output value agrees to float rounding, |a − b| ≤ 1e-4 (1 + |b|), in [0, 1]. */
   exact: number;
   /** RMS of a − b over that of b, all outputs together. */
@@ -222,10 +224,14 @@ class Comparer {
     { maxAbs: number; scale: number; noise: number; signal: number }
   >();
 
-  constructor(private readonly classifier: boolean) {}
+  private sameLines = 0;
+
+  /** With `thresholds`, M-LSD's outputs are also compared as the segments they decode to. */
+  constructor(private readonly classifier: boolean, private readonly thresholds?: DecodeOptions) {}
 
   add(a: Record<string, Tensor>, b: Record<string, Tensor>): void {
     this.samples++;
+    if (this.thresholds && sameSegments(mapsOf(a), mapsOf(b), this.thresholds)) this.sameLines++;
     let close = true;
     for (const [name, ref] of Object.entries(b)) {
       const got = a[name];
@@ -269,10 +275,20 @@ class Comparer {
       snrDb,
       snrDbByOutput,
       ...(this.classifier ? { top1Agreement: this.same / this.samples } : {}),
+      ...(this.thresholds ? { sameSegments: this.sameLines / this.samples } : {}),
       exact: this.exact / this.samples,
       rmsRel: Math.sqrt(noise / (signal || 1)),
     };
   }
+}
+
+/** Whether two samples' maps decode to the same segments, endpoints within 0.01 pixel. */
+function sameSegments(a: MlsdMaps, b: MlsdMaps, thresholds: DecodeOptions): boolean {
+  const [p, q] = [a, b].map((m) => decodeSegments(m.scores, m.offsets, 160, thresholds));
+  return p.length === q.length &&
+    p.every((s, i) =>
+      [s.x1 - q[i].x1, s.y1 - q[i].y1, s.x2 - q[i].x2, s.y2 - q[i].y2].every((d) => Math.abs(d) <= 0.01)
+    );
 }
 
 function argmax(x: Float32Array): number {
@@ -382,10 +398,15 @@ async function floatCell(model: ZooModel, bytes: Uint8Array, evalCount: number |
     parameters: inspection.parameters,
     flopsPerSample: flopsPerSample(loaded, first),
   };
+  if (model.task === "line-segments") {
+    const chosen = mlsdThresholds(loaded, feed.input);
+    facts.thresholds = chosen.options;
+    facts.validationF1 = chosen.score.f1;
+  }
   emit({ step: "progress", at: "ort" });
   try {
     // One sample at a time in both.
-    const comparer = new Comparer(model.task === "classifier");
+    const comparer = new Comparer(model.task === "classifier", facts.thresholds);
     for (let i = 0; i < 4; i++) {
       const x = feed.evaluation.batch(i, 1).input;
       comparer.add(loaded.run({ [inputName]: x }), await ortNodeRun(bytes, { [inputName]: x }));
@@ -395,11 +416,6 @@ async function floatCell(model: ZooModel, bytes: Uint8Array, evalCount: number |
     facts.ortError = describe(e);
   }
   emit({ step: "progress", at: "metric" });
-  if (model.task === "line-segments") {
-    const chosen = mlsdThresholds(loaded, feed.input);
-    facts.thresholds = chosen.options;
-    facts.validationF1 = chosen.score.f1;
-  }
   const scorer = new TaskScorer(model, feed.evaluation.labels, facts.thresholds);
   let ms = 0;
   await forEachSample(
@@ -539,7 +555,7 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
   const kept: { x: Tensor; out: Record<string, Tensor> }[] = [];
   try {
     emit({ step: "progress", at: "metric" });
-    const comparer = new Comparer(model.task === "classifier");
+    const comparer = new Comparer(model.task === "classifier", thresholds);
     const scorer = new TaskScorer(model, feed.evaluation.labels, thresholds);
     await forEachSample(
       feed.evaluation,
@@ -562,7 +578,7 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
   try {
     const { ortNodeRun } = await import("../tests/ort.ts");
     const exported = q.toOnnx();
-    const comparer = new Comparer(model.task === "classifier");
+    const comparer = new Comparer(model.task === "classifier", thresholds);
     for (const { x, out } of kept) {
       const theirs = await ortNodeRun(exported, { [inputName]: x });
       runs = true;

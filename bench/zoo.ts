@@ -266,7 +266,10 @@ function exportText(e: CellResult["export"]): string {
   if (e.error) return e.runs ? `runs, then ${code(e.error)}` : `fails (${code(e.error)})`;
   if (!e.ort) return "";
   const agrees = e.ort.exact >= 0.95 ? "agrees" : "differs";
-  return `${agrees}: ${fixed(100 * e.ort.exact, 0)} % exact, SNR ${db(e.ort.snrDb)}`;
+  const segments = e.ort.sameSegments !== undefined
+    ? `, same segments ${fixed(100 * e.ort.sameSegments, 0)} %`
+    : "";
+  return `${agrees}: ${fixed(100 * e.ort.exact, 0)} % exact${segments}, SNR ${db(e.ort.snrDb)}`;
 }
 
 /** A quantization cell as four columns: metric (or the failure), time, peak RSS, export. */

@@ -9,6 +9,7 @@ import { init, loadModel, quantize, readNpz } from "../mod.ts";
 import { imagesToInput, readFixture, rows } from "../tests/fixtures.ts";
 import { ortNodeRun } from "../tests/ort.ts";
 import { ortWebRun } from "../tests/ort-web.ts";
+import { withinFloatRounding } from "../tests/helpers.ts";
 
 const IMAGES = 300;
 const models = Deno.args.length > 0
@@ -22,7 +23,7 @@ function exactShare(ours: Float32Array, theirs: Float32Array, samples: number): 
   for (let r = 0; r < samples; r++) {
     let close = true;
     for (let c = r * per; c < (r + 1) * per && close; c++) {
-      close = Math.abs(ours[c] - theirs[c]) <= 1e-4 * (1 + Math.abs(ours[c]));
+      close = withinFloatRounding(theirs[c], ours[c]);
     }
     if (close) exact++;
   }

@@ -15,6 +15,7 @@ import type { QuantizedModel, SpillStore } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
 import { evaluationSet, readFixture, toInput } from "./fmnist.ts";
 import { rows } from "../tests/fixtures.ts";
+import { withinFloatRounding } from "../tests/helpers.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { flagValue, selectModels, zooDir, type ZooInput, type ZooModel } from "../zoo/manifest.ts";
 import {
@@ -247,7 +248,7 @@ class Comparer {
         s.scale = Math.max(s.scale, Math.abs(y[i]));
         s.noise += d * d;
         s.signal += y[i] * y[i];
-        if (!(ad <= 1e-4 * (1 + Math.abs(y[i])))) close = false;
+        if (!withinFloatRounding(x[i], y[i])) close = false;
       }
       this.perOutput.set(name, s);
     }

@@ -29,7 +29,7 @@ import { tmpdir } from "node:os";
 import { arch } from "node:process";
 import { join } from "node:path";
 import { ortWebRun } from "./ort-web.ts";
-import { modelBytes } from "./helpers.ts";
+import { modelBytes, withinFloatRounding } from "./helpers.ts";
 import { haveNumpy, PYTHON } from "./system.ts";
 
 // ---------------------------------------------------------------- helpers
@@ -76,7 +76,7 @@ async function agreement(
         const d = a[c] - b[c];
         noise += d * d;
         signal += a[c] * a[c];
-        if (!(Math.abs(d) <= 1e-4 * (1 + Math.abs(a[c])))) close = false;
+        if (!withinFloatRounding(b[c], a[c])) close = false;
       }
       if (close) exact++;
     }

@@ -36,6 +36,15 @@ export function worstRelativeError(
   return { worst, at };
 }
 
+/**
+ * Whether `value` equals `reference` to float rounding, |value − reference| ≤
+ * 1e-4·(1 + |reference|): what "the same outputs" means when two runtimes
+ * compare (tests/export.test.ts says why). NaN never does.
+ */
+export function withinFloatRounding(value: number, reference: number): boolean {
+  return Math.abs(value - reference) <= 1e-4 * (1 + Math.abs(reference));
+}
+
 /** A hand-built model's bytes: one graph of the default domain at `opset`, every other field empty. */
 export function modelBytes(
   opset: number,

@@ -23,6 +23,7 @@ import { type Value, WasmValue } from "../engine/value.ts";
 import {
   type Drop,
   dropBelow,
+  fakeQuantValue,
   lsqBackward,
   lsqForward,
   lsqGradScale,
@@ -31,7 +32,6 @@ import {
 } from "../kernels/quant.ts";
 import { philoxBlocksWasm } from "../kernels/random.ts";
 import { biasLevels, runtimeAdd } from "./deploy.ts";
-import { fakeQuantValue } from "../kernels/quant.ts";
 
 /**
  * Where a training run's part of the mini-batch starts, and how large the whole

@@ -253,22 +253,21 @@ export function trainingGraph(
   }
   const withWeights: Graph = { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs };
   const withActs = withActivationQuantizers(withWeights, acts, activationDrop, deploy);
-  let compared = [block.outputs[0].name, TARGET];
-  const weighing: Node[] = [];
-  const lossInitializers = new Map(withActs.initializers);
-  if (outputWeights) {
-    const weights = `${LOSS}/output_weights`;
-    lossInitializers.set(weights, new Tensor(outputWeights, [outputWeights.length]));
-    weighing.push(...compared.map((x) => node(`${x}:weigh`, "Mul", [x, weights], [`${x}:weighed`], [], "")));
-    compared = compared.map((x) => `${x}:weighed`);
+  const compared = [block.outputs[0].name, TARGET];
+  const loss = (inputs: string[]) => node("reconstruction_loss", "MeanSquaredError", inputs, [LOSS]);
+  if (!outputWeights) {
+    return { ...withActs, nodes: [...withActs.nodes, loss(compared)], outputs: [{ name: LOSS }] };
   }
+  const weights = `${LOSS}/output_weights`, weighed = compared.map((x) => `${x}:weighed`);
+  const withLossWeights = new Map(withActs.initializers);
+  withLossWeights.set(weights, new Tensor(outputWeights, [outputWeights.length]));
   return {
     ...withActs,
-    initializers: lossInitializers,
+    initializers: withLossWeights,
     nodes: [
       ...withActs.nodes,
-      ...weighing,
-      node("reconstruction_loss", "MeanSquaredError", compared, [LOSS]),
+      ...compared.map((x, i) => node(`${x}:weigh`, "Mul", [x, weights], [weighed[i]], [], "")),
+      loss(weighed),
     ],
     outputs: [{ name: LOSS }],
   };

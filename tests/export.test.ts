@@ -203,7 +203,7 @@ function checkStructure(q: QuantizedModel, model: ModelProto, original: ModelPro
 }
 
 /**
- * The deploy form: int8 weights (any width) whose DequantizeLinear gives the
+ * The deploy form: int8 weights (uint8 at 8 bits) whose DequantizeLinear gives the
  * simulated weights exactly; each quantized activation QuantizeLinear (uint8)
  * → DequantizeLinear with the model's step and zero point, read by every
  * node that read the tensor; each bias int32 levels within half a step
@@ -222,13 +222,17 @@ function checkDeployStructure(q: QuantizedModel, model: ModelProto, original: Mo
     const dq = producer(w.layer.weight)!;
     assert.equal(dq.opType, "DequantizeLinear", `no DequantizeLinear produces ${w.layer.weight}`);
     const levels = constants.get(dq.input[0])!;
-    assert.equal(levels.dataType, DataType.INT8, `${w.layer.name}: ${w.bits}-bit weight not int8`);
+    // 8-bit weights as uint8 with zero point 128 (int8 would saturate onnxruntime's AVX2 kernels), others int8.
+    const [type, zero] = w.bits === 8 ? [DataType.UINT8, 128] : [DataType.INT8, 0];
+    assert.equal(levels.dataType, type, `${w.layer.name}: ${w.bits}-bit weight stored as ${levels.dataType}`);
+    const zeros = tensorFromProto(constants.get(dq.input[2])!).data as Uint8Array | Int8Array;
+    assert.ok(Array.from(zeros).every((z) => Number(z) === zero), `${w.layer.name}: zero points ${zeros}`);
     const ints = tensorFromProto(levels), scale = tensorFromProto(constants.get(dq.input[1])!);
     const simulated = q.graph.initializers.get(w.layer.weight)!.data as Float32Array;
     const inner = w.layer.weightShape.slice(w.layer.channelAxis + 1).reduce((a, b) => a * b, 1);
     for (let i = 0; i < simulated.length; i++) {
       const c = Math.floor(i / inner) % w.layer.weightShape[w.layer.channelAxis];
-      const v = Math.fround(Number(ints.data[i]) * (scale.data[c] as number));
+      const v = Math.fround((Number(ints.data[i]) - zero) * (scale.data[c] as number));
       if (v !== simulated[i]) {
         assert.fail(`${w.layer.name}: dequantized weight ${i} is ${v}, q.run uses ${simulated[i]}`);
       }

@@ -11,7 +11,8 @@
 // src/quant/deploy.ts). The deploy form is onnxruntime's usual QDQ layout,
 // which its QDQ transformers fuse into integer kernels (QLinearConv, QGemm,
 // MatMulIntegerToFloat, QLinearAdd, …): weights as int8 (any width up to 8
-// bits; onnxruntime's CPU kernels take no 4-bit Conv weight), each quantized
+// bits; onnxruntime's CPU kernels take no 4-bit Conv weight; 8-bit signed
+// grids as uint8 with zero point 128, see weightShift), each quantized
 // activation as QuantizeLinear → DequantizeLinear (uint8) read by every
 // consumer, biases as int32 on the grid input scale × weight scale feeding a
 // DequantizeLinear. The rest of this comment is the exact form, for widths
@@ -155,8 +156,23 @@ function containerOf(qmin: number, qmax: number, exact4: boolean, allow4 = true)
   return fits(eight) ? eight : undefined;
 }
 
+/**
+ * Deploy form: what a signed weight grid's levels and zero points are shifted
+ * by, 128 for grids reaching beyond ±64 (8-bit), stored as uint8 then. On
+ * x86-64 CPUs without VNNI (AVX2, plain AVX-512), onnxruntime's uint8 × int8
+ * kernels add two adjacent products in int16 (vpmaddubsw), which saturates
+ * once 255·(|w₁| + |w₂|) passes 32,767: an 8-bit model's outputs there came
+ * out at 19–25 dB SNR against `q.run`. Its uint8 × uint8 kernels do not
+ * saturate, and (q + 128) − (z + 128) is the same level. Grids within ±64
+ * cannot saturate and stay int8.
+ */
+function weightShift(w: QuantizedWeight, deploy: boolean): number {
+  return deploy && w.qmin < -64 ? 128 : 0;
+}
+
 /** Weights: int2/uint2 for 2-bit grids and int4/uint4 for 3- and 4-bit ones (exact form), int8/uint8 above. */
 function weightType(w: QuantizedWeight, deploy: boolean): IntType {
+  if (weightShift(w, deploy)) return "uint8";
   const two: IntType = w.qmin < 0 ? "int2" : "uint2";
   if (!deploy && w.qmin >= RANGES[two][0] && w.qmax <= RANGES[two][1]) return two;
   const t = containerOf(w.qmin, w.qmax, false, !deploy);
@@ -308,10 +324,10 @@ class QdqBuilder {
   private quantizeWeight(w: QuantizedWeight): void {
     const { graph, names } = this;
     const name = w.weight;
-    const type = weightType(w, this.deploy);
-    const levels = intTensor(w.levels, w.shape, type);
+    const type = weightType(w, this.deploy), shift = weightShift(w, this.deploy);
+    const levels = intTensor(shift ? w.levels.map((v) => v + shift) : w.levels, w.shape, type);
     const scale = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
-    const zero = intTensor(w.zero, [w.zero.length], type);
+    const zero = intTensor(w.zero.map((v) => v + shift), [w.zero.length], type);
     const qName = names.fresh(`${name}_quantized`);
     const sName = names.fresh(`${name}_scale`), zName = names.fresh(`${name}_zero_point`);
     // Exact form: a MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).

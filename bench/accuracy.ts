@@ -18,7 +18,7 @@
 // --export: also export each quantized model to ONNX and give the top-1 of
 //   that file run by onnxruntime-node (one thread, default options).
 import { init, loadModel, type Model, quantize, readNpz } from "../mod.ts";
-import { evaluationSet, option, percentSame, predict, readFixture, toInput } from "./fmnist.ts";
+import { evaluationSet, option, percentSame, predict, readFixture, toInput, withSet } from "./fmnist.ts";
 import { quantizableLayers } from "../src/graph/partition.ts";
 import type { QuantizeOptionsInput, RoundingMode } from "../src/quant/options.ts";
 import { ortNodeRun } from "../tests/ort.ts";
@@ -36,24 +36,6 @@ const lastInputBits = option("last-input-bits", "");
 const exported = Deno.args.includes("--export");
 const extraOptions = [option("set", ""), lastInputBits && `lastInputBits=${lastInputBits}`].filter(Boolean)
   .join(",");
-/** A `--set` value: a number where it parses, true/false as booleans, else the string. */
-function setValue(raw: string): unknown {
-  if (raw === "true" || raw === "false") return raw === "true";
-  return raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw;
-}
-
-/** Applies `--set a=1,b.c=x` to an options object. */
-function withExtra(options: Record<string, unknown>): Record<string, unknown> {
-  for (const kv of option("set", "").split(",").filter(Boolean)) {
-    const [path, raw] = kv.split("=");
-    const keys = path.split(".");
-    let target = options;
-    for (const k of keys.slice(0, -1)) target = (target[k] ??= {}) as Record<string, unknown>;
-    target[keys.at(-1)!] = setValue(raw);
-  }
-  return options;
-}
-
 await init();
 const calib = toInput(readNpz(readFixture("calib.npz")).x);
 
@@ -97,13 +79,13 @@ for (const name of models) {
 }
 for (const [name, setting, method] of mine) {
   const [, w, a] = setting.match(/^W(\d+)A(\d+)$/)!;
-  const options = withExtra({
+  const options: QuantizeOptionsInput = withSet({
     weightBits: Number(w),
     activationBits: Number(a),
     rounding: method,
     iterations,
     seed: 0,
-  }) as QuantizeOptionsInput;
+  }, option("set", ""));
   if (lastInputBits) {
     const last = quantizableLayers(loaded.get(name)!.graph).at(-1)!.name;
     options.layers = { ...options.layers, [last]: { activationBits: Number(lastInputBits) } };

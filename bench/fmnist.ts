@@ -9,6 +9,24 @@ export function option(name: string, fallback: string): string {
   return i >= 0 ? Deno.args[i + 1] : fallback;
 }
 
+/** A `--set` value: a number where it parses, true/false as booleans, else the string. */
+function setValue(raw: string): unknown {
+  if (raw === "true" || raw === "false") return raw === "true";
+  return raw !== "" && !isNaN(Number(raw)) ? Number(raw) : raw;
+}
+
+/** Applies quantize options written `a=1,b.c=x` (the benches' `--set`) to an options object. */
+export function withSet<T extends object>(options: T, set: string): T {
+  for (const kv of set.split(",").filter(Boolean)) {
+    const [path, raw] = kv.split("=");
+    const keys = path.split(".");
+    let target = options as Record<string, unknown>;
+    for (const k of keys.slice(0, -1)) target = (target[k] ??= {}) as Record<string, unknown>;
+    target[keys.at(-1)!] = setValue(raw);
+  }
+  return options;
+}
+
 export const readFixture = (path: string) =>
   Deno.readFileSync(new URL(`../tests/fixtures/${path}`, import.meta.url));
 

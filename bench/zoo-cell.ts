@@ -11,9 +11,9 @@
 // is loaded; the task metric of q.run; SNR and top-1 agreement of q.run against
 // the float model; and the exported ONNX run by onnxruntime-node against q.run.
 import { init, inspectModel, loadModel, type Model, quantize, Tensor } from "../mod.ts";
-import type { QuantizedModel, SpillStore } from "../mod.ts";
+import type { QuantizedModel, QuantizeOptionsInput, SpillStore } from "../mod.ts";
 import { Engine } from "../src/engine/engine.ts";
-import { evaluationSet, readFixture, toInput } from "./fmnist.ts";
+import { evaluationSet, readFixture, toInput, withSet } from "./fmnist.ts";
 import { rows } from "../tests/fixtures.ts";
 import { withinFloatRounding } from "../tests/helpers.ts";
 import { readNpz } from "../src/data/npy.ts";
@@ -167,14 +167,16 @@ export function lineImages(
 
 /**
  * vit_fmnist: the 1,024 bundled Fashion-MNIST calibration images and the
- * 10,000 test images with labels. The others: generated line images, seeds
- * from 0 for calibration and from 2,000 for evaluation (M-LSD's test range).
+ * 10,000 test images with labels (with "validation", the last 10,000 training
+ * images). The others: generated line images, seeds from 0 for calibration
+ * and from 2,000 for evaluation, M-LSD's test range (with "validation", 100
+ * images from 1,000, the range its decoding thresholds are chosen on).
  */
-function feeding(model: ZooModel, evalCount: number | undefined): Feeding {
+function feeding(model: ZooModel, evalCount: number | undefined, split: Split): Feeding {
   const input = model.inputs[0];
   const maxBatch = input.batch === "fixed" ? 1 : 32;
   if (model.source.kind === "fixture") {
-    const { images, labels } = evaluationSet("test");
+    const { images, labels } = evaluationSet(split === "validation" ? "train" : "test");
     const count = Math.min(evalCount ?? 10000, images.shape[0]);
     const calibration = toInput(readNpz(readFixture("calib.npz")).x);
     return {
@@ -184,12 +186,13 @@ function feeding(model: ZooModel, evalCount: number | undefined): Feeding {
       evaluation: { count, batch: (start, n) => ({ input: rows(images, start, n) }), labels },
     };
   }
-  const count = evalCount ?? (model.task === "line-segments" ? 200 : 32);
+  const count = evalCount ?? (model.task !== "line-segments" ? 32 : split === "validation" ? 100 : 200);
+  const first = mlsdSeeds[split];
   return {
     input,
     maxBatch,
     calibration: (n) => lineImages(input, mlsdSeeds.calibration, n).input,
-    evaluation: { count, batch: (start, n) => lineImages(input, mlsdSeeds.test + start, n) },
+    evaluation: { count, batch: (start, n) => lineImages(input, first + start, n) },
   };
 }
 
@@ -387,10 +390,15 @@ function mlsdThresholds(model: Model, input: ZooInput): ReturnType<typeof choose
   return chooseThresholds(maps, validation.truth);
 }
 
-async function floatCell(model: ZooModel, bytes: Uint8Array, evalCount: number | undefined): Promise<void> {
+async function floatCell(
+  model: ZooModel,
+  bytes: Uint8Array,
+  evalCount: number | undefined,
+  split: Split,
+): Promise<void> {
   const { ortNodeRun } = await import("../tests/ort.ts");
   const loaded = loadModel(bytes);
-  const feed = feeding(model, evalCount);
+  const feed = feeding(model, evalCount, split);
   const inputName = feed.input.name;
   const inspection = inspectModel(loaded);
   const first = feed.evaluation.batch(0, 1).input;
@@ -489,8 +497,14 @@ const spill: SpillStore = {
   },
 };
 
+/** The evaluation images a cell scores on: the test set, or the validation split that options are chosen on. */
+export type Split = "test" | "validation";
+
 interface CellOptions {
   setting: string;
+  split: Split;
+  /** Extra quantize options, `a=1,b.c=x`. */
+  set: string;
   method: "attention" | "nearest";
   iterations: number;
   calibration: number;
@@ -504,7 +518,7 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
   const [, w, a] = /^W(\d+)A(\d+)$/.exec(o.setting) ?? [];
   if (!w) throw new Error(`a setting is WnAm, got ${o.setting}`);
   const loaded = loadModel(bytes);
-  const feed = feeding(model, o.evalCount);
+  const feed = feeding(model, o.evalCount, o.split);
   const inputName = feed.input.name;
   const calibration = feed.calibration(o.calibration);
 
@@ -515,7 +529,7 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
   let q: QuantizedModel | undefined;
   const facts: QuantizeFacts = {};
   try {
-    q = await quantize(loaded, calibration, {
+    const options = withSet<QuantizeOptionsInput>({
       weightBits: Number(w),
       activationBits: Number(a),
       rounding: o.method,
@@ -530,7 +544,8 @@ async function quantizeCell(model: ZooModel, bytes: Uint8Array, o: CellOptions):
         blocks = p.blocks ?? blocks;
         if (where !== at) emit({ step: "progress", at: at = where });
       },
-    });
+    }, o.set);
+    q = await quantize(loaded, calibration, options);
     facts.blocks = blocks;
   } catch (e) {
     facts.error = describe(e);
@@ -598,10 +613,11 @@ if (import.meta.main) {
   const model = selectModels(["--only", flagValue(args, "model")!])[0];
   const bytes = await Deno.readFile(`${zooDir(flagValue(args, "dir"))}/${model.file}`);
   const evalCount = flagValue(args, "eval") ? Number(flagValue(args, "eval")) : undefined;
+  const split = (flagValue(args, "split") ?? "test") as Split;
   await init();
   if (args.includes("--float")) {
     try {
-      await floatCell(model, bytes, evalCount);
+      await floatCell(model, bytes, evalCount, split);
     } catch (e) {
       emit({ step: "float", facts: { error: describe(e) } as FloatFacts });
     }
@@ -609,6 +625,8 @@ if (import.meta.main) {
     const thresholds = flagValue(args, "thresholds")?.split(",").map(Number);
     await quantizeCell(model, bytes, {
       setting: flagValue(args, "setting")!,
+      split,
+      set: flagValue(args, "set") ?? "",
       method: flagValue(args, "method") as CellOptions["method"],
       iterations: Number(flagValue(args, "iterations")),
       calibration: Number(flagValue(args, "calibration")),

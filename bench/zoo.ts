@@ -10,6 +10,7 @@
 //   deno task bench:zoo [--dir DIR] [--only a,b] [--settings W8A8,W4A8,W4A4] [--methods attention,nearest]
 //                       [--iterations N] [--calibration N] [--batch N] [--eval N] [--no-float]
 //                       [--timeout-minutes 240] [--results DIR] [--table]
+//                       [--split test|validation] [--set key=value,…]
 //
 // Each cell (the float facts, and every quantization) runs in a process of
 // its own (bench/zoo-cell.ts), so that its peak RSS is its own and a crash,
@@ -17,6 +18,13 @@
 // its error and the bench goes on. Results go to bench/results/zoo/<model>.json,
 // a cell replacing the same cell of an earlier run; the table is printed from
 // all the files there (--table prints it without running anything).
+//
+// --split validation scores on the validation images (M-LSD: the 100 its
+// decoding thresholds are chosen on; vit_fmnist: the last 10,000 training
+// images), the split on which options are chosen; --set passes extra quantize
+// options (e.g. learningRate=1e-2,activationDrop=0). Either makes cells of
+// their own, shown as extra rows beside the default ones, and a validation
+// run's float facts are kept apart from the test set's.
 //
 // Defaults as issue 16 sets them: BlazeFace, M-LSD and vit_fmnist 200
 // iterations per block; the 224×224 torchvision models 20 iterations and 64
@@ -26,7 +34,7 @@
 // is enough for op coverage, memory and time, and for the seeded-weight
 // torchvision models no real data would mean more.
 import { flagValue, selectModels, zooDir, type ZooModel } from "../zoo/manifest.ts";
-import type { Comparison, FloatFacts, QuantizeFacts, Step, TaskMetric } from "./zoo-cell.ts";
+import type { Comparison, FloatFacts, QuantizeFacts, Split, Step, TaskMetric } from "./zoo-cell.ts";
 
 const args = Deno.args;
 const dir = zooDir(flagValue(args, "dir"));
@@ -34,6 +42,13 @@ const resultsDir = flagValue(args, "results") ?? new URL("results/zoo", import.m
 const settings = (flagValue(args, "settings") ?? "W8A8,W4A8,W4A4").split(",");
 const methods = (flagValue(args, "methods") ?? "attention,nearest").split(",");
 const timeoutMinutes = Number(flagValue(args, "timeout-minutes") ?? 240);
+const split = (flagValue(args, "split") ?? "test") as Split;
+if (split !== "test" && split !== "validation") {
+  throw new Error(`--split is test or validation, got ${split}`);
+}
+const set = flagValue(args, "set") ?? "";
+/** What sets a run's cells apart from the default ones: its split and extra options ("" for the default). */
+const variant = [split === "validation" ? "validation" : "", set].filter(Boolean).join(", ");
 
 /** When and where a cell ran. */
 interface RunContext {
@@ -53,6 +68,8 @@ interface FloatResult extends RunContext {
 interface CellResult extends RunContext {
   setting: string;
   method: string;
+  /** The split and extra options, when not the default ones. */
+  variant?: string;
   iterations: number;
   calibration: number;
   batchSize: number;
@@ -69,6 +86,8 @@ interface CellResult extends RunContext {
 interface ModelResults {
   model: string;
   float?: FloatResult;
+  /** The float facts on the validation split. */
+  validationFloat?: FloatResult;
   cells: Record<string, CellResult>;
 }
 
@@ -169,7 +188,7 @@ function context(t0: number): RunContext {
 async function floatOf(model: ZooModel): Promise<FloatResult> {
   const t0 = performance.now();
   let facts: FloatFacts | undefined;
-  const ended = await runCell(["--model", model.name, "--float", ...passEval()], (step) => {
+  const ended = await runCell(["--model", model.name, "--float", "--split", split, ...passEval()], (step) => {
     if (step.step === "float") facts = step.facts;
   });
   return { ...context(t0), facts, ...(ended ? { error: ended } : {}) };
@@ -185,7 +204,12 @@ async function cellOf(
 ): Promise<CellResult> {
   const s = settingsFor(model);
   const t0 = performance.now();
-  const result: Omit<CellResult, keyof RunContext> = { setting, method, ...s };
+  const result: Omit<CellResult, keyof RunContext> = {
+    setting,
+    method,
+    ...(variant ? { variant } : {}),
+    ...s,
+  };
   const thresholds = float?.thresholds;
   const ended = await runCell(
     [
@@ -201,6 +225,10 @@ async function cellOf(
       String(s.calibration),
       "--batch",
       String(s.batchSize),
+      "--split",
+      split,
+      "--set",
+      set,
       ...passEval(),
       ...(thresholds ? ["--thresholds", `${thresholds.scoreThreshold},${thresholds.minLength}`] : []),
     ],
@@ -233,11 +261,11 @@ function readResults(name: string): ModelResults | undefined {
 function writeResults(r: ModelResults): void {
   Deno.mkdirSync(resultsDir, { recursive: true });
   // Cells in a fixed order, so that the files diff well.
-  const order = (key: string) => {
-    const [setting, method] = key.split(" ");
-    return ["W8A8", "W4A8", "W4A4"].indexOf(setting) * 10 + ["attention", "nearest"].indexOf(method);
-  };
-  const cells = Object.fromEntries(Object.entries(r.cells).sort(([a], [b]) => order(a) - order(b)));
+  const order = ([, c]: [string, CellResult]) =>
+    `${["W8A8", "W4A8", "W4A4"].indexOf(c.setting)} ${["attention", "nearest"].indexOf(c.method)} ${
+      c.variant ?? ""
+    }`;
+  const cells = Object.fromEntries(Object.entries(r.cells).sort((a, b) => order(a).localeCompare(order(b))));
   Deno.writeTextFileSync(fileOf(r.model), JSON.stringify({ ...r, cells }, null, 2) + "\n");
 }
 
@@ -338,14 +366,21 @@ function modelTable(all: ModelResults[]): string {
         f ? `${fixed(f.parameters / 1e6, 2)} M` : "",
         f ? fixed(f.flopsPerSample / 1e6, 0) : "",
         ort,
-        floatMetricText(f),
+        [floatMetricText(f), r.validationFloat && `validation: ${floatMetricText(r.validationFloat.facts)}`]
+          .filter(Boolean).join("; "),
         [...new Set(used.map((c) => `${c.iterations}, ${c.calibration}`))].join("; "),
       ];
     }),
   );
 }
 
-/** One setting: per model and method, the metric, quantize time (CPU), peak RSS and the export check. */
+const cellKey = (setting: string, method: string, variant = "") =>
+  `${setting} ${method}${variant ? ` (${variant})` : ""}`;
+
+/**
+ * One setting: per model and method, the metric, quantize time (CPU), peak
+ * RSS and the export check; a row per model and variant (split, options).
+ */
 function settingTable(all: ModelResults[], setting: string): string {
   const head = [
     setting,
@@ -353,7 +388,14 @@ function settingTable(all: ModelResults[], setting: string): string {
   ];
   return markdown(
     head,
-    all.map((r) => [r.model, ...methods.flatMap((m) => cellColumns(r.cells[`${setting} ${m}`]))]),
+    all.flatMap((r) => {
+      const shown = Object.values(r.cells).filter((c) => c.setting === setting && methods.includes(c.method));
+      const variants = [...new Set(["", ...shown.map((c) => c.variant ?? "")])].sort();
+      return variants.map((v) => [
+        v ? `${r.model} (${v})` : r.model,
+        ...methods.flatMap((m) => cellColumns(r.cells[cellKey(setting, m, v)])),
+      ]);
+    }),
   );
 }
 
@@ -403,15 +445,15 @@ if (!args.includes("--table")) {
     }
     const results = readResults(model.name) ?? { model: model.name, cells: {} };
     if (!args.includes("--no-float")) {
-      console.error(`${model.name}: float`);
-      results.float = await floatOf(model);
+      console.error(`${model.name}: float${split === "validation" ? " (validation)" : ""}`);
+      results[split === "validation" ? "validationFloat" : "float"] = await floatOf(model);
       writeResults(results);
     }
     for (const setting of settings) {
       for (const method of methods) {
         console.error(`${model.name}: ${setting} ${method}`);
         const cell = await cellOf(model, setting, method, results.float?.facts);
-        results.cells[`${setting} ${method}`] = cell;
+        results.cells[cellKey(setting, method, variant)] = cell;
         writeResults(results);
         console.error(`  ${cellText(cell)} (${fixed(cell.wallSeconds, 0)} s in all)`);
       }

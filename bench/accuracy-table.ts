@@ -32,8 +32,13 @@ function runs(folder: URL, options: RegExp): [string, Run][] {
     .map((name): [string, Run] => [name, JSON.parse(Deno.readTextFileSync(new URL(name, folder)))])
     .filter(([, run]) =>
       run.iterations === 2000 && run.evalCount === 10000 && (run.data ?? "test") === "test" &&
-      options.test(run.options ?? "")
+      options.test(quantizeOptions(run.options))
     );
+}
+
+/** A run's --set options without `threads=N`, which does not change the result (see Threads in the README). */
+function quantizeOptions(options = ""): string {
+  return options.split(",").filter((o) => !/^threads=\d+$/.test(o)).join(",");
 }
 
 /** "model setting method", with the variant for attention. */
@@ -47,7 +52,8 @@ const results = new URL("results/", import.meta.url);
 const found = new Map<string, Row>();
 const floats = new Map<string, number>();
 for (const [name, run] of runs(results, /^(attention\.variant=\w+)?$/)) {
-  if (!name.startsWith("accuracy-")) continue;
+  // Reruns of a cell, for the text under the table (a later code, another summation order), not the table.
+  if (!name.startsWith("accuracy-") || /-(rerun|before-shards)\.json$/.test(name)) continue;
   for (const r of run.rows) {
     if (r.setting === "FP32") floats.set(r.model, r.top1);
     else found.set(keyOf(r, name), r);
@@ -68,7 +74,11 @@ for (const line of peers.split("\n")) {
 
 const variant = defaultOptions.attention.variant;
 const methods = ["nearest", "adaround", `attention ${variant}`];
-const models = ["resnet18_fmnist", "mobilenetv2_fmnist"], settings = ["W4A32", "W4A4", "W3A3", "W2A4"];
+const models = ["resnet18_fmnist", "mobilenetv2_fmnist", "vit_fmnist"],
+  settings = ["W4A32", "W4A4", "W3A3", "W2A4"];
+/** The settings of a model that any run has. */
+const settingsOf = (model: string) =>
+  settings.filter((s) => [...found.keys()].some((k) => k.startsWith(`${model} ${s} `)));
 const cell = (r: Row | undefined) => (r ? r.top1.toFixed(2) : "–");
 const time = (r: Row | undefined) => (r ? r.seconds.toFixed(0) : "–");
 console.log(
@@ -76,7 +86,7 @@ console.log(
 );
 console.log("|---|---|---:|---:|---:|---:|---:|---|---:|");
 for (const model of models) {
-  for (const setting of settings) {
+  for (const setting of settingsOf(model)) {
     const [nearest, adaround, attention] = methods.map((m) => found.get(`${model} ${setting} ${m}`));
     const gap = adaround && attention ? (attention.top1 - adaround.top1).toFixed(2) : "–";
     console.log(
@@ -94,7 +104,7 @@ console.log(`\nAttention Round's variants (default: ${variant}), top-1 % / agree
 console.log("| model | setting | adaround | attention, stochastic | attention, expectation |");
 console.log("|---|---|---:|---:|---:|");
 for (const model of models) {
-  for (const setting of settings) {
+  for (const setting of settingsOf(model)) {
     const [adaround, stochastic, expectation] = ["adaround", "attention stochastic", "attention expectation"]
       .map((m) => found.get(`${model} ${setting} ${m}`));
     console.log(`| ${model} | ${setting} | ${both(adaround)} | ${both(stochastic)} | ${both(expectation)} |`);
@@ -105,7 +115,7 @@ for (const model of models) {
 function bySeed(folder: URL, options: RegExp, seedZero?: Map<string, Row>): Map<string, Map<number, Row>> {
   const groups = new Map<string, Map<number, Row>>();
   for (const [name, run] of runs(folder, options)) {
-    const seed = Number(run.options!.match(/^seed=(\d+)/)?.[1] ?? 0);
+    const seed = Number(quantizeOptions(run.options).match(/^seed=(\d+)/)?.[1] ?? 0);
     for (const r of run.rows.filter((r) => r.setting !== "FP32")) {
       const key = keyOf(r, name);
       if (!groups.has(key)) groups.set(key, new Map(seedZero?.has(key) ? [[0, seedZero.get(key)!]] : []));

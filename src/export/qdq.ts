@@ -224,8 +224,10 @@ function activationType(a: ActivationQuantizer, allow4 = true): IntType {
   return type;
 }
 
-function intTensor(values: ArrayLike<number>, shape: readonly number[], type: IntType): Tensor {
-  const data = type.startsWith("int") ? Int8Array.from(values) : Uint8Array.from(values);
+/** `values` + `shift` as a tensor of `type`. */
+function intTensor(values: ArrayLike<number>, shape: readonly number[], type: IntType, shift = 0): Tensor {
+  const shifted = (v: number) => v + shift;
+  const data = type.startsWith("int") ? Int8Array.from(values, shifted) : Uint8Array.from(values, shifted);
   return new Tensor(data, shape, type as DType);
 }
 
@@ -325,9 +327,9 @@ class QdqBuilder {
     const { graph, names } = this;
     const name = w.weight;
     const type = weightType(w, this.deploy), shift = weightShift(w, this.deploy);
-    const levels = intTensor(shift ? w.levels.map((v) => v + shift) : w.levels, w.shape, type);
+    const levels = intTensor(w.levels, w.shape, type, shift);
     const scale = new Tensor(Float32Array.from(w.scale), [w.scale.length]);
-    const zero = intTensor(w.zero.map((v) => v + shift), [w.zero.length], type);
+    const zero = intTensor(w.zero, [w.zero.length], type, shift);
     const qName = names.fresh(`${name}_quantized`);
     const sName = names.fresh(`${name}_scale`), zName = names.fresh(`${name}_zero_point`);
     // Exact form: a MatMul-style weight [k, m] gets a Clip to its own range after the DequantizeLinear (see above).

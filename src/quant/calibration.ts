@@ -1,5 +1,6 @@
 // Calibration data in any of the accepted forms, checked and gathered into
-// one float32 array of samples [N, ...sampleShape] for the model's input.
+// one float32 array of samples [N, ...sampleShape] for the model's input (a
+// single tensor's own array, which the run reads while it lasts).
 import { AttnroundError } from "../errors.ts";
 import type { ValueInfo } from "../graph/ir.ts";
 import { Tensor } from "../tensor.ts";
@@ -83,6 +84,8 @@ export async function collectCalibration(
     count += t.shape[0];
   });
   if (!sampleShape || count === 0) bad("the calibration set is empty: pass at least one sample");
+  // One batch is read in place: a copy would double the largest thing a run holds.
+  if (batches.length === 1) return { data: batches[0].data as Float32Array, sampleShape, count };
   const total = batches.reduce((n, t) => n + t.size, 0);
   let data: Float32Array;
   try {

@@ -692,6 +692,10 @@ export class QuantizationRun {
   }
 }
 
+/**
+ * Quantizes `model` on `calibration` (SPEC §3–§6). A single calibration tensor
+ * is read in place, not copied: leave its data unchanged while the run lasts.
+ */
 export async function quantize(
   model: Model,
   calibration: CalibrationInput,

@@ -11,7 +11,7 @@
 //   deno task bench:deploy [--models resnet18_fmnist,…] [--exports W8A8,W4A8,…]
 //     [--rounding nearest] [--iters 2000] [--test 10000] [--seconds 2] [--rounds 4]
 //     [--save DIR] [--out bench/results/deploy.json]
-// Exports: W8A8 and W4A8 (deploy form, the default at 8-bit activations),
+// Exports: W8A8, W7A8 and W4A8 (deploy form, the default at 8-bit activations),
 // W4A8-exact and W4A4 (exact form). Rounding to nearest by default: speed and
 // size do not depend on the rounding; `--rounding attention --iters 2000`
 // gives the accuracy of a full run.
@@ -39,6 +39,8 @@ const batches = [1, 32];
 
 const EXPORTS: Record<string, QuantizeOptionsInput> = {
   "W8A8": { weightBits: 8, activationBits: 8 },
+  // 7-bit weights stay int8 in the deploy form: onnxruntime's uint8 × int8 kernels, which cannot saturate on them.
+  "W7A8": { weightBits: 7, activationBits: 8 },
   "W4A8": { weightBits: 4, activationBits: 8 },
   "W4A8-exact": { weightBits: 4, activationBits: 8, exportForm: "exact" },
   "W4A4": { weightBits: 4, activationBits: 4 },

@@ -245,7 +245,8 @@ function checkDeployStructure(q: QuantizedModel, model: ModelProto, original: Mo
       const ints = tensorFromProto(constants.get(biasDq.input[0])!);
       assert.equal(ints.dtype, "int32");
       const step = tensorFromProto(constants.get(biasDq.input[1])!).data as Float32Array;
-      const float = tensorFromProto(originalConstants.get(bias)!).data as Float32Array;
+      // The model's own bias, or with bias correction the corrected one.
+      const float = q.biases.get(bias) ?? tensorFromProto(originalConstants.get(bias)!).data as Float32Array;
       float.forEach((b, c) => {
         assert.ok(
           Math.abs(Number(ints.data[c]) * step[c] - b) <= step[c] * 0.5001,
@@ -357,6 +358,13 @@ function checkNpz(q: QuantizedModel): void {
       if (v !== simulated[i]) {
         assert.fail(`${key}: weight ${i} is ${v} from the npz, q.run uses ${simulated[i]}`);
       }
+    }
+    // With bias correction, every corrected layer's bias, which q.run adds (exact form: the float bias as it is).
+    const biasName = w.layer.node.inputs[2], bias = arrays[`${key}.bias`];
+    assert.equal(bias !== undefined, q.biases.has(biasName), `${key}.bias`);
+    if (bias) {
+      const used = isDeploy(q) ? q.biases.get(biasName)! : q.graph.initializers.get(biasName)!.data;
+      assert.deepEqual([...bias.data as Float32Array], [...used as Float32Array]);
     }
     const a = inputs.get(w.layer.node.inputs[0]);
     assert.equal(arrays[`${key}.input_scale`]?.data[0], a ? Math.fround(a.step) : undefined);
@@ -527,6 +535,9 @@ const tinySettings: [string, QuantizeOptionsInput][] = [
   ["W4A8 asymmetric weights (exact form)", { weightBits: 4, activationBits: 8, symmetricWeights: false }],
   ["W4A8 (deploy form, int8 weights)", { weightBits: 4, activationBits: 8 }],
   ["W8A8 exact form", { weightBits: 8, activationBits: 8, exportForm: "exact" }],
+  // Corrected float biases (exact form) and corrected int32 biases (deploy form), after reconstruction.
+  ["W3A4 with bias correction", { weightBits: 3, activationBits: 4, biasCorrection: true }],
+  ["W4A8 with bias correction (deploy form)", { weightBits: 4, activationBits: 8, biasCorrection: true }],
   ["mixed 3 (mixedPrecision, 3 bits on average), A4", {
     mixedPrecision: { averageBits: 3 },
     activationBits: 4,
@@ -540,6 +551,7 @@ for (const [label, options] of tinySettings) {
     const bytes = readFixture("tiny_cnn_fmnist.onnx");
     const model = loadModel(bytes);
     const q = await quantize(model, calibration(), { iterations: 20, holdout: 0, ...options });
+    assert.equal(q.biases.size > 0, options.biasCorrection === true);
     await checkExport(q, decodeModel(bytes), testImages(1000));
     checkNpz(q);
     q.dispose();

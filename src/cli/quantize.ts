@@ -92,6 +92,10 @@ export const quantizeSpec: CommandSpec = {
       type: "boolean",
       help: "one weight scale per layer instead of one per output channel (perChannelWeights: false)",
     },
+    "bias-correction": {
+      type: "boolean",
+      help: "correct each layer's bias for the mean its rounded weights take off its output (biasCorrection)",
+    },
     iters: {
       type: "int",
       value: "N",
@@ -332,6 +336,7 @@ export async function quantizeCommand(
   if (flags.threads !== undefined) given.threads = flags.threads as number;
   if (flags.asymmetric === true) given.symmetricWeights = false;
   if (flags["per-tensor"] === true) given.perChannelWeights = false;
+  if (flags["bias-correction"] === true) given.biasCorrection = true;
   if (flags.export !== undefined) given.exportForm = flags.export as ExportForm;
   if (flags.mixed !== undefined && flags.size !== undefined) {
     throw new UsageError(

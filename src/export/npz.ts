@@ -8,7 +8,9 @@
 //   <layer>.axis         int32 scalar: the axis of weight_int the channels run along
 //   <layer>.bits         int32 scalar: the weight's bit width
 // and, when the layer's input is quantized:
-//   <layer>.input_scale, <layer>.input_zero_point (int32), <layer>.input_bits.
+//   <layer>.input_scale, <layer>.input_zero_point (int32), <layer>.input_bits;
+// and, with biasCorrection, for a corrected layer:
+//   <layer>.bias         float32 [channels], the bias that replaces the model's.
 // The float weight the model uses is
 //   scale.reshape(shape) * (weight_int - zero_point.reshape(shape))
 // with shape = [1, …, channels (at axis), …, 1].
@@ -59,6 +61,9 @@ export function npzArrays(q: QuantizedModel): Record<string, Tensor> {
     out[`${key}.zero_point`] = new Tensor(Ints.from(w.zero), [w.zero.length]);
     out[`${key}.axis`] = int32Scalar(w.axis);
     out[`${key}.bits`] = int32Scalar(w.bits);
+    if (w.correctedBias) {
+      out[`${key}.bias`] = new Tensor(w.correctedBias.values, [w.correctedBias.values.length]);
+    }
     const a = inputs.get(w.input);
     if (a) {
       out[`${key}.input_scale`] = new Tensor(new Float32Array([a.step]), []);

@@ -306,6 +306,7 @@ class QdqBuilder {
     upgradeOpset(graph, needs2 ? INT2_OPSET : needs4 ? INT4_OPSET : PER_AXIS_OPSET, this.names);
     const done = new Set<string>();
     for (const w of this.weights) {
+      if (w.correctedBias) this.correctBias(w);
       if (w.bias) this.quantizeBias(w);
       if (done.has(w.weight)) continue;
       done.add(w.weight);
@@ -373,6 +374,22 @@ class QdqBuilder {
     const eightBitOnly = producer && isOnnxDomain(producer) &&
       (RUN_ON_INTEGERS.has(producer.opType) || FOLDED_INTO_QUANTIZE.has(producer.opType));
     return activationType(a, !eightBitOnly);
+  }
+
+  /** biasCorrection: the layer's float bias takes its corrected values, where it stands. */
+  private correctBias(w: QuantizedWeight): void {
+    const { graph } = this;
+    const { name, values } = w.correctedBias!;
+    const t = new Tensor(values, [values.length]);
+    if (graph.initializers.has(name)) {
+      graph.initializers.set(name, t);
+      return;
+    }
+    const constant = graph.nodes.find((n) => isOnnxOp(n, "Constant") && n.outputs[0] === name);
+    if (!constant) {
+      throw new AttnroundError("INTERNAL", `bias "${name}" is neither an initializer nor a Constant node`);
+    }
+    constant.attributes.set("value", t);
   }
 
   /** Deploy form: the layer reads its bias as int32 levels through a DequantizeLinear (axis 0). */

@@ -91,6 +91,16 @@ export interface QuantizeOptions {
    * output channel, as onnxruntime's default per_channel=False. Default true.
    */
   perChannelWeights?: boolean;
+  /**
+   * true: each quantized Conv, ConvTranspose (one group) or Gemm with a bias
+   * adds to it the mean its rounded weights take off its output, Σ (w − ŵ)·E[x]
+   * over the input channels' float means on the calibration set (Nagel et al.,
+   * 2019, "Data-Free Quantization", §4.2), during reconstruction as well. A
+   * filter whose weights nearly cancel on a large input mean (a BatchNorm
+   * folded into an edge detector) otherwise turns its rounding into an offset
+   * of the output's own size. Default false.
+   */
+  biasCorrection?: boolean;
   /** Only layers of these op types are quantized (`["Conv"]`; of Conv, ConvTranspose, Gemm, MatMul); default all. */
   opTypes?: string[];
   /**
@@ -180,6 +190,7 @@ const optionNames = [
   "exportForm",
   "opTypes",
   "perChannelWeights",
+  "biasCorrection",
   "onProgress",
   "signal",
   "spill",
@@ -290,6 +301,9 @@ export function resolveOptions(options: QuantizeOptionsInput = {}): QuantizeOpti
   }
   if (o.perChannelWeights !== undefined && typeof o.perChannelWeights !== "boolean") {
     invalid(`perChannelWeights must be true or false, got ${o.perChannelWeights}`);
+  }
+  if (o.biasCorrection !== undefined && typeof o.biasCorrection !== "boolean") {
+    invalid(`biasCorrection must be true or false, got ${o.biasCorrection}`);
   }
   const strings = (v: unknown) => Array.isArray(v) && v.every((x) => typeof x === "string" && x !== "");
   if (o.exclude !== undefined) {

@@ -13,6 +13,7 @@ import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import { inversePerm, toRowsPerm } from "../layout.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
 import { foldedActivation, integerGraph, layerBias } from "./deploy.ts";
+import { type BiasCorrection, withCorrections } from "./bias-correction.ts";
 
 function node(
   name: string,
@@ -210,7 +211,8 @@ function isRowsLayout(q: WeightQuantizer): boolean {
  * A block's training graph: the rounded weights of `layers` (rows layout,
  * transposed back where needed) and the activation steps as inputs, loss =
  * MSE(block output, target), each output value and its target first
- * multiplied by its `outputWeights` entry when given. Graph inputs: the block
+ * multiplied by its `outputWeights` entry when given, each corrected layer's
+ * output followed by its bias correction. Graph inputs: the block
  * input, TARGET, each rounded weight, each step (and drop rng with QDrop, and
  * SHARD).
  */
@@ -221,6 +223,7 @@ export function trainingGraph(
   activationDrop: number,
   deploy = false,
   outputWeights?: Float32Array,
+  corrections: BiasCorrection[] = [],
 ): Graph {
   const base = withoutWeights(block, new Set(layers.map((l) => l.layer.weight)));
   const nodes: Node[] = [];
@@ -251,7 +254,11 @@ export function trainingGraph(
     }
     blockNodes = base.nodes.flatMap((n) => rounded.get(n) ?? [n]);
   }
-  const withWeights: Graph = { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs };
+  const withWeights = withCorrections(
+    { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs },
+    corrections,
+    roundedInput,
+  );
   const withActs = withActivationQuantizers(withWeights, acts, activationDrop, deploy);
   const compared = [block.outputs[0].name, TARGET];
   const loss = (inputs: string[]) => node("reconstruction_loss", "MeanSquaredError", inputs, [LOSS]);

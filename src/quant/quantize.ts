@@ -21,6 +21,7 @@ import { TRAINING_DOMAIN } from "../engine/registry.ts";
 import { type GraphRunner, runJobs, withRunner } from "../engine/parallel/pool.ts";
 import { Tensor } from "../tensor.ts";
 import { ActivationCache } from "./cache.ts";
+import { type BiasCorrection, biasCorrections, correctableLayers, correctedBias } from "./bias-correction.ts";
 import { preflight, type RunPlan, samplesFitting, threadsFitting } from "./preflight.ts";
 import { type CalibrationInput, type CalibrationSet, collectCalibration } from "./calibration.ts";
 import {
@@ -123,17 +124,21 @@ const SEARCH_GRAPH: Graph = {
  * most SEARCH_VALUES values per quantizer sets the step as well as millions
  * would, so only that subsample is kept as the samples stream through. The
  * forward passes and then the searches (one per quantizer, all of the same
- * shape) run on the threads.
+ * shape) run on the threads. The same passes measure the channel means of
+ * the `means` tensors (bias correction), returned by tensor.
  */
 async function initActivationSteps(
   runner: GraphRunner,
   plan: RunPlan,
   acts: ActivationQuantizer[],
   calib: CalibrationSet,
-): Promise<void> {
-  if (acts.length === 0) return;
+  means: { tensor: string; axis: number }[] = [],
+): Promise<Map<string, Float64Array>> {
+  const channelMeans = new Map<string, Float64Array>();
+  if (acts.length === 0 && means.length === 0) return channelMeans;
+  const channelSums = new Map<string, { sums: Float64Array; values: number }>();
   const { graph } = plan;
-  const outputs = acts.map((a) => a.tensor);
+  const outputs = [...new Set([...acts.map((a) => a.tensor), ...means.map((m) => m.tensor)])];
   const stepsGraph = { ...graph, outputs: outputs.map((name) => ({ name })) };
   const count = Math.min(STEP_INIT_SAMPLES, calib.count);
   const sampleSize = calib.data.length / calib.count;
@@ -164,6 +169,7 @@ async function initActivationSteps(
       outputs,
       (j, out) => {
         const n = Math.min(chunk, count - j * chunk);
+        for (const { tensor, axis } of means) addChannelSums(out[tensor], axis, channelSums, tensor);
         acts.forEach((a, i) => {
           const c = out[a.tensor].data as Float32Array, p = picked[i];
           if (j === 0) p.stride = Math.ceil(((c.length / n) * count) / SEARCH_VALUES);
@@ -184,6 +190,10 @@ async function initActivationSteps(
   } finally {
     runner.unload(handle);
   }
+  for (const [tensor, { sums, values }] of channelSums) {
+    channelMeans.set(tensor, sums.map((v) => v / (values / sums.length)));
+  }
+  if (acts.length === 0) return channelMeans;
   const search = await runner.load(SEARCH_GRAPH);
   const int64 = (v: number) => new Tensor(new BigInt64Array([BigInt(v)]), []);
   try {
@@ -207,6 +217,26 @@ async function initActivationSteps(
   } finally {
     runner.unload(search);
   }
+  return channelMeans;
+}
+
+/** Adds a tensor's values to its per-channel sums along `axis` (float64, in the order they come). */
+function addChannelSums(
+  t: Tensor,
+  axis: number,
+  into: Map<string, { sums: Float64Array; values: number }>,
+  key: string,
+): void {
+  const channels = t.shape[axis], inner = t.shape.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const entry = into.get(key) ?? { sums: new Float64Array(channels), values: 0 };
+  into.set(key, entry);
+  const d = t.data as Float32Array;
+  for (let i = 0; i < d.length; i += inner) {
+    let s = 0;
+    for (let j = i; j < i + inner; j++) s += d[j];
+    entry.sums[(i / inner) % channels] += s;
+  }
+  entry.values += d.length;
 }
 
 function nearestRows(q: WeightQuantizer): Float32Array {
@@ -257,6 +287,8 @@ export class QuantizationRun {
   private quantIn: ActivationCache;
   private targets?: ActivationCache;
   private readonly finalRows = new Map<string, Float32Array>();
+  /** With biasCorrection, each corrected layer's correction, by weight name (set by calibrate). */
+  private readonly corrections = new Map<string, BiasCorrection>();
   private readonly reports: QuantizationReport["blocks"] = [];
   private readonly trainCount: number;
   private readonly started = performance.now();
@@ -348,10 +380,39 @@ export class QuantizationRun {
     return new QuantizationRun(model, calib, o, weights, acts, plan, print, threads, mixed?.report);
   }
 
-  /** @internal Sets the activation quantizers' steps from the float model's activations. */
-  calibrate(): Promise<void> {
+  /**
+   * @internal Sets the activation quantizers' steps from the float model's
+   * activations, and with biasCorrection the corrected layers' input means.
+   */
+  async calibrate(): Promise<void> {
     this.o.onProgress?.({ phase: "calibrate" });
-    return this.work((runner) => initActivationSteps(runner, this.plan, this.acts, this.calib));
+    const corrected = this.o.biasCorrection ? correctableLayers(this.plan.graph, this.weights) : [];
+    const inputs = new Map(corrected.map((l) => [l.input, { tensor: l.input, axis: l.axis }]));
+    const means = await this.work((runner) =>
+      initActivationSteps(runner, this.plan, this.acts, this.calib, [...inputs.values()])
+    );
+    for (const c of biasCorrections(corrected, means)) this.corrections.set(c.q.layer.weight, c);
+  }
+
+  /** The layers' final weights (their own layout) and, where corrected, their biases, by tensor name. */
+  private finalTensors(layers: WeightQuantizer[]): Map<string, Tensor> {
+    const out = new Map(
+      layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
+    );
+    for (const [name, values] of this.correctedBiases(layers)) {
+      out.set(name, new Tensor(values, [values.length]));
+    }
+    return out;
+  }
+
+  /** The corrected layers' biases for their final weights, by bias name. */
+  private correctedBiases(layers: WeightQuantizer[]): Map<string, Float32Array> {
+    const out = new Map<string, Float32Array>();
+    for (const q of layers) {
+      const c = this.corrections.get(q.layer.weight);
+      if (c) out.set(c.bias.name, correctedBias(c, this.finalRows.get(q.layer.weight)!));
+    }
+    return out;
   }
 
   /**
@@ -543,15 +604,13 @@ export class QuantizationRun {
     }
     if (this.finished) return this.finished;
     const graph = this.plan.graph;
-    const weights = new Map(
-      this.weights.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
-    );
     const quantized = new QuantizedModel(
       this.model,
-      quantizedGraph(graph, weights, this.acts, this.deploy(this.weights)),
+      quantizedGraph(graph, this.finalTensors(this.weights), this.acts, this.deploy(this.weights)),
       this.weights,
       this.finalRows,
       this.acts,
+      this.correctedBiases(this.weights),
     );
     let fidelity: Fidelity | undefined;
     if (this.holdout > 0) {
@@ -631,6 +690,7 @@ export class QuantizationRun {
         this.o,
         this.plan.trainingSamples,
         partSizes,
+        layers.flatMap((q) => this.corrections.get(q.layer.weight) ?? []),
       );
     }
   }
@@ -645,13 +705,10 @@ export class QuantizationRun {
         this.finalRows.set(q.layer.weight, trained?.get(q.layer.weight) ?? nearestRows(q));
       }
     }
-    const weights = new Map(
-      layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
-    );
     const quantOut = this.cache(this.targets!.sampleShape);
     await runChunks(
       runner,
-      quantizedGraph(graph, weights, acts, this.deploy(layers)),
+      quantizedGraph(graph, this.finalTensors(layers), acts, this.deploy(layers)),
       this.quantIn,
       quantOut,
       this.plan.forwardSamples,

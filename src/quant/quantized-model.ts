@@ -112,6 +112,8 @@ export interface QuantizedWeight {
   range: [number, number];
   /** Deploy form: the layer's bias as int32 levels on the grid s_x·s_w[c] (one per output channel). */
   bias?: { name: string; levels: Int32Array; scale: Float32Array };
+  /** With biasCorrection: the layer's corrected float bias, which replaces its own. */
+  correctedBias?: { name: string; values: Float32Array };
 }
 
 /** Writers of a quantized model's files; src/export registers them (it depends on quant, not the reverse). */
@@ -174,6 +176,9 @@ export class QuantizedModel {
     readonly finalRows: Map<string, Float32Array>,
     /** @internal */
     readonly activations: ActivationQuantizer[],
+    /** The corrected layers' float biases (biasCorrection), by bias name. */
+    /** @internal */
+    readonly biases: Map<string, Float32Array> = new Map(),
   ) {}
 
   /** The engine of the simulated graph, made on first use. */
@@ -232,15 +237,22 @@ export class QuantizedModel {
         zero: q.zero,
         range: [rows.reduce((a, b) => Math.min(a, b)), rows.reduce((a, b) => Math.max(a, b))],
         bias: deploy ? this.biasLevels(q) : undefined,
+        correctedBias: this.correctedBias(q),
       };
     });
+  }
+
+  private correctedBias(q: WeightQuantizer): QuantizedWeight["correctedBias"] {
+    const name = layerBias(this.float.graph, q)?.name;
+    const values = name === undefined ? undefined : this.biases.get(name);
+    return name !== undefined && values ? { name, values } : undefined;
   }
 
   private biasLevels(q: WeightQuantizer): QuantizedWeight["bias"] {
     const input = this.activations.find((a) => a.tensor === q.layer.node.inputs[0]);
     const bias = layerBias(this.float.graph, q);
     if (!input || !bias) return undefined;
-    const { levels, scale } = biasLevels(bias.values, input.step, q.scale);
+    const { levels, scale } = biasLevels(this.biases.get(bias.name) ?? bias.values, input.step, q.scale);
     return { name: bias.name, levels, scale };
   }
 

@@ -27,6 +27,7 @@ import {
   roundingBackward,
 } from "../kernels/quant-round.ts";
 import { Tensor } from "../tensor.ts";
+import type { BiasCorrection } from "./bias-correction.ts";
 import type { ActivationCache } from "./cache.ts";
 import type { ActivationQuantizer, WeightQuantizer } from "./layers.ts";
 import { type QuantizeOptions, sigmaAt } from "./options.ts";
@@ -174,6 +175,8 @@ export class BlockTrainer {
     maxShard = Infinity,
     /** Values per sample of each output a block packs (packedParts), in packing order. */
     partSizes: number[] = [],
+    /** The bias corrections of the block's corrected layers. */
+    corrections: BiasCorrection[] = [],
   ) {
     this.rounding = o.rounding === "adaround" ? "adaround" : "attention";
     const graph = trainingGraph(
@@ -183,6 +186,7 @@ export class BlockTrainer {
       o.activationDrop,
       o.exportForm === "deploy",
       partSizes.length > 1 ? partWeights(targets, partSizes) : undefined,
+      corrections,
     );
     const wrt = [...layers.map(roundedInput), ...acts.map((a) => stepName(a.tensor))];
     const withGrads = addGradients(graph, LOSS, wrt);

@@ -13,7 +13,7 @@ import { type ActivationQuantizer, type WeightQuantizer } from "./layers.ts";
 import { inversePerm, toRowsPerm } from "../layout.ts";
 import { TRAINING_DOMAIN } from "../engine/registry.ts";
 import { foldedActivation, integerGraph, layerBias } from "./deploy.ts";
-import { type BiasCorrection, withCorrections } from "./bias-correction.ts";
+import type { BiasCorrection } from "./bias-correction.ts";
 
 function node(
   name: string,
@@ -208,6 +208,45 @@ function isRowsLayout(q: WeightQuantizer): boolean {
 }
 
 /**
+ * Each corrected layer's output followed by the correction of its rounded
+ * weight (a graph input, rows layout): y + (Σ w·μ − Σ ŵ·μ), broadcast along
+ * the output's channel axis, differentiable in ŵ.
+ */
+function withCorrections(graph: Graph, corrections: BiasCorrection[]): Graph {
+  if (corrections.length === 0) return graph;
+  const initializers = new Map(graph.initializers);
+  const after = new Map<string, Node[]>();
+  for (const c of corrections) {
+    const { q } = c, w = q.layer.weight, m = q.rowsShape[0], k = c.means.length / m;
+    const y = q.layer.node.outputs[0], name = (s: string) => `${w}:correction_${s}`;
+    // Conv and ConvTranspose outputs [n, m, ...spatial], Gemm's [n, m].
+    const rank = q.layer.kind === "Gemm" ? 2 : q.layer.weightShape.length;
+    const shape = Array.from({ length: rank }, (_, i) => (i === 1 ? m : 1));
+    initializers.set(name("means"), new Tensor(c.means, q.rowsShape));
+    initializers.set(name("ones"), new Tensor(new Float32Array(k).fill(1), [k, 1]));
+    initializers.set(name("offset"), new Tensor(c.offset, [m, 1]));
+    initializers.set(name("matrix_shape"), new Tensor(new BigInt64Array([BigInt(m), BigInt(k)]), [2]));
+    initializers.set(name("shape"), new Tensor(BigInt64Array.from(shape, BigInt), [rank]));
+    const onnx = (op: string, inputs: string[], output: string) =>
+      node(`${output}:node`, op, inputs, [output], [], "");
+    after.set(q.layer.node.name, [
+      onnx("Mul", [roundedInput(q), name("means")], name("products")),
+      onnx("Reshape", [name("products"), name("matrix_shape")], name("matrix")),
+      onnx("MatMul", [name("matrix"), name("ones")], name("sums")),
+      onnx("Sub", [name("offset"), name("sums")], name("column")),
+      onnx("Reshape", [name("column"), name("shape")], name("value")),
+      onnx("Add", [`${y}:uncorrected`, name("value")], y),
+    ]);
+  }
+  const nodes = graph.nodes.flatMap((n) => {
+    const correction = after.get(n.name);
+    if (!correction) return [n];
+    return [{ ...n, outputs: [`${n.outputs[0]}:uncorrected`, ...n.outputs.slice(1)] }, ...correction];
+  });
+  return { ...graph, nodes, initializers };
+}
+
+/**
  * A block's training graph: the rounded weights of `layers` (rows layout,
  * transposed back where needed) and the activation steps as inputs, loss =
  * MSE(block output, target), each output value and its target first
@@ -257,7 +296,6 @@ export function trainingGraph(
   const withWeights = withCorrections(
     { ...base, nodes: [...nodes, ...blockNodes], initializers, inputs },
     corrections,
-    roundedInput,
   );
   const withActs = withActivationQuantizers(withWeights, acts, activationDrop, deploy);
   const compared = [block.outputs[0].name, TARGET];

@@ -134,8 +134,7 @@ async function initActivationSteps(
   calib: CalibrationSet,
   means: { tensor: string; axis: number }[] = [],
 ): Promise<Map<string, Float64Array>> {
-  const channelMeans = new Map<string, Float64Array>();
-  if (acts.length === 0 && means.length === 0) return channelMeans;
+  if (acts.length === 0 && means.length === 0) return new Map();
   const channelSums = new Map<string, { sums: Float64Array; values: number }>();
   const { graph } = plan;
   const outputs = [...new Set([...acts.map((a) => a.tensor), ...means.map((m) => m.tensor)])];
@@ -190,9 +189,11 @@ async function initActivationSteps(
   } finally {
     runner.unload(handle);
   }
-  for (const [tensor, { sums, values }] of channelSums) {
-    channelMeans.set(tensor, sums.map((v) => v / (values / sums.length)));
-  }
+  const channelMeans = new Map(
+    [...channelSums].map((
+      [tensor, { sums, values }],
+    ) => [tensor, sums.map((v) => v / (values / sums.length))]),
+  );
   if (acts.length === 0) return channelMeans;
   const search = await runner.load(SEARCH_GRAPH);
   const int64 = (v: number) => new Tensor(new BigInt64Array([BigInt(v)]), []);
@@ -395,11 +396,14 @@ export class QuantizationRun {
   }
 
   /** The layers' final weights (their own layout) and, where corrected, their biases, by tensor name. */
-  private finalTensors(layers: WeightQuantizer[]): Map<string, Tensor> {
+  private finalTensors(
+    layers: WeightQuantizer[],
+    biases = this.correctedBiases(layers),
+  ): Map<string, Tensor> {
     const out = new Map(
       layers.map((q) => [q.layer.weight, originalLayout(q, this.finalRows.get(q.layer.weight)!)]),
     );
-    for (const [name, values] of this.correctedBiases(layers)) {
+    for (const [name, values] of biases) {
       out.set(name, new Tensor(values, [values.length]));
     }
     return out;
@@ -603,14 +607,14 @@ export class QuantizationRun {
       );
     }
     if (this.finished) return this.finished;
-    const graph = this.plan.graph;
+    const graph = this.plan.graph, biases = this.correctedBiases(this.weights);
     const quantized = new QuantizedModel(
       this.model,
-      quantizedGraph(graph, this.finalTensors(this.weights), this.acts, this.deploy(this.weights)),
+      quantizedGraph(graph, this.finalTensors(this.weights, biases), this.acts, this.deploy(this.weights)),
       this.weights,
       this.finalRows,
       this.acts,
-      this.correctedBiases(this.weights),
+      biases,
     );
     let fidelity: Fidelity | undefined;
     if (this.holdout > 0) {

@@ -243,9 +243,9 @@ export class QuantizedModel {
   }
 
   private correctedBias(q: WeightQuantizer): QuantizedWeight["correctedBias"] {
-    const name = layerBias(this.float.graph, q)?.name;
-    const values = name === undefined ? undefined : this.biases.get(name);
-    return name !== undefined && values ? { name, values } : undefined;
+    const name = layerBias(this.float.graph, q)?.name ?? "";
+    const values = this.biases.get(name);
+    return values && { name, values };
   }
 
   private biasLevels(q: WeightQuantizer): QuantizedWeight["bias"] {
